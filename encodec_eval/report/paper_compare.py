@@ -1,0 +1,315 @@
+"""Our ablation and benchmark results beside the EnCodec paper's tables, and which of its findings they reproduce.
+
+The notebooks only draw what these functions compute, so every sentence about "reproduced" or "not reproduced" is
+derived from the data and unit-tested here.
+
+Absolute numbers of a small CPU-budget training run are not comparable with the paper's 300-epoch GPU models, so
+ablation findings are judged on *directions*: for each pair of rows the paper compares (e.g. balancer on against off
+for the same loss weights) we check whether our difference has the paper's sign.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+from typing import Iterable, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+from encodec_eval.paper import load_table
+from encodec_eval.report.stats import bootstrap_interval
+
+# --------------------------------------------------------------------------------------------------------------------
+# Paper rows and the keys our ablations are matched on
+# --------------------------------------------------------------------------------------------------------------------
+
+ABLATION_TABLES = ("table2", "table3", "tableA3", "tableA4")
+
+# Which metrics of each ablation table are compared, and the smallest difference that counts as a direction
+# (smaller differences in the paper are reported as "no clear difference" and not scored).
+ABLATION_METRICS: dict[str, tuple[str, ...]] = {
+    "table2": ("si_snr_db", "visqol"),
+    "table3": ("si_snr_db", "visqol"),
+    "tableA3": ("si_snr_db", "visqol", "rtf_encode", "rtf_decode"),
+    "tableA4": ("si_snr_db", "visqol"),
+}
+TIE_TOLERANCE: dict[str, float] = {"si_snr_db": 0.05, "visqol": 0.005, "rtf_encode": 0.05, "rtf_decode": 0.05}
+HIGHER_IS_BETTER: dict[str, bool] = {"si_snr_db": True, "visqol": True, "rtf_encode": True, "rtf_decode": True}
+METRIC_LABELS: dict[str, str] = {
+    "si_snr_db": "SI-SNR (dB)",
+    "visqol": "ViSQOL",
+    "rtf_encode": "encode RTF (x real time)",
+    "rtf_decode": "decode RTF (x real time)",
+}
+
+
+class PaperCompareError(ValueError):
+    """Our results lack what a comparison needs (a column, a matching row); the message names it."""
+
+
+def _fmt_weight(value: float) -> str:
+    return f"{float(value):g}"
+
+
+def balancer_key(lambda_t: float, lambda_f: float, lambda_g: float, lambda_feat: float, balancer: bool) -> str:
+    """Row key of Table A.4: the four loss weights and whether the balancer is on."""
+    weights = "/".join(_fmt_weight(v) for v in (lambda_t, lambda_f, lambda_g, lambda_feat))
+    return f"weights t/f/g/feat={weights}, balancer {'on' if balancer else 'off'}"
+
+
+def architecture_key(channels: int, lstm_layers: int, residual_units: int, norm: str) -> str:
+    """Row key of Table A.3, from the variant's parameters rather than the paper's free-text label."""
+    return f"C={int(channels)}, lstm={int(lstm_layers)}, res={int(residual_units)}, norm={norm}"
+
+
+def streamable_key(model: str, streamable: bool) -> str:
+    """Row key of Table 3."""
+    return f"{model} {'streamable' if streamable else 'non-streamable'}"
+
+
+def paper_rows(table_id: str) -> pd.DataFrame:
+    """One of the ablation tables with a ``paper_key`` column that our rows are matched on."""
+    frame = load_table(table_id).copy()
+    if table_id == "table2":
+        frame["paper_key"] = frame["discriminator"]
+    elif table_id == "table3":
+        frame["paper_key"] = [streamable_key(m, s) for m, s in zip(frame["model"], frame["streamable"])]
+    elif table_id == "tableA3":
+        frame["paper_key"] = [
+            architecture_key(*vals) for vals in
+            frame[["channels", "lstm_layers", "residual_units", "norm"]].itertuples(index=False)]
+    elif table_id == "tableA4":
+        frame["paper_key"] = [
+            balancer_key(*vals) for vals in
+            frame[["lambda_t", "lambda_f", "lambda_g", "lambda_feat", "balancer"]].itertuples(index=False)]
+    else:
+        raise PaperCompareError(f"{table_id!r} is not an ablation table; choose from {', '.join(ABLATION_TABLES)}")
+    return frame
+
+
+def paper_pairs(table_id: str, keys: Sequence[str]) -> list[tuple[str, str]]:
+    """The comparisons the paper makes in a table, restricted to ``keys`` (rows we also have)."""
+    present = list(dict.fromkeys(keys))
+    if table_id == "tableA3":
+        base = architecture_key(32, 2, 1, "weight_norm")
+        return [(k, base) for k in present if k != base and base in present]
+    if table_id == "tableA4":
+        return [(k, k.replace("balancer on", "balancer off")) for k in present
+                if k.endswith("balancer on") and k.replace("balancer on", "balancer off") in present]
+    return list(itertools.combinations(present, 2))
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Ablations: ours beside the paper
+# --------------------------------------------------------------------------------------------------------------------
+
+def ablations_beside_paper(ours: pd.DataFrame) -> pd.DataFrame:
+    """Long table: one row per (paper table, paper row, metric) that we also measured, our value beside the paper's.
+
+    ``ours`` needs ``paper_table`` and ``paper_key`` columns (see :func:`match_ablations`) and metric columns named as
+    in the paper tables (``si_snr_db``, ``visqol``, ``rtf_encode``, ``rtf_decode``). Several of our rows for one paper
+    row (e.g. seeds) are averaged and counted in ``n_runs``.
+    """
+    for column in ("paper_table", "paper_key", "ablation"):
+        if column not in ours.columns:
+            raise PaperCompareError(f"our ablation rows have no {column!r} column; run match_ablations first")
+    out = []
+    for table_id in ABLATION_TABLES:
+        mine = ours[ours["paper_table"] == table_id]
+        if mine.empty:
+            continue
+        paper = paper_rows(table_id).set_index("paper_key")
+        for metric in ABLATION_METRICS[table_id]:
+            if metric not in mine.columns:
+                continue
+            for key, group in mine.groupby("paper_key", sort=False):
+                values = pd.to_numeric(group[metric], errors="coerce")
+                if key not in paper.index:
+                    raise PaperCompareError(f"{table_id}: our row key {key!r} is not a row of the paper's table")
+                out.append({
+                    "paper_table": table_id,
+                    "paper_key": key,
+                    "ablation": ", ".join(map(str, group["ablation"])),
+                    "metric": metric,
+                    "paper_value": float(paper.loc[key, metric]),
+                    "our_value": float(values.mean()) if values.notna().any() else math.nan,
+                    "n_runs": int(values.notna().sum()),
+                })
+    return pd.DataFrame(out, columns=["paper_table", "paper_key", "ablation", "metric", "paper_value", "our_value",
+                                      "n_runs"])
+
+
+def _direction(diff: float, tol: float) -> int:
+    if not np.isfinite(diff):
+        return 0
+    return 0 if abs(diff) <= tol else int(np.sign(diff))
+
+
+def _relation(direction: int) -> str:
+    return {1: "higher than", -1: "lower than", 0: "about equal to"}[direction]
+
+
+def ablation_findings(beside: pd.DataFrame) -> pd.DataFrame:
+    """Every comparison the paper makes among rows we have, with whether our runs show the same direction.
+
+    ``reproduced`` is True/False where the paper shows a difference larger than :data:`TIE_TOLERANCE` and our value
+    exists; it is NaN (not scored) when the paper shows no clear difference or we did not measure the metric.
+    """
+    rows = []
+    for (table_id, metric), group in beside.groupby(["paper_table", "metric"], sort=False):
+        by_key = group.set_index("paper_key")
+        tol = TIE_TOLERANCE.get(metric, 0.0)
+        for a, b in paper_pairs(table_id, list(by_key.index)):
+            paper_diff = by_key.loc[a, "paper_value"] - by_key.loc[b, "paper_value"]
+            our_diff = by_key.loc[a, "our_value"] - by_key.loc[b, "our_value"]
+            paper_dir = _direction(paper_diff, tol)
+            measured = bool(np.isfinite(our_diff))
+            our_dir = _direction(our_diff, tol) if measured else 0
+            if paper_dir == 0 or not measured:
+                reproduced: Optional[bool] = None
+            else:
+                reproduced = our_dir == paper_dir
+            label = METRIC_LABELS.get(metric, metric)
+            if not measured:
+                verdict = "not measured by our runs"
+            elif reproduced is None:
+                verdict = "not scored: the paper shows no clear difference"
+            else:
+                verdict = "reproduced" if reproduced else "NOT reproduced"
+            statement = (
+                f"{label}: {a} is {_relation(paper_dir)} {b} in the paper "
+                f"({by_key.loc[a, 'paper_value']:.2f} vs {by_key.loc[b, 'paper_value']:.2f})"
+                + (f"; ours {by_key.loc[a, 'our_value']:.2f} vs {by_key.loc[b, 'our_value']:.2f}" if measured else "")
+                + f" -> {verdict}"
+            )
+            rows.append({
+                "paper_table": table_id, "metric": metric, "row_a": a, "row_b": b,
+                "paper_diff": float(paper_diff), "our_diff": float(our_diff) if measured else math.nan,
+                "paper_direction": paper_dir, "our_direction": our_dir if measured else math.nan,
+                "reproduced": reproduced, "statement": statement,
+            })
+    frame = pd.DataFrame(rows, columns=["paper_table", "metric", "row_a", "row_b", "paper_diff", "our_diff",
+                                        "paper_direction", "our_direction", "reproduced", "statement"])
+    frame["reproduced"] = frame["reproduced"].astype("boolean")
+    return frame
+
+
+def findings_summary(findings: pd.DataFrame) -> pd.DataFrame:
+    """Per table and metric: how many of the paper's comparisons were scored and how many our runs reproduce."""
+    scored = findings.dropna(subset=["reproduced"])
+    summary = (findings.groupby(["paper_table", "metric"], sort=False)
+               .agg(comparisons=("statement", "size"))
+               .join(scored.groupby(["paper_table", "metric"], sort=False)
+                     .agg(scored=("reproduced", "size"), reproduced=("reproduced", "sum")))
+               .fillna({"scored": 0, "reproduced": 0})
+               .astype({"scored": int, "reproduced": int})
+               .reset_index())
+    summary["share_reproduced"] = summary["reproduced"] / summary["scored"].replace(0, np.nan)
+    return summary
+
+
+def describe_findings(findings: pd.DataFrame) -> list[str]:
+    """Plain sentences, one per table and metric, saying what our runs reproduce; computed, never typed in."""
+    sentences = []
+    for _, row in findings_summary(findings).iterrows():
+        label = METRIC_LABELS.get(row["metric"], row["metric"])
+        table = load_table(row["paper_table"]).attrs["label"]
+        if row["scored"] == 0:
+            sentences.append(f"{table}, {label}: nothing to score ({row['comparisons']} comparisons, none with both "
+                             "a clear difference in the paper and a value from our runs).")
+            continue
+        share = row["reproduced"] / row["scored"]
+        word = "reproduced" if share == 1 else "not reproduced" if share == 0 else "partly reproduced"
+        sentences.append(f"{table}, {label}: {word} — our runs show the paper's direction in {row['reproduced']} of "
+                         f"{row['scored']} scored comparisons.")
+    return sentences
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Benchmark runs: rate-quality curves, real-time factors, listener scores
+# --------------------------------------------------------------------------------------------------------------------
+
+def rate_quality(rows: pd.DataFrame, metric: str, rate: str = "nominal_kbps",
+                 by: Sequence[str] = ("category", "codec"), confidence: float = 0.95,
+                 n_boot: int = 2000) -> pd.DataFrame:
+    """Mean of ``metric`` per group and bitrate with a percentile-bootstrap interval over items (NaN rows dropped)."""
+    missing = [c for c in (metric, rate, *by) if c not in rows.columns]
+    if missing:
+        raise PaperCompareError(f"rows have no column(s) {missing}; available: {', '.join(rows.columns)}")
+    out = []
+    for keys, group in rows.groupby([*by, rate], sort=True, dropna=True):
+        values = pd.to_numeric(group[metric], errors="coerce").to_numpy()
+        interval = bootstrap_interval(values, confidence=confidence, n_boot=n_boot)
+        out.append({**dict(zip([*by, rate], keys)), "metric": metric, "mean": interval.mean,
+                    "low": interval.low, "high": interval.high, "n": interval.n,
+                    "n_missing": int(np.isnan(values.astype(float)).sum())})
+    return pd.DataFrame(out)
+
+
+@dataclass(frozen=True)
+class RtfColumns:
+    """Where a run stores encode/decode speed and in which convention."""
+
+    encode: str
+    decode: str
+    duration_over_time: bool  # True: the paper's convention (greater than 1 = faster than real time)
+
+
+def rtf_beside_paper(rows: pd.DataFrame, columns: RtfColumns, codec: str = "codec", rate: str = "nominal_kbps",
+                     at_kbps: float = 6.0) -> pd.DataFrame:
+    """Our median encode/decode speed per codec at ``at_kbps`` in the paper's convention, beside Table 5."""
+    for column in (columns.encode, columns.decode, codec, rate):
+        if column not in rows.columns:
+            raise PaperCompareError(f"rows have no {column!r} column; available: {', '.join(rows.columns)}")
+    at = rows[np.isclose(pd.to_numeric(rows[rate], errors="coerce"), at_kbps)]
+    ours = at.groupby(codec).agg(rtf_encode=(columns.encode, "median"), rtf_decode=(columns.decode, "median"),
+                                 n=(columns.encode, "count")).reset_index()
+    if not columns.duration_over_time:
+        ours[["rtf_encode", "rtf_decode"]] = 1.0 / ours[["rtf_encode", "rtf_decode"]]
+    ours.insert(0, "source", "ours")
+    ours = ours.rename(columns={codec: "model"})
+    paper = load_table("table5")
+    paper = paper.assign(source="paper (Table 5, 2019 MacBook Pro, 1 thread)",
+                         model=paper["model"] + " " + paper["sample_rate_khz"].astype(str) + " kHz")
+    keep = ["source", "model", "rtf_encode", "rtf_decode", "rtf_encode_entropy_coded", "rtf_decode_entropy_coded",
+            "initial_latency_ms"]
+    return pd.concat([paper[keep], ours], ignore_index=True)
+
+
+def mushra_scores(ratings: pd.DataFrame, condition: str = "condition", score: str = "score",
+                  participant: Optional[str] = "participant", item: Optional[str] = "item") -> pd.DataFrame:
+    """Mean listener score per condition (and per item when ``item`` is given), participant-clustered bootstrap CI."""
+    group_cols = [condition] + ([item] if item else [])
+    out = []
+    for keys, group in ratings.groupby(group_cols, sort=True):
+        keys = keys if isinstance(keys, tuple) else (keys,)
+        clusters = group[participant].to_numpy() if participant else None
+        interval = bootstrap_interval(group[score].to_numpy(dtype=float), clusters=clusters)
+        out.append({**dict(zip(group_cols, keys)), "mushra_mean": interval.mean, "mushra_low": interval.low,
+                    "mushra_high": interval.high, "n_ratings": interval.n})
+    return pd.DataFrame(out)
+
+
+def objective_vs_mushra(rows: pd.DataFrame, mushra: pd.DataFrame, metrics: Iterable[str],
+                        keys: Sequence[str] = ("condition", "item")) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Join per-(condition, item) objective scores with listener means; Pearson and Spearman r per metric.
+
+    Returns (joined table, correlations). Correlations need at least 3 pairs; otherwise they are NaN with the count.
+    """
+    metrics = [m for m in metrics if m in rows.columns]
+    if not metrics:
+        raise PaperCompareError("none of the requested metrics is a column of the rows")
+    objective = rows.groupby(list(keys))[metrics].mean().reset_index()
+    joined = objective.merge(mushra, on=list(keys), how="inner")
+    corr = []
+    for metric in metrics:
+        pair = joined[[metric, "mushra_mean"]].apply(pd.to_numeric, errors="coerce").dropna()
+        enough = len(pair) >= 3 and pair[metric].nunique() > 1 and pair["mushra_mean"].nunique() > 1
+        corr.append({
+            "metric": metric, "n_pairs": len(pair),
+            "pearson_r": pair[metric].corr(pair["mushra_mean"], method="pearson") if enough else math.nan,
+            "spearman_rho": pair[metric].corr(pair["mushra_mean"], method="spearman") if enough else math.nan,
+        })
+    return joined, pd.DataFrame(corr)

@@ -1,0 +1,140 @@
+"""Comparison logic behind the notebooks: matching, directions of findings, intervals, correlations."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from encodec_eval.report import paper_compare as pc
+
+
+def _ours(rows):
+    return pd.DataFrame(rows, columns=["ablation", "paper_table", "paper_key", "si_snr_db", "visqol"])
+
+
+def test_paper_keys_are_unique_per_table():
+    for table_id in pc.ABLATION_TABLES:
+        keys = pc.paper_rows(table_id)["paper_key"]
+        assert keys.is_unique, table_id
+
+
+def test_balancer_findings_follow_the_sign_of_our_differences():
+    on = pc.balancer_key(1, 1, 1, 1, True)
+    off = pc.balancer_key(1, 1, 1, 1, False)
+    on2 = pc.balancer_key(1, 2, 100, 1, True)
+    off2 = pc.balancer_key(1, 2, 100, 1, False)
+    ours = _ours([
+        ("bal_on", "tableA4", on, 5.0, np.nan),      # paper: on 10.32 > off 6.16 ; ours on > off
+        ("bal_off", "tableA4", off, 3.0, np.nan),
+        ("bal_on_g100", "tableA4", on2, -1.0, np.nan),  # paper: on 8.41 > off -35.83 ; ours on < off
+        ("bal_off_g100", "tableA4", off2, 2.0, np.nan),
+    ])
+    beside = pc.ablations_beside_paper(ours)
+    assert set(beside["metric"]) == {"si_snr_db", "visqol"}
+    assert beside.loc[beside["paper_key"] == on2, "paper_value"].tolist() == [8.41, 4.05]
+    findings = pc.ablation_findings(beside)
+    snr = findings[findings["metric"] == "si_snr_db"].set_index("row_a")
+    assert len(snr) == 2  # only on-vs-off pairs with the same weights
+    assert bool(snr.loc[on, "reproduced"]) is True
+    assert bool(snr.loc[on2, "reproduced"]) is False
+    assert "NOT reproduced" in snr.loc[on2, "statement"] and "8.41 vs -35.83" in snr.loc[on2, "statement"]
+    visqol = findings[findings["metric"] == "visqol"]
+    assert visqol["reproduced"].isna().all()  # we did not measure ViSQOL: not scored, never guessed
+    assert visqol["statement"].str.contains("not measured").all()
+
+    summary = pc.findings_summary(findings).set_index("metric")
+    assert summary.loc["si_snr_db", "scored"] == 2 and summary.loc["si_snr_db", "reproduced"] == 1
+    assert summary.loc["visqol", "scored"] == 0
+    sentences = pc.describe_findings(findings)
+    assert any("Table A.4" in s and "partly reproduced" in s and "1 of 2" in s for s in sentences)
+    assert any("nothing to score" in s for s in sentences)
+
+
+def test_paper_ties_are_not_scored():
+    # Table A.3: "LSTM = 0" and the base have the same ViSQOL (4.35) in the paper
+    base = pc.architecture_key(32, 2, 1, "weight_norm")
+    no_lstm = pc.architecture_key(32, 0, 1, "weight_norm")
+    ours = _ours([("base", "tableA3", base, 3.0, 3.0), ("no_lstm", "tableA3", no_lstm, 2.0, 3.5)])
+    findings = pc.ablation_findings(pc.ablations_beside_paper(ours)).set_index("metric")
+    assert bool(findings.loc["si_snr_db", "reproduced"]) is True  # paper 6.40 < 6.67, ours 2 < 3
+    assert pd.isna(findings.loc["visqol", "reproduced"])
+    assert "no clear difference" in findings.loc["visqol", "statement"]
+
+
+def test_table2_compares_every_pair_and_averages_seeds():
+    ours = _ours([
+        ("msstft_seed0", "table2", "MS-STFT", 4.0, 4.0),
+        ("msstft_seed1", "table2", "MS-STFT", 6.0, 4.2),
+        ("mpd", "table2", "MPD", 7.0, 3.0),
+        ("msd", "table2", "MSD+Mono-STFT", 1.0, 2.0),
+    ])
+    beside = pc.ablations_beside_paper(ours)
+    ms = beside[(beside["paper_key"] == "MS-STFT") & (beside["metric"] == "si_snr_db")].iloc[0]
+    assert ms["our_value"] == 5.0 and ms["n_runs"] == 2
+    findings = pc.ablation_findings(beside)
+    assert len(findings[findings["metric"] == "si_snr_db"]) == 3  # pairs among the three rows we have
+
+
+def test_unknown_key_and_missing_columns_are_clear_errors():
+    with pytest.raises(pc.PaperCompareError, match="not a row"):
+        pc.ablations_beside_paper(_ours([("x", "table2", "HiFiGAN", 1.0, 1.0)]))
+    with pytest.raises(pc.PaperCompareError, match="paper_key"):
+        pc.ablations_beside_paper(pd.DataFrame({"ablation": ["x"], "paper_table": ["table2"]}))
+    with pytest.raises(pc.PaperCompareError, match="not an ablation table"):
+        pc.paper_rows("table1")
+
+
+def test_rate_quality_gives_bootstrap_bands_and_counts_nans():
+    rng = np.random.default_rng(0)
+    rows = pd.DataFrame({
+        "category": ["speech"] * 20 + ["music"] * 20,
+        "codec": "encodec",
+        "nominal_kbps": [6.0] * 40,
+        "si_snr_db": np.r_[rng.normal(5, 1, 19), np.nan, rng.normal(2, 1, 20)],
+    })
+    curve = pc.rate_quality(rows, "si_snr_db").set_index("category")
+    assert curve.loc["speech", "n"] == 19 and curve.loc["speech", "n_missing"] == 1
+    for cat in ("speech", "music"):
+        assert curve.loc[cat, "low"] < curve.loc[cat, "mean"] < curve.loc[cat, "high"]
+    assert abs(curve.loc["music", "mean"] - rows.loc[rows.category == "music", "si_snr_db"].mean()) < 1e-12
+    with pytest.raises(pc.PaperCompareError, match="pesq"):
+        pc.rate_quality(rows, "pesq")
+
+
+def test_rtf_is_converted_to_the_papers_convention():
+    rows = pd.DataFrame({"codec": ["encodec"] * 3 + ["opus"] * 3, "nominal_kbps": [6.0] * 6,
+                         "enc_time_over_dur": [0.1, 0.2, 0.5, 0.01, 0.01, 0.02],
+                         "dec_time_over_dur": [0.25, 0.25, 0.25, 0.01, 0.02, 0.02]})
+    table = pc.rtf_beside_paper(rows, pc.RtfColumns("enc_time_over_dur", "dec_time_over_dur", False))
+    ours = table[table["source"] == "ours"].set_index("model")
+    assert ours.loc["encodec", "rtf_encode"] == pytest.approx(5.0)  # 1 / median(0.1, 0.2, 0.5)
+    assert ours.loc["encodec", "rtf_decode"] == pytest.approx(4.0)
+    paper = table[table["source"].str.startswith("paper")].set_index("model")
+    assert paper.loc["EnCodec 24 kHz", "rtf_encode"] == 9.8
+
+
+def test_mushra_against_objective_metrics_correlates_per_condition_and_item():
+    rng = np.random.default_rng(1)
+    conditions = ["opus@6", "encodec@1.5", "encodec@6", "reference"]
+    quality = {"opus@6": 20, "encodec@1.5": 50, "encodec@6": 80, "reference": 95}
+    ratings = pd.DataFrame([
+        {"participant": f"p{p}", "item": f"i{i}", "condition": c, "score": quality[c] + rng.normal(0, 3)}
+        for p in range(6) for i in range(3) for c in conditions
+    ])
+    mushra = pc.mushra_scores(ratings)
+    assert len(mushra) == 12 and (mushra["n_ratings"] == 6).all()
+    assert (mushra["mushra_low"] <= mushra["mushra_mean"]).all()
+    rows = pd.DataFrame([{"condition": c, "item": f"i{i}", "si_snr_db": quality[c] / 10 + i * 0.01,
+                          "visqol_audio@48k": 5 - quality[c] / 50}
+                         for i in range(3) for c in conditions])
+    joined, corr = pc.objective_vs_mushra(rows, mushra, ["si_snr_db", "visqol_audio@48k", "absent"])
+    assert len(joined) == 12
+    corr = corr.set_index("metric")
+    assert corr.loc["si_snr_db", "pearson_r"] > 0.95
+    assert corr.loc["visqol_audio@48k", "spearman_rho"] < -0.9
+    assert "absent" not in corr.index
+    _, few = pc.objective_vs_mushra(rows[rows["item"] == "i0"].head(2), mushra, ["si_snr_db"])
+    assert math.isnan(few.loc[0, "pearson_r"]) and few.loc[0, "n_pairs"] == 2
