@@ -1,0 +1,255 @@
+"""The entropy-coding language model: predicts each codebook's next code from the previous frame (spec section 4).
+
+Arithmetic coding is only decodable when the decoder sees bit-for-bit the float32 probabilities the encoder saw, so
+every operation mirrors the reference's order on CPU (sin embedding, attention through ``scaled_dot_product_attention``
+with the same float mask, post-norm layers, exact-erf GELU, softmax over a permuted tensor).
+
+The streaming state is where we differ. The reference keeps each layer's past *inputs* and re-projects the whole
+3.5 s window to keys and values at every step. We keep the projected keys and values and project only the new
+frame. A matrix product's rows are not bit-identical across all matrix heights, though: on MKL, products with fewer
+than 16 rows use other kernels than taller ones. So the first steps of a stream (window shorter than ``stable_rows``)
+are projected exactly as the reference does, and later frames are projected inside a ``stable_rows``-high product
+(the new frame plus its predecessors). ``stable_rows`` is measured once per process on the machine
+(``gemm_stable_rows``); when no height gives identical rows the LM falls back to re-projecting the whole window.
+``tests/encodec/test_lm.py`` checks the probabilities against the reference for equality.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from codec.encodec.config import EncodecConfig
+
+#: Official LM checkpoints, by the name of the codec they belong to.
+OFFICIAL_LM_CHECKPOINTS = {
+    "encodec_24khz": "encodec_lm_24khz-1608e3c0.th",
+    "encodec_48khz": "encodec_lm_48khz-7add9fc3.th",
+}
+
+_STABLE_ROWS_CANDIDATES = (16, 32, 64)
+_stable_rows_found: dict[tuple, Optional[int]] = {}
+
+
+class LMWeightsError(ValueError):
+    """LM weights that are missing, unreadable or do not fit the model."""
+
+
+@dataclass
+class LMState:
+    """What a streaming LM remembers between calls."""
+
+    inputs: list[torch.Tensor]  # per layer, its latest inputs [B, n, dim] (the whole window without a kv cache)
+    kv: list[Optional[torch.Tensor]]  # per layer, keys and values of the window [H, B, 2 dim], once cached
+    length: int  # H, frames in the attention window (the reference's state length)
+    offset: int  # time index of the next frame, for the positional embedding
+
+
+def sin_embedding(positions: torch.Tensor, dim: int, max_period: float = 10000) -> torch.Tensor:
+    """Cosines then sines of ``positions / max_period ** (i / (dim/2 - 1))`` (note the -1), float32 like the reference."""
+    half = dim // 2
+    index = torch.arange(half, device=positions.device).view(1, 1, -1)
+    phase = positions / (max_period ** (index / (half - 1)))
+    return torch.cat([torch.cos(phase), torch.sin(phase)], dim=-1)
+
+
+def _project_last(window: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, count: int) -> torch.Tensor:
+    """Project the last ``count`` rows of ``window`` [B, S, dim] inside one product over all of it -> [count, B, out]."""
+    return F.linear(window.transpose(1, 0), weight, bias)[-count:]
+
+
+def gemm_stable_rows(weight: torch.Tensor, bias: torch.Tensor, past_context: int) -> Optional[int]:
+    """The smallest product height from which projected rows no longer depend on the height, on this machine.
+
+    Checks, for random inputs, that every row of products of many heights >= the candidate equals the same row of the
+    full-window product, and that projecting each row at the end of a candidate-high window gives it too.
+    """
+    key = (tuple(weight.shape), weight.dtype, weight.device.type, torch.get_num_threads(), past_context)
+    if key in _stable_rows_found:
+        return _stable_rows_found[key]
+    generator = torch.Generator().manual_seed(1234)
+    x = torch.randn(1, past_context + 1, weight.shape[1], generator=generator).to(weight.device, weight.dtype)
+    total = past_context + 1
+    full = _project_last(x, weight, bias, total)
+    found = None
+    for rows in _STABLE_ROWS_CANDIDATES:
+        if rows > total:
+            break
+        heights = {h for h in (rows, rows + 1, rows + 2, rows + 3, 2 * rows - 1, 2 * rows, 2 * rows + 1, 3 * rows + 5,
+                               100, 127, 128, 129, 200, 255, 256, 257, total - 1, total) if rows <= h <= total}
+        same_heights = all(torch.equal(_project_last(x[:, :h].clone(), weight, bias, h), full[:h]) for h in heights)
+        if same_heights and all(torch.equal(_project_last(x[:, i + 1 - rows:i + 1].clone(), weight, bias, 1), full[i:i + 1])
+                                for i in range(rows - 1, total)):
+            found = rows
+            break
+    _stable_rows_found[key] = found
+    return found
+
+
+class StreamingLayer(nn.Module):
+    """A post-norm transformer layer attending to a window of past frames (the reference's custom layer)."""
+
+    def __init__(self, dim: int, num_heads: int, hidden: int) -> None:
+        super().__init__()
+        # nn.MultiheadAttention only holds the parameters, under the official names; the forward is ours.
+        self.self_attn = nn.MultiheadAttention(dim, num_heads, dropout=0.0, batch_first=True)
+        self.linear1 = nn.Linear(dim, hidden)
+        self.linear2 = nn.Linear(hidden, dim)
+        self.norm1 = nn.LayerNorm(dim)
+        self.norm2 = nn.LayerNorm(dim)
+
+    def kv_projection(self) -> tuple[torch.Tensor, torch.Tensor]:
+        dim = self.norm1.normalized_shape[0]
+        return self.self_attn.in_proj_weight[dim:], self.self_attn.in_proj_bias[dim:]
+
+    def forward(self, x: torch.Tensor, inputs: torch.Tensor, kv: Optional[torch.Tensor], length: int,
+                past_context: int, stable_rows: Optional[int]) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+        """``x`` [B, T, dim] -> output, the inputs to keep, the keys and values to keep (None until cacheable)."""
+        T, dim = x.shape[1], x.shape[2]
+        w_kv, b_kv = self.kv_projection()
+        rows = length + T
+        if stable_rows is None or kv is None:  # the reference's way: ``inputs`` hold the whole window
+            kv = _project_last(torch.cat([inputs, x], dim=1), w_kv, b_kv, rows)
+        else:
+            window = torch.cat([inputs[:, -(stable_rows - 1):], x], dim=1)
+            kv = torch.cat([kv, _project_last(window, w_kv, b_kv, T)], dim=0)
+        q = F.linear(x.transpose(1, 0), self.self_attn.in_proj_weight[:dim], self.self_attn.in_proj_bias[:dim])
+        out = self.norm1(x + self._attend(q, kv, past_context))
+        out = self.norm2(out + self.linear2(F.gelu(self.linear1(out))))
+        keep = past_context if stable_rows is None else stable_rows - 1
+        cacheable = stable_rows is not None and rows >= stable_rows
+        return out, torch.cat([inputs, x], dim=1)[:, -keep:], kv[-past_context:] if cacheable else None
+
+    def _attend(self, q: torch.Tensor, kv: torch.Tensor, past_context: int) -> torch.Tensor:
+        """Attention of queries [T, B, dim] on keys/values [S, B, 2 dim], in F.multi_head_attention_forward's steps."""
+        tgt_len, bsz, dim = q.shape
+        src_len = kv.shape[0]
+        heads = self.self_attn.num_heads
+        head_dim = dim // heads
+        kv = kv.unflatten(-1, (2, dim)).unsqueeze(0).transpose(0, -2).squeeze(-2).contiguous()
+        k, v = kv[0], kv[1]
+        q_pos = torch.arange(src_len - tgt_len, src_len, device=q.device).view(-1, 1)
+        k_pos = torch.arange(src_len, device=q.device).view(1, -1)
+        delta = q_pos - k_pos
+        allowed = (delta >= 0) & (delta <= past_context)
+        mask = torch.zeros(allowed.shape, dtype=q.dtype, device=q.device).masked_fill_(~allowed, float("-inf"))
+        q = q.view(tgt_len, bsz * heads, head_dim).transpose(0, 1).view(bsz, heads, tgt_len, head_dim)
+        k = k.view(src_len, bsz * heads, head_dim).transpose(0, 1).view(bsz, heads, src_len, head_dim)
+        v = v.view(src_len, bsz * heads, head_dim).transpose(0, 1).view(bsz, heads, src_len, head_dim)
+        out = F.scaled_dot_product_attention(q, k, v, mask.unsqueeze(0).unsqueeze(0), 0.0, False)
+        out = out.permute(2, 0, 1, 3).reshape(bsz * tgt_len, dim)
+        out = F.linear(out, self.self_attn.out_proj.weight, self.self_attn.out_proj.bias)
+        return out.view(tgt_len, bsz, dim).transpose(1, 0)
+
+
+class StreamingTransformer(nn.Module):
+    """Input LayerNorm, sinusoidal positions with a running offset, and the streaming layers."""
+
+    def __init__(self, dim: int, num_heads: int, num_layers: int, hidden: int, past_context: int,
+                 max_period: float = 10000) -> None:
+        super().__init__()
+        self.past_context = past_context
+        self.max_period = max_period
+        self.norm_in = nn.LayerNorm(dim)
+        self.layers = nn.ModuleList(StreamingLayer(dim, num_heads, hidden) for _ in range(num_layers))
+
+    def initial_state(self, batch: int, device: torch.device) -> LMState:
+        """The reference starts every layer with one zero input: a real key (projected to the bias) until it leaves."""
+        zero = torch.zeros(batch, 1, self.norm_in.normalized_shape[0], device=device)
+        return LMState([zero] * len(self.layers), [None] * len(self.layers), 1, 0)
+
+    def forward(self, x: torch.Tensor, state: LMState, stable_rows: Optional[int]) -> tuple[torch.Tensor, LMState]:
+        _, T, C = x.shape
+        positions = torch.arange(T, device=x.device).view(1, -1, 1) + state.offset
+        x = self.norm_in(x) + sin_embedding(positions, C, self.max_period)
+        inputs, kvs = [], []
+        for layer, layer_inputs, kv in zip(self.layers, state.inputs, state.kv):
+            x, layer_inputs, kv = layer(x, layer_inputs, kv, state.length, self.past_context, stable_rows)
+            inputs.append(layer_inputs)
+            kvs.append(kv)
+        return x, LMState(inputs, kvs, min(state.length + T, self.past_context), state.offset + T)
+
+
+class EntropyLM(nn.Module):
+    """LMModel of the official package: sum of per-codebook embeddings of the previous frame -> per-codebook softmax.
+
+    Inputs are ``1 + code`` of the previous frame, 0 meaning "no previous frame".
+    """
+
+    def __init__(self, n_q: int, card: int = 1024, dim: int = 200, num_layers: int = 5, num_heads: int = 8,
+                 hidden_scale: int = 4, past_context: int = 262, kv_cache: bool = True) -> None:
+        super().__init__()
+        self.n_q, self.card, self.dim = n_q, card, dim
+        self.kv_cache = kv_cache  # False re-projects the whole window at every step, exactly as the reference
+        self.transformer = StreamingTransformer(dim, num_heads, num_layers, dim * hidden_scale, past_context)
+        self.emb = nn.ModuleList(nn.Embedding(card + 1, dim) for _ in range(n_q))
+        self.linears = nn.ModuleList(nn.Linear(dim, card) for _ in range(n_q))
+
+    @classmethod
+    def for_codec(cls, config: EncodecConfig) -> "EntropyLM":
+        """The LM the official package pairs with a codec: all its codebooks, a 3.5 s causal window."""
+        return cls(config.n_q, config.bins, past_context=int(3.5 * config.frame_rate))
+
+    def initial_state(self, batch: int = 1) -> LMState:
+        return self.transformer.initial_state(batch, self.emb[0].weight.device)
+
+    def stable_rows(self) -> Optional[int]:
+        """Height of the products that project new frames for the kv cache; None without a cache."""
+        if not self.kv_cache:
+            return None
+        weight, bias = self.transformer.layers[0].kv_projection()
+        return gemm_stable_rows(weight.detach(), bias.detach(), self.transformer.past_context)
+
+    @torch.no_grad()
+    def forward(self, indices: torch.Tensor, state: Optional[LMState] = None) -> tuple[torch.Tensor, LMState]:
+        """Probabilities [B, card, K, T] of frames t given frames < t, for ``indices`` [B, K, T] (1 + previous codes)."""
+        B, K, T = indices.shape
+        if not 1 <= K <= self.n_q:
+            raise ValueError(f"the LM holds {self.n_q} codebooks, asked for {K}")
+        state = self.initial_state(B) if state is None else state
+        x = sum([self.emb[k](indices[:, k]) for k in range(K)])
+        out, state = self.transformer(x, state, self.stable_rows())
+        logits = torch.stack([self.linears[k](out) for k in range(K)], dim=1).permute(0, 3, 1, 2)
+        return torch.softmax(logits, dim=1), state
+
+
+def load_lm(path: Union[str, Path], config: EncodecConfig, device: Union[str, torch.device] = "cpu") -> EntropyLM:
+    """Load an official LM checkpoint (a plain state dict) strictly, for the codec described by ``config``."""
+    path = Path(path)
+    if not path.is_file():
+        raise LMWeightsError(f"{path}: no such LM checkpoint")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a bad file
+        raise LMWeightsError(f"{path}: cannot read the LM checkpoint ({exc})") from exc
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise LMWeightsError(f"{path}: expected a state dict, got {type(state).__name__}")
+    lm = EntropyLM.for_codec(config)
+    try:
+        lm.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise LMWeightsError(f"{path}: the weights do not fit the LM of {config.name}: {exc}") from exc
+    return lm.to(device).eval()
+
+
+def find_official_lm(config: EncodecConfig) -> Path:
+    """Where the official LM for ``config``'s codec sits in the torch hub cache; LMWeightsError if it is not there."""
+    from codec.encodec.checkpoints import find_official_checkpoint
+
+    filename = OFFICIAL_LM_CHECKPOINTS.get(config.name)
+    if filename is None:
+        raise LMWeightsError(f"no official LM exists for {config.name}; known: {', '.join(OFFICIAL_LM_CHECKPOINTS)}")
+    path = find_official_checkpoint(filename)
+    if path is None:
+        hub = Path(torch.hub.get_dir()) / "checkpoints"
+        raise LMWeightsError(f"the official LM {filename} is not in the torch hub cache ({hub}); put it there or "
+                             "pass the path of an LM checkpoint")
+    return path
+
