@@ -34,3 +34,38 @@ def hf_encodec() -> ModuleType:
     if importlib.util.find_spec("transformers") is None:
         pytest.skip("transformers (test oracle) is not installed; run scripts/setup.sh")
     return importlib.import_module("transformers.models.encodec.modeling_encodec")
+
+
+def randomize_official(model, seed: int = 0):
+    """Give an official model (built with ``pretrained=False``) codebooks that fit its latents, and random norms.
+
+    Freshly built models have all-zero codebooks (they wait for k-means), which would make every code 0 and every
+    comparison vacuous. Each codebook is drawn around the residuals its layer sees on random audio, so that codes
+    vary from frame to frame as they do with trained weights.
+    """
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    state = model.state_dict()
+    for key, value in state.items():
+        if ".norm.weight" in key:
+            state[key] = 1 + 0.1 * torch.randn(value.shape, generator=gen)
+        elif ".norm.bias" in key:
+            state[key] = 0.1 * torch.randn(value.shape, generator=gen)
+    model.load_state_dict(state)
+    model.eval()
+    channels = model.channels
+    audio = 0.1 * torch.randn(1, channels, 4 * model.sample_rate, generator=gen)
+    with torch.no_grad():
+        if model.normalize:
+            audio = audio / audio.mean(1, keepdim=True).pow(2).mean().sqrt()
+        residual = model.encoder(audio)[0].t()  # [frames, D]
+        for layer in model.quantizer.vq.layers:
+            book = layer._codebook
+            spread = residual.std(0, keepdim=True)
+            pick = torch.randint(0, residual.shape[0], (book.embed.shape[0],), generator=gen)
+            book.embed.copy_(residual[pick] + 0.5 * spread * torch.randn(book.embed.shape, generator=gen))
+            book.embed_avg.copy_(book.embed)
+            book.inited.fill_(1)
+            residual = residual - book.embed[book.quantize(residual)]
+    return model

@@ -1,0 +1,175 @@
+"""EncodecModel: SEANet encoder, residual vector quantizer and SEANet decoder, with the official segmenting.
+
+``encode`` and ``decode`` keep the official semantics exactly (``encodec-reference-spec.md`` section 1.7): the
+48 kHz model cuts the signal into 1 s segments that overlap by 10 ms, codes each with its own RMS scale, and
+overlap-adds the decoded segments with a triangular window.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Optional, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .. import audio
+from .config import EncodecConfig
+from .modules.conv import fold_weight_norm
+from .modules.seanet import SEANetDecoder, SEANetEncoder
+from .quantization.rvq import ResidualVectorQuantizer
+
+
+class EncodedFrame(NamedTuple):
+    """The codes of one segment ``[B, K, frames]`` and its scale ``[B, 1]`` (None unless the model normalizes)."""
+
+    codes: Tensor
+    scale: Optional[Tensor]
+
+
+def linear_overlap_add(frames: Sequence[Tensor], stride: int) -> Tensor:
+    """Overlap-add decoded segments with a triangular window, normalised by the summed weights.
+
+    The window is sized by the first segment; a shorter last segment takes the window's rising start.
+    """
+    first = frames[0]
+    size = first.shape[-1]
+    total = stride * (len(frames) - 1) + frames[-1].shape[-1]
+    t = torch.linspace(0, 1, size + 2, device=first.device, dtype=first.dtype)[1:-1]
+    weight = 0.5 - (t - 0.5).abs()
+    out = torch.zeros(*first.shape[:-1], total, device=first.device, dtype=first.dtype)
+    weight_sum = torch.zeros(total, device=first.device, dtype=first.dtype)
+    for index, frame in enumerate(frames):
+        length = frame.shape[-1]
+        offset = index * stride
+        out[..., offset: offset + length] += weight[:length] * frame
+        weight_sum[offset: offset + length] += weight[:length]
+    return out / weight_sum
+
+
+class EncodecModel(nn.Module):
+    """The EnCodec neural codec for one configuration (see ``EncodecConfig`` for the presets)."""
+
+    def __init__(self, config: EncodecConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder = SEANetEncoder(config)
+        self.quantizer = ResidualVectorQuantizer(config.dimension, config.n_q, config.bins, config.decay,
+                                                 config.kmeans_init, config.kmeans_iters,
+                                                 config.threshold_ema_dead_code)
+        self.decoder = SEANetDecoder(config)
+        self.bandwidth: Optional[float] = None
+
+    # ---- descriptive properties ------------------------------------------------------------------------------
+    @property
+    def sample_rate(self) -> int:
+        return self.config.sample_rate
+
+    @property
+    def channels(self) -> int:
+        return self.config.channels
+
+    @property
+    def frame_rate(self) -> int:
+        return self.config.frame_rate
+
+    @property
+    def latency_seconds(self) -> float:
+        """Algorithmic latency of streaming use: one frame of samples (13.3 ms at 24 kHz); non-causal models
+        need the whole segment, so theirs is the segment length."""
+        if self.config.causal and self.config.segment is None:
+            return self.config.hop_length / self.sample_rate
+        length = self.config.segment_length
+        return (length if length is not None else float("inf")) / self.sample_rate
+
+    def set_target_bandwidth(self, bandwidth: Optional[float]) -> None:
+        """Bandwidth (kbps) used when ``encode`` is called without one; None uses every codebook."""
+        if bandwidth is not None:
+            self.config.check_bandwidth(bandwidth)
+        self.bandwidth = bandwidth
+
+    def fold_weight_norm(self) -> "EncodecModel":
+        """Turn weight-norm parameters into plain weights: same outputs, no norm recomputed per call."""
+        fold_weight_norm(self)
+        return self
+
+    # ---- codes -------------------------------------------------------------------------------------------
+    def encode(self, x: Tensor, bandwidth: Optional[float] = None) -> list[EncodedFrame]:
+        """Code ``[B, channels, T]`` audio at the model's sample rate; one frame per segment."""
+        self._check_input(x)
+        bandwidth = self.bandwidth if bandwidth is None else bandwidth
+        n_q = self.config.num_codebooks(bandwidth)
+        length = x.shape[-1]
+        segment = self.config.segment_length
+        stride = self.config.segment_stride
+        if segment is None:
+            return [self.encode_segment(x, n_q)]
+        return [self.encode_segment(x[..., offset: offset + segment], n_q) for offset in range(0, length, stride)]
+
+    def encode_segment(self, x: Tensor, n_q: int) -> EncodedFrame:
+        """Code one segment with ``n_q`` codebooks, normalising it first when the model does."""
+        scale = None
+        if self.config.normalize:
+            mono = x.mean(dim=1, keepdim=True)
+            volume = mono.pow(2).mean(dim=2, keepdim=True).sqrt()
+            scale = 1e-8 + volume
+            x = x / scale
+            scale = scale.view(-1, 1)
+        latents = self.encoder(x)
+        codes = self.quantizer.encode(latents, n_q)
+        return EncodedFrame(codes.transpose(0, 1), scale)
+
+    def decode(self, frames: Sequence[EncodedFrame]) -> Tensor:
+        """Audio ``[B, channels, T']`` from the frames of ``encode``; T' is rounded up to whole code frames."""
+        if not frames:
+            raise ValueError("no frames to decode")
+        if self.config.segment_length is None:
+            if len(frames) != 1:
+                raise ValueError(f"{self.config.name} codes the whole signal as one frame, got {len(frames)}")
+            return self.decode_segment(frames[0])
+        return linear_overlap_add([self.decode_segment(f) for f in frames], self.config.segment_stride)
+
+    def decode_segment(self, frame: EncodedFrame) -> Tensor:
+        """Audio of one segment, rescaled by its scale."""
+        codes, scale = frame
+        if codes.dim() != 3:
+            raise ValueError(f"codes must be shaped [B, K, frames], got {tuple(codes.shape)}")
+        if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= self.config.bins):
+            raise ValueError(f"codes must lie in 0..{self.config.bins - 1}")
+        out = self.decoder(self.quantizer.decode(codes.transpose(0, 1)))
+        if scale is not None:
+            out = out * scale.view(-1, 1, 1)
+        return out
+
+    def forward(self, x: Tensor, bandwidth: Optional[float] = None) -> Tensor:
+        """Encode and decode, cropped to the input length (inference; training uses the quantizer directly)."""
+        return self.decode(self.encode(x, bandwidth))[..., : x.shape[-1]]
+
+    # ---- audio in any form ---------------------------------------------------------------------------------
+    def prepare(self, wav: "Tensor | np.ndarray", sample_rate: int, convert: bool = False) -> Tensor:
+        """Check (and, when asked, convert) ``[C, T]`` or ``[B, C, T]`` audio for this model; returns [B, C, T].
+
+        Sample rate and channel count must match the model unless ``convert`` is set: a silent resample hides
+        mistakes in an evaluation.
+        """
+        x = torch.as_tensor(wav, dtype=torch.float32)
+        if x.dim() == 2:
+            x = x.unsqueeze(0)
+        if x.dim() != 3:
+            raise ValueError(f"audio must be shaped [channels, samples] or [batch, channels, samples], "
+                             f"got {tuple(x.shape)}")
+        audio.check_finite(x)
+        if convert:
+            x = audio.convert(x, sample_rate, self.sample_rate, self.channels)
+        elif sample_rate != self.sample_rate:
+            raise ValueError(f"{self.config.name} takes {self.sample_rate} Hz audio, got {sample_rate} Hz "
+                             f"(pass convert=True to resample)")
+        self._check_input(x)
+        return x
+
+    def _check_input(self, x: Tensor) -> None:
+        if x.dim() != 3:
+            raise ValueError(f"audio must be shaped [batch, channels, samples], got {tuple(x.shape)}")
+        if x.shape[1] != self.channels:
+            raise ValueError(f"{self.config.name} takes {self.channels}-channel audio, got {x.shape[1]} channels")
+        audio.check_finite(x)
