@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # System packages the project needs at run time or in its tests; later features append here.
-APT_PACKAGES=(libopus0 libsndfile1)
+APT_PACKAGES=(libopus0 libsndfile1 chromium chromium-driver postgresql)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -1,0 +1,504 @@
+"""The web service: the participant's API and audio, the admin API, and the two static pages.
+
+No state is held in memory between requests: participants, plans, ratings, admin sessions and the URL-signing key
+all live in the database, so ``serve --workers N`` against PostgreSQL behaves like one process.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import random
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Optional
+
+from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.middleware.base import BaseHTTPMiddleware
+
+from mushra_web import auth
+from mushra_web.db import (Experiment, ItemUse, Participant, Rating, Stimulus, Trial, init_db, make_engine,
+                           session_factory, utcnow)
+from mushra_web.schema import TestConfig
+
+STATIC = Path(__file__).parent / "static"
+MAX_BODY = 64 * 1024
+SCALE = [[80, "Excellent"], [60, "Good"], [40, "Fair"], [20, "Poor"], [0, "Bad"]]
+ADMIN_COOKIE = "mushra_admin"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How the app is wired: database, where stimuli live, cookie security and the browser-test hook."""
+
+    database_url: Optional[str] = None
+    data_dir: Path = Path("mushra_data")
+    secure_cookies: bool = False
+    test_mode: bool = False
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        return cls(database_url=os.environ.get("MUSHRA_DATABASE_URL"),
+                   data_dir=Path(os.environ.get("MUSHRA_DATA_DIR", "mushra_data")),
+                   secure_cookies=os.environ.get("MUSHRA_SECURE_COOKIES", "0") == "1",
+                   test_mode=os.environ.get("MUSHRA_TEST_MODE", "0") == "1")
+
+
+@functools.lru_cache(maxsize=64)
+def _config(config_json: str) -> TestConfig:
+    """Configs are immutable once stored, so parsing is memoised on their text."""
+    return TestConfig.model_validate(json.loads(config_json))
+
+
+# ---- payloads ----
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class JoinBody(_Payload):
+    params: dict[str, str] = Field(default_factory=dict, max_length=20)
+    audio_env: dict[str, float | int | str | bool | None] = Field(default_factory=dict, max_length=20)
+
+    @field_validator("params", "audio_env")
+    @classmethod
+    def _short(cls, v: dict) -> dict:
+        for k, val in v.items():
+            if len(k) > 64 or (isinstance(val, str) and len(val) > 200):
+                raise ValueError("parameter names are limited to 64 characters and values to 200")
+        return v
+
+
+class RatingIn(_Payload):
+    button: int = Field(ge=0, le=63)
+    score: Optional[float] = Field(default=None, ge=0, le=100)
+    plays: int = Field(default=0, ge=0, le=100_000)
+    listen_ms: int = Field(default=0, ge=0, le=100_000_000)
+    n_moves: int = Field(default=0, ge=0, le=1_000_000)
+
+
+class LoopIn(_Payload):
+    enabled: bool = True
+    start: int = Field(ge=0, le=2**31)
+    end: int = Field(ge=0, le=2**31)
+
+
+class SaveBody(_Payload):
+    seq: int = Field(ge=1, le=2**31)
+    ratings: list[RatingIn] = Field(default_factory=list, max_length=64)
+    reference_plays: int = Field(default=0, ge=0, le=100_000)
+    n_switches: int = Field(default=0, ge=0, le=10_000_000)
+    loop: Optional[LoopIn] = None
+
+
+class LoginBody(_Payload):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=256)
+
+
+class StatusBody(_Payload):
+    status: str = Field(pattern="^(open|closed)$")
+
+
+# ---- the app ----
+
+class _Guard(BaseHTTPMiddleware):
+    """Size limit on request bodies, JSON-only writes, and headers that keep pages from being framed or sniffed."""
+
+    async def dispatch(self, request: Request, call_next):  # noqa: ANN001, ANN201
+        if request.method in ("POST", "PUT", "DELETE", "PATCH"):
+            length = request.headers.get("content-length")
+            if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
+                return JSONResponse({"detail": f"request body over {MAX_BODY} bytes"}, status_code=413)
+            body = await request.body()
+            if len(body) > MAX_BODY:
+                return JSONResponse({"detail": f"request body over {MAX_BODY} bytes"}, status_code=413)
+            ctype = request.headers.get("content-type", "")
+            if body and not ctype.startswith("application/json"):
+                return JSONResponse({"detail": "request bodies must be application/json"}, status_code=415)
+        response = await call_next(request)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        response.headers.setdefault("Cache-Control", "no-store")
+        response.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+            "media-src 'self' blob:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+        return response
+
+
+def create_app(settings: Optional[Settings] = None) -> FastAPI:
+    """The ASGI app; tables are created if missing, so a fresh database needs no separate step."""
+    settings = settings or Settings.from_env()
+    engine = make_engine(settings.database_url)
+    init_db(engine)
+    sessions: sessionmaker = session_factory(engine)
+    data_dir = Path(settings.data_dir).resolve()
+    app = FastAPI(title="mushra-web", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.engine = engine
+    app.state.settings = settings
+    app.add_middleware(_Guard)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    def db() -> Iterator[Session]:
+        with sessions() as session:
+            yield session
+
+    secret_cache: list[bytes] = []
+
+    def secret(session: Session) -> bytes:
+        if not secret_cache:  # immutable once made; every worker reads the same value from the database
+            secret_cache.append(auth.server_secret(session))
+        return secret_cache[0]
+
+    def cookie_name(slug: str) -> str:
+        return f"mushra_p_{slug}"
+
+    def experiment(session: Session, slug: str) -> Experiment:
+        exp = session.scalar(select(Experiment).where(Experiment.slug == slug))
+        if exp is None:
+            raise HTTPException(404, "no such test")
+        return exp
+
+    def participant(request: Request, session: Session, exp: Experiment) -> Participant:
+        token = request.cookies.get(cookie_name(exp.slug))
+        p = None
+        if token:
+            p = session.scalar(select(Participant).where(Participant.token_hash == auth.token_hash(token),
+                                                         Participant.experiment_id == exp.id))
+        if p is None:
+            raise HTTPException(401, "no participant session for this test; open the test link again")
+        return p
+
+    def current_position(session: Session, p: Participant) -> tuple[int, int]:
+        """(first trial not yet submitted, number of trials)."""
+        n = session.scalar(select(func.count()).select_from(Trial).where(Trial.participant_id == p.id)) or 0
+        done = session.scalar(select(func.count()).select_from(Trial).where(
+            Trial.participant_id == p.id, Trial.status == "submitted")) or 0
+        return done, n
+
+    def state(session: Session, exp: Experiment, p: Participant) -> dict:
+        cfg = _config(exp.config_json)
+        position, n = current_position(session, p)
+        out = {"title": exp.title, "instructions": cfg.instructions, "n_trials": n, "position": position,
+               "finished": p.status == "completed", "sample_rate": exp.sample_rate, "channels": exp.channels,
+               "crossfade_ms": cfg.design.crossfade_ms, "min_loop_s": cfg.design.min_loop_s, "scale": SCALE,
+               "testhook": settings.test_mode}
+        if p.status == "completed":
+            out["completion"] = completion(cfg, p)
+        return out
+
+    def completion(cfg: TestConfig, p: Participant) -> dict:
+        url = cfg.crowd.complete_url.replace("{code}", p.completion_code) if cfg.crowd.complete_url else None
+        return {"code": p.completion_code, "redirect_url": url}
+
+    def audio_url(session: Session, exp: Experiment, p: Participant, position: int, button: str) -> str:
+        mac = auth.sign(secret(session), p.public_id, position, button)
+        return f"/e/{exp.slug}/a/{position}/{button}/{mac}"
+
+    def set_participant_cookie(response: Response, slug: str, token: str) -> None:
+        response.set_cookie(cookie_name(slug), token, max_age=60 * 60 * 24 * 30, path=f"/e/{slug}",
+                            httponly=True, samesite="lax", secure=settings.secure_cookies)
+
+    # ---- participant pages and API ----
+
+    @app.get("/e/{slug}", response_class=HTMLResponse)
+    @app.get("/e/{slug}/", response_class=HTMLResponse)
+    def participant_page(slug: str, session: Session = Depends(db)) -> FileResponse:
+        experiment(session, slug)
+        return FileResponse(STATIC / "participant.html", media_type="text/html")
+
+    @app.post("/e/{slug}/api/join")
+    def join(slug: str, body: JoinBody, request: Request, response: Response,
+             session: Session = Depends(db)) -> dict:
+        exp = experiment(session, slug)
+        cfg = _config(exp.config_json)
+        token = request.cookies.get(cookie_name(slug))
+        p = None
+        if token:
+            p = session.scalar(select(Participant).where(Participant.token_hash == auth.token_hash(token),
+                                                         Participant.experiment_id == exp.id))
+        external = body.params.get(cfg.crowd.url_param) if cfg.crowd.url_param else None
+        if p is not None and external and p.external_id != external:
+            p = None  # a different worker on the same browser: a new participant
+        if p is None and external:
+            p = session.scalar(select(Participant).where(Participant.experiment_id == exp.id,
+                                                         Participant.external_id == external))
+            if p is not None and p.status == "completed":
+                raise HTTPException(409, "this participant id has already completed the test")
+            if p is not None:  # the same worker on another browser or after clearing cookies: resume
+                token = auth.new_token()
+                p.token_hash = auth.token_hash(token)
+        if p is None:
+            if exp.status != "open":
+                raise HTTPException(403, "this test is closed")
+            if cfg.crowd.platform != "none" and not external:
+                raise HTTPException(400, f"the test link lacks the participant id parameter {cfg.crowd.url_param}")
+            token = auth.new_token()
+            p = Participant(public_id=secrets.token_hex(8), experiment_id=exp.id, token_hash=auth.token_hash(token),
+                            external_id=external, study_id=body.params.get("STUDY_ID") or body.params.get("hitId"),
+                            crowd_session_id=body.params.get("SESSION_ID") or body.params.get("assignmentId"),
+                            seed=random.SystemRandom().randrange(2**31),
+                            user_agent=(request.headers.get("user-agent") or "")[:400], audio_env=body.audio_env)
+            session.add(p)
+            try:
+                session.flush()
+            except IntegrityError:
+                session.rollback()
+                raise HTTPException(409, "this participant id has just joined from another browser") from None
+            from mushra_web.plan import build_plan
+
+            build_plan(session, exp, cfg, p)
+        elif body.audio_env:
+            p.audio_env = body.audio_env
+        session.commit()
+        set_participant_cookie(response, slug, token)
+        return state(session, exp, p)
+
+    @app.get("/e/{slug}/api/state")
+    def get_state(slug: str, request: Request, session: Session = Depends(db)) -> dict:
+        exp = experiment(session, slug)
+        return state(session, exp, participant(request, session, exp))
+
+    def open_trial(session: Session, p: Participant, position: int) -> Trial:
+        current, n = current_position(session, p)
+        if position < 0 or position >= n:
+            raise HTTPException(404, f"no trial {position}; this plan has {n}")
+        if position != current:
+            raise HTTPException(409, f"trial {position} is not the current one ({current})")
+        trial = session.scalar(select(Trial).where(Trial.participant_id == p.id, Trial.position == position))
+        return trial
+
+    @app.get("/e/{slug}/api/trials/{position}")
+    def get_trial(slug: str, position: int, request: Request, session: Session = Depends(db)) -> dict:
+        exp = experiment(session, slug)
+        cfg = _config(exp.config_json)
+        p = participant(request, session, exp)
+        trial = open_trial(session, p, position)
+        if trial.started_at is None:
+            trial.started_at = utcnow()
+            session.commit()
+        ratings = session.execute(select(Rating).where(Rating.trial_id == trial.id)
+                                  .order_by(Rating.button_index)).scalars().all()
+        _, n = current_position(session, p)
+        return {"position": position, "n_trials": n, "is_training": trial.is_training,
+                "n_frames": session.get(Stimulus, trial.reference_stimulus_id).n_frames,
+                "reference_url": audio_url(session, exp, p, position, "ref"),
+                "buttons": [{"index": r.button_index, "url": audio_url(session, exp, p, position, str(r.button_index)),
+                             "score": r.score, "plays": r.plays, "listen_ms": r.listen_ms, "n_moves": r.n_moves}
+                            for r in ratings],
+                "seq": max((r.save_seq for r in ratings), default=0), "reference_plays": trial.reference_plays, "n_switches": trial.n_switches, "loop": trial.loop or None,
+                "require": {"play_all": cfg.design.require_play_all, "rate_all": cfg.design.require_rate_all}}
+
+    def apply_save(session: Session, trial: Trial, body: SaveBody) -> None:
+        ratings = {r.button_index: r for r in session.execute(
+            select(Rating).where(Rating.trial_id == trial.id).with_for_update()).scalars()}
+        buttons = [r.button for r in body.ratings]
+        if len(set(buttons)) != len(buttons):
+            raise HTTPException(422, "a button appears twice in one save")
+        unknown = [b for b in buttons if b not in ratings]
+        if unknown:
+            raise HTTPException(422, f"buttons {unknown} do not belong to this trial")
+        n_frames = session.get(Stimulus, trial.reference_stimulus_id).n_frames
+        if body.loop is not None and not (body.loop.start < body.loop.end <= n_frames):
+            raise HTTPException(422, f"loop region must satisfy 0 <= start < end <= {n_frames}")
+        now = utcnow()
+        for item in body.ratings:
+            row = ratings[item.button]
+            if row.save_seq >= body.seq:
+                continue  # an older save arriving late, or a retry of one already applied
+            row.score, row.n_moves = item.score, item.n_moves
+            row.plays, row.listen_ms = max(row.plays, item.plays), max(row.listen_ms, item.listen_ms)
+            row.save_seq, row.updated_at = body.seq, now
+        trial.reference_plays = max(trial.reference_plays, body.reference_plays)
+        trial.n_switches = max(trial.n_switches, body.n_switches)
+        if body.loop is not None:
+            trial.loop = body.loop.model_dump()
+
+    @app.put("/e/{slug}/api/trials/{position}")
+    def save_trial(slug: str, position: int, body: SaveBody, request: Request,
+                   session: Session = Depends(db)) -> dict:
+        exp = experiment(session, slug)
+        p = participant(request, session, exp)
+        trial = open_trial(session, p, position)
+        apply_save(session, trial, body)
+        session.commit()
+        return {"saved": True, "seq": body.seq}
+
+    @app.post("/e/{slug}/api/trials/{position}/submit")
+    def submit_trial(slug: str, position: int, body: SaveBody, request: Request,
+                     session: Session = Depends(db)) -> dict:
+        exp = experiment(session, slug)
+        cfg = _config(exp.config_json)
+        p = participant(request, session, exp)
+        trial = open_trial(session, p, position)
+        apply_save(session, trial, body)
+        session.flush()
+        ratings = session.execute(select(Rating).where(Rating.trial_id == trial.id)).scalars().all()
+        unplayed = sorted(r.button_index for r in ratings if r.plays < 1)
+        unrated = sorted(r.button_index for r in ratings if r.score is None)
+        if cfg.design.require_play_all and unplayed:
+            session.rollback()
+            raise HTTPException(422, {"message": "play every sound before going on", "unplayed": unplayed})
+        if cfg.design.require_rate_all and unrated:
+            session.rollback()
+            raise HTTPException(422, {"message": "rate every sound before going on", "unrated": unrated})
+        trial.status, trial.submitted_at = "submitted", utcnow()
+        session.commit()
+        return state(session, exp, p)
+
+    @app.post("/e/{slug}/api/finish")
+    def finish(slug: str, request: Request, session: Session = Depends(db)) -> dict:
+        exp = experiment(session, slug)
+        p = participant(request, session, exp)
+        current, n = current_position(session, p)
+        if current < n:
+            raise HTTPException(409, f"{n - current} trials are still to do")
+        if p.status != "completed":
+            p.status, p.finished_at = "completed", utcnow()
+            p.completion_code = secrets.token_hex(5).upper()
+            session.commit()
+        return completion(_config(exp.config_json), p)
+
+    @app.get("/e/{slug}/a/{position}/{button}/{mac}")
+    def audio(slug: str, position: int, button: str, mac: str, request: Request,
+              session: Session = Depends(db)) -> FileResponse:
+        exp = experiment(session, slug)
+        p = participant(request, session, exp)
+        if not auth.signature_ok(secret(session), mac, p.public_id, position, button):
+            raise HTTPException(403, "this audio link is not for this session")
+        trial = session.scalar(select(Trial).where(Trial.participant_id == p.id, Trial.position == position))
+        if trial is None:
+            raise HTTPException(404, "no such trial")
+        if button != "ref" and not button.isdigit():
+            raise HTTPException(404, "no such button")
+        if button == "ref":
+            stim = session.get(Stimulus, trial.reference_stimulus_id)
+        else:
+            rating = session.scalar(select(Rating).where(Rating.trial_id == trial.id,
+                                                         Rating.button_index == int(button)))
+            if rating is None:
+                raise HTTPException(404, "no such button")
+            stim = session.get(Stimulus, rating.stimulus_id)
+        path = (data_dir / stim.path).resolve()
+        if not path.is_relative_to(data_dir) or not path.is_file():
+            raise HTTPException(410, "this stimulus is missing on the server")
+        return FileResponse(path, media_type="audio/wav", headers={"Cache-Control": "private, max-age=3600"})
+
+    # ---- admin ----
+
+    def admin(request: Request, session: Session = Depends(db)):  # noqa: ANN202
+        row = auth.find_admin_session(session, request.cookies.get(ADMIN_COOKIE))
+        if row is None:
+            raise HTTPException(401, "log in first")
+        if request.method not in ("GET", "HEAD"):
+            sent = request.headers.get("x-csrf-token", "")
+            if not secrets.compare_digest(sent, row.csrf_token):
+                raise HTTPException(403, "missing or wrong CSRF token")
+        return row
+
+    @app.get("/admin", response_class=HTMLResponse)
+    def admin_page() -> FileResponse:
+        return FileResponse(STATIC / "admin.html", media_type="text/html")
+
+    @app.post("/admin/api/login")
+    def login(body: LoginBody, response: Response, session: Session = Depends(db)) -> dict:
+        user = auth.check_password(session, body.username, body.password)
+        if user is None:
+            raise HTTPException(401, "wrong user name or password")
+        token, csrf = auth.open_admin_session(session, user)
+        session.commit()
+        response.set_cookie(ADMIN_COOKIE, token, max_age=auth.ADMIN_SESSION_HOURS * 3600, path="/admin",
+                            httponly=True, samesite="strict", secure=settings.secure_cookies)
+        return {"username": user.username, "csrf": csrf}
+
+    @app.get("/admin/api/me")
+    def me(row=Depends(admin), session: Session = Depends(db)) -> dict:  # noqa: ANN001
+        from mushra_web.db import AdminUser
+
+        return {"username": session.get(AdminUser, row.user_id).username, "csrf": row.csrf_token}
+
+    @app.post("/admin/api/logout")
+    def logout(response: Response, row=Depends(admin), session: Session = Depends(db)) -> dict:  # noqa: ANN001
+        session.delete(session.merge(row))
+        session.commit()
+        response.delete_cookie(ADMIN_COOKIE, path="/admin")
+        return {"ok": True}
+
+    @app.get("/admin/api/experiments")
+    def experiments(_=Depends(admin), session: Session = Depends(db)) -> list[dict]:  # noqa: ANN001
+        from mushra_web.export import progress
+
+        return [progress(session, exp) for exp in session.scalars(select(Experiment).order_by(Experiment.id))]
+
+    @app.post("/admin/api/experiments/{slug}/status")
+    def set_status(slug: str, body: StatusBody, _=Depends(admin), session: Session = Depends(db)) -> dict:  # noqa: ANN001
+        exp = experiment(session, slug)
+        exp.status = body.status
+        session.commit()
+        return {"slug": slug, "status": exp.status}
+
+    @app.delete("/admin/api/experiments/{slug}/participants/{public_id}")
+    def delete_participant(slug: str, public_id: str, _=Depends(admin),  # noqa: ANN001
+                           session: Session = Depends(db)) -> dict:
+        exp = experiment(session, slug)
+        p = session.scalar(select(Participant).where(Participant.experiment_id == exp.id,
+                                                     Participant.public_id == public_id))
+        if p is None:
+            raise HTTPException(404, "no such participant")
+        items = session.scalars(select(Trial.item_id).where(Trial.participant_id == p.id,
+                                                            Trial.is_training.is_(False))).all()
+        for item in items:
+            use = session.get(ItemUse, (exp.id, item))
+            if use is not None:
+                use.uses = max(0, use.uses - 1)
+        trial_ids = session.scalars(select(Trial.id).where(Trial.participant_id == p.id)).all()
+        for model, cond in ((Rating, Rating.trial_id.in_(trial_ids)), (Trial, Trial.participant_id == p.id)):
+            for row in session.scalars(select(model).where(cond)):
+                session.delete(row)
+        session.delete(p)
+        session.commit()
+        return {"deleted": public_id}
+
+    @app.get("/admin/api/experiments/{slug}/export.{fmt}")
+    def export(slug: str, fmt: str, _=Depends(admin), session: Session = Depends(db)) -> Response:  # noqa: ANN001
+        from mushra_web import export as ex
+
+        exp = experiment(session, slug)
+        rows = ex.export_rows(session, exp)
+        name = f"{slug}-{exp.config_sha256[:12]}"
+        if fmt == "csv":
+            return Response(ex.to_csv(rows), media_type="text/csv",
+                            headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
+        if fmt == "parquet":
+            return Response(ex.to_parquet(rows, exp), media_type="application/vnd.apache.parquet",
+                            headers={"Content-Disposition": f'attachment; filename="{name}.parquet"'})
+        if fmt == "json":
+            return JSONResponse({"config_sha256": exp.config_sha256, "rows": rows})
+        raise HTTPException(404, "export formats: csv, parquet, json")
+
+    @app.get("/admin/api/experiments/{slug}/report", response_class=HTMLResponse)
+    def report(slug: str, _=Depends(admin), session: Session = Depends(db)) -> HTMLResponse:  # noqa: ANN001
+        from mushra_web.export import export_rows
+        from mushra_web.report import build_report, report_html
+
+        exp = experiment(session, slug)
+        rep = build_report(export_rows(session, exp), exp)
+        return HTMLResponse(report_html(rep), headers={"Content-Security-Policy":
+                                                       "default-src 'none'; img-src data:; style-src 'unsafe-inline'"})
+
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory`` and for each worker of ``mushra-web serve --workers N``."""
+    return create_app(Settings.from_env())

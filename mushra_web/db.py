@@ -1,0 +1,183 @@
+"""The database: every bit of state lives here, so any number of worker processes can serve one test.
+
+SQLite (WAL, one writer at a time) by default; PostgreSQL through a ``postgresql+psycopg://`` URL for hosting.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from typing import Optional
+
+from sqlalchemy import (JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint,
+                        create_engine, event)
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+
+DEFAULT_URL = "sqlite:///mushra.db"
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Meta(Base):
+    """Server-wide settings shared by all workers (e.g. the URL-signing secret)."""
+
+    __tablename__ = "meta"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class AdminUser(Base):
+    __tablename__ = "admin_user"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class AdminSession(Base):
+    __tablename__ = "admin_session"
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("admin_user.id", ondelete="CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class Experiment(Base):
+    __tablename__ = "experiment"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    slug: Mapped[str] = mapped_column(String(63), unique=True)
+    title: Mapped[str] = mapped_column(String(200))
+    config_json: Mapped[str] = mapped_column(Text)
+    config_sha256: Mapped[str] = mapped_column(String(64))
+    app_version: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open | closed
+    sample_rate: Mapped[int] = mapped_column(Integer)
+    channels: Mapped[int] = mapped_column(Integer)
+    source_run: Mapped[Optional[str]] = mapped_column(Text, nullable=True)
+    objective_rows_csv: Mapped[Optional[str]] = mapped_column(Text, nullable=True)
+    ingest_report: Mapped[dict] = mapped_column(JSON, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Stimulus(Base):
+    """One playable file: a reference, a condition's decoding, or a generated anchor."""
+
+    __tablename__ = "stimulus"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiment.id", ondelete="CASCADE"), index=True)
+    item_id: Mapped[str] = mapped_column(String(128))
+    condition: Mapped[str] = mapped_column(String(128))  # "reference", an anchor name, or a condition name
+    kind: Mapped[str] = mapped_column(String(16))  # reference | anchor | condition
+    path: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    n_frames: Mapped[int] = mapped_column(Integer)
+    __table_args__ = (UniqueConstraint("experiment_id", "item_id", "condition"),)
+
+
+class ItemUse(Base):
+    """How many participants were given each test item: the balance that allocation keeps."""
+
+    __tablename__ = "item_use"
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiment.id", ondelete="CASCADE"), primary_key=True)
+    item_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    uses: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Participant(Base):
+    __tablename__ = "participant"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiment.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    external_id: Mapped[Optional[str]] = mapped_column(String(128), nullable=True)
+    study_id: Mapped[Optional[str]] = mapped_column(String(128), nullable=True)
+    crowd_session_id: Mapped[Optional[str]] = mapped_column(String(128), nullable=True)
+    seed: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default="active")  # active | completed
+    completion_code: Mapped[Optional[str]] = mapped_column(String(32), nullable=True)
+    user_agent: Mapped[Optional[str]] = mapped_column(String(400), nullable=True)
+    audio_env: Mapped[dict] = mapped_column(JSON, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime, nullable=True)
+    __table_args__ = (UniqueConstraint("experiment_id", "external_id"),)
+
+
+class Trial(Base):
+    __tablename__ = "trial"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participant.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    item_id: Mapped[str] = mapped_column(String(128))
+    is_training: Mapped[bool] = mapped_column(Boolean, default=False)
+    reference_stimulus_id: Mapped[int] = mapped_column(ForeignKey("stimulus.id"))
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open | submitted
+    n_switches: Mapped[int] = mapped_column(Integer, default=0)
+    loop: Mapped[dict] = mapped_column(JSON, default=dict)
+    reference_plays: Mapped[int] = mapped_column(Integer, default=0)
+    started_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime, nullable=True)
+    submitted_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime, nullable=True)
+    __table_args__ = (UniqueConstraint("participant_id", "position"),)
+
+
+class Rating(Base):
+    """One slider of one trial; the row exists from the plan on, so saves only ever update it."""
+
+    __tablename__ = "rating"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    trial_id: Mapped[int] = mapped_column(ForeignKey("trial.id", ondelete="CASCADE"), index=True)
+    button_index: Mapped[int] = mapped_column(Integer)
+    stimulus_id: Mapped[int] = mapped_column(ForeignKey("stimulus.id"))
+    score: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+    plays: Mapped[int] = mapped_column(Integer, default=0)
+    listen_ms: Mapped[int] = mapped_column(Integer, default=0)
+    n_moves: Mapped[int] = mapped_column(Integer, default=0)
+    save_seq: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime, nullable=True)
+    __table_args__ = (UniqueConstraint("trial_id", "button_index"),)
+
+
+def database_url(url: Optional[str] = None) -> str:
+    """The URL given, else $MUSHRA_DATABASE_URL, else a SQLite file in the working directory."""
+    url = url or os.environ.get("MUSHRA_DATABASE_URL") or DEFAULT_URL
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def make_engine(url: Optional[str] = None) -> Engine:
+    """An engine; SQLite gets WAL, a busy timeout and BEGIN IMMEDIATE so read-then-write never races."""
+    url = database_url(url)
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record):  # noqa: ANN001
+            dbapi_conn.isolation_level = None  # let SQLAlchemy's begin event issue BEGIN itself
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn):  # noqa: ANN001
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def init_db(engine: Engine) -> None:
+    """Create missing tables (idempotent)."""
+    Base.metadata.create_all(engine)
+
+
+def session_factory(engine: Engine) -> sessionmaker:
+    return sessionmaker(engine, expire_on_commit=False)

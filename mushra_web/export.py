@@ -1,0 +1,97 @@
+"""Tidy exports (one row per rating) and the progress numbers the admin page shows."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from mushra_web.db import Experiment, ItemUse, Participant, Rating, Stimulus, Trial
+
+COLUMNS = ["experiment", "config_sha256", "app_version", "participant_id", "external_id_hash", "participant_status",
+           "item_id", "trial_position", "is_training", "trial_status", "condition", "condition_kind",
+           "button_index", "score", "plays", "listen_ms", "n_moves", "reference_plays", "n_switches", "loop_used",
+           "trial_duration_ms", "submitted_at", "audio_sample_rate", "user_agent"]
+
+
+def _hash_external(external: str | None) -> str | None:
+    return hashlib.sha256(external.encode()).hexdigest()[:16] if external else None
+
+
+def export_rows(session: Session, exp: Experiment) -> list[dict]:
+    """Every rating of the test as a flat dict with the columns in ``COLUMNS`` (training rows flagged)."""
+    query = (select(Rating, Trial, Participant, Stimulus)
+             .join(Trial, Rating.trial_id == Trial.id)
+             .join(Participant, Trial.participant_id == Participant.id)
+             .join(Stimulus, Rating.stimulus_id == Stimulus.id)
+             .where(Participant.experiment_id == exp.id)
+             .order_by(Participant.id, Trial.position, Rating.button_index))
+    rows = []
+    for rating, trial, p, stim in session.execute(query):
+        duration = None
+        if trial.started_at and trial.submitted_at:
+            duration = int((trial.submitted_at - trial.started_at).total_seconds() * 1000)
+        kind = "hidden_reference" if stim.kind == "reference" else stim.kind
+        rows.append({
+            "experiment": exp.slug, "config_sha256": exp.config_sha256, "app_version": exp.app_version,
+            "participant_id": p.public_id, "external_id_hash": _hash_external(p.external_id),
+            "participant_status": p.status, "item_id": trial.item_id, "trial_position": trial.position,
+            "is_training": bool(trial.is_training), "trial_status": trial.status, "condition": stim.condition,
+            "condition_kind": kind, "button_index": rating.button_index, "score": rating.score,
+            "plays": rating.plays, "listen_ms": rating.listen_ms, "n_moves": rating.n_moves,
+            "reference_plays": trial.reference_plays, "n_switches": trial.n_switches,
+            "loop_used": bool(trial.loop), "trial_duration_ms": duration,
+            "submitted_at": trial.submitted_at.isoformat() + "Z" if trial.submitted_at else None,
+            "audio_sample_rate": (p.audio_env or {}).get("sampleRate"), "user_agent": p.user_agent,
+        })
+    return rows
+
+
+def to_csv(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def to_parquet(rows: list[dict], exp: Experiment) -> bytes:
+    """Parquet with the config hash and app version in the file's metadata as well as in the columns."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pylist(rows, schema=_schema(pa)) if rows else _schema(pa).empty_table()
+    table = table.replace_schema_metadata({"config_sha256": exp.config_sha256, "app_version": exp.app_version,
+                                           "experiment": exp.slug})
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    return buf.getvalue()
+
+
+def _schema(pa):  # noqa: ANN001, ANN202
+    types = {"trial_position": pa.int64(), "button_index": pa.int64(), "plays": pa.int64(), "listen_ms": pa.int64(),
+             "n_moves": pa.int64(), "reference_plays": pa.int64(), "n_switches": pa.int64(),
+             "trial_duration_ms": pa.int64(), "score": pa.float64(), "audio_sample_rate": pa.float64(),
+             "is_training": pa.bool_(), "loop_used": pa.bool_()}
+    return pa.schema([(c, types.get(c, pa.string())) for c in COLUMNS])
+
+
+def progress(session: Session, exp: Experiment) -> dict:
+    """Participants started and completed, trials submitted and item coverage of one test."""
+    statuses = dict(session.execute(select(Participant.status, func.count()).where(
+        Participant.experiment_id == exp.id).group_by(Participant.status)).all())
+    submitted = session.scalar(select(func.count()).select_from(Trial).join(Participant).where(
+        Participant.experiment_id == exp.id, Trial.status == "submitted")) or 0
+    uses = {u.item_id: u.uses for u in session.scalars(select(ItemUse).where(ItemUse.experiment_id == exp.id))}
+    participants = [{"participant_id": p.public_id, "status": p.status,
+                     "external_id_hash": _hash_external(p.external_id)}
+                    for p in session.scalars(select(Participant).where(Participant.experiment_id == exp.id))]
+    return {"slug": exp.slug, "title": exp.title, "status": exp.status, "config_sha256": exp.config_sha256,
+            "participants_active": statuses.get("active", 0), "participants_completed": statuses.get("completed", 0),
+            "trials_submitted": submitted, "item_uses": uses, "participants": participants,
+            "ingest_report": exp.ingest_report, "created_at": exp.created_at.isoformat() + "Z",
+            "config": json.loads(exp.config_json)}

@@ -1,0 +1,433 @@
+// The participant's page. It knows button numbers only: the server keeps which condition sits behind which button.
+const slug = decodeURIComponent(location.pathname.split('/')[2] || '');
+const api = (path) => `/e/${encodeURIComponent(slug)}/api/${path}`;
+const $ = (id) => document.getElementById(id);
+
+const S = {
+  state: null, trial: null, ctx: null, node: null, waveform: null,
+  ratings: [], refPlays: 0, switches: 0, cur: -1, playing: false, pos: 0,
+  loop: {enabled: false, start: 0, end: 0}, seq: 0, saveTimer: null, saving: false, dirty: false,
+  listenSince: null, test: null,
+};
+
+function show(id) {
+  for (const s of ['welcome', 'trial', 'done', 'error']) $(s).hidden = s !== id;
+}
+
+function fail(text) {
+  $('error-text').textContent = text;
+  show('error');
+}
+
+async function call(method, path, body) {
+  const res = await fetch(api(path), {
+    method, credentials: 'same-origin',
+    headers: body === undefined ? {} : {'Content-Type': 'application/json'},
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const data = await res.json().catch(() => ({}));
+  if (!res.ok) {
+    const err = new Error(typeof data.detail === 'string' ? data.detail : (data.detail?.message || res.statusText));
+    err.status = res.status;
+    err.detail = data.detail;
+    throw err;
+  }
+  return data;
+}
+
+function band(v) {
+  for (const [low, name] of S.state.scale) if (v >= low) return name;
+  return 'Bad';
+}
+
+// ---------- start and resume ----------
+
+async function boot() {
+  try {
+    S.state = await call('GET', 'state');
+    $('welcome-status').textContent = S.state.finished ? 'You have completed this test.'
+      : `Welcome back: you are at trial ${S.state.position + 1} of ${S.state.n_trials}.`;
+    $('start').textContent = 'Continue';
+    describe();
+  } catch (e) {
+    if (e.status !== 401) { fail(e.message); return; }
+  }
+  $('start').addEventListener('click', start);
+}
+
+function describe() {
+  $('title').textContent = S.state.title;
+  $('instructions').textContent = S.state.instructions;
+  document.title = S.state.title;
+}
+
+async function start() {
+  $('start').disabled = true;
+  const params = Object.fromEntries(new URLSearchParams(location.search));
+  try {
+    // the audio context is made inside the click, at the stimuli's own rate: no resampling in the browser
+    S.ctx = S.ctx || new AudioContext({latencyHint: 'interactive', sampleRate: S.state?.sample_rate || undefined});
+    await S.ctx.resume();
+    const env = {sampleRate: S.ctx.sampleRate, baseLatency: S.ctx.baseLatency, outputLatency: S.ctx.outputLatency || 0,
+                 maxChannelCount: S.ctx.destination.maxChannelCount};
+    S.state = await call('POST', 'join', {params, audio_env: env});
+    describe();
+    if (S.ctx.sampleRate !== S.state.sample_rate) {
+      await S.ctx.close();
+      S.ctx = new AudioContext({latencyHint: 'interactive', sampleRate: S.state.sample_rate});
+      await S.ctx.resume();
+    }
+    if (S.state.finished) { finish(S.state.completion); return; }
+    await S.ctx.audioWorklet.addModule('/static/engine-worklet.js');
+    S.node = new AudioWorkletNode(S.ctx, 'mushra-engine', {
+      numberOfInputs: 0, outputChannelCount: [S.state.channels],
+      processorOptions: {channels: S.state.channels, crossfadeMs: S.state.crossfade_ms},
+    });
+    S.node.connect(S.ctx.destination);
+    S.node.port.onmessage = (e) => engineMessage(e.data);
+    if (S.state.testhook) S.test = window.__mushraTest = {taps: [], scheduled: [], ctx: S.ctx, node: S.node,
+      tap: (on) => S.node.port.postMessage({cmd: 'tap', on})};
+    buildScale();
+    await loadTrial(S.state.position);
+  } catch (e) {
+    $('start').disabled = false;
+    fail(e.message);
+  }
+}
+
+// ---------- the engine ----------
+
+function engineMessage(m) {
+  if (m.type === 'pos') {
+    S.pos = m.pos;
+    drawWave();
+  } else if (m.type === 'tap') {
+    S.test?.taps.push(m);
+  } else if (m.type === 'scheduled') {
+    S.test?.scheduled.push(m);
+  }
+}
+
+function send(msg) { S.node.port.postMessage(msg); }
+
+function accountListening() {
+  if (S.listenSince !== null && S.cur > 0) S.ratings[S.cur - 1].listen_ms += Math.round(performance.now() - S.listenSince);
+  S.listenSince = S.playing ? performance.now() : null;
+}
+
+function select(source) { // 0 = reference, 1..N = buttons
+  accountListening();
+  if (S.cur !== source && S.playing) S.switches++;
+  S.cur = source;
+  S.playing = true;
+  S.listenSince = performance.now();
+  if (source === 0) S.refPlays++; else S.ratings[source - 1].plays++;
+  send({cmd: 'play', source});
+  renderButtons();
+  schedule();
+}
+
+function togglePlay() {
+  if (S.playing) {
+    accountListening();
+    S.playing = false;
+    S.listenSince = null;
+    send({cmd: 'stop'});
+    renderButtons();
+  } else {
+    select(S.cur < 0 ? 0 : S.cur);
+  }
+}
+
+// ---------- trials ----------
+
+async function loadTrial(position) {
+  show('trial');
+  $('next').disabled = true;
+  $('need').textContent = 'Loading sounds…';
+  const t = await call('GET', `trials/${position}`);
+  S.trial = t;
+  S.seq = t.seq || 0;
+  S.ratings = t.buttons.map((b) => ({button: b.index, score: b.score, plays: b.plays, listen_ms: b.listen_ms,
+                                      n_moves: b.n_moves}));
+  S.refPlays = t.reference_plays; S.switches = t.n_switches;
+  S.cur = -1; S.playing = false; S.listenSince = null;
+  const urls = [t.reference_url, ...t.buttons.map((b) => b.url)];
+  const buffers = await Promise.all(urls.map(async (u) => {
+    const res = await fetch(u, {credentials: 'same-origin'});
+    if (!res.ok) throw new Error(`could not load a sound (${res.status})`);
+    return S.ctx.decodeAudioData(await res.arrayBuffer());
+  }));
+  const length = t.n_frames;
+  const sources = buffers.map((b) => Array.from({length: b.numberOfChannels}, (_, c) => {
+    const d = b.getChannelData(c);
+    const out = new Float32Array(length);
+    out.set(d.subarray(0, Math.min(d.length, length)));
+    return out;
+  }));
+  S.waveform = peaks(sources[0][0]);
+  send({cmd: 'load', sources, length});
+  S.loop = t.loop ? {...t.loop} : {enabled: false, start: 0, end: length};
+  applyLoop(false);
+  $('progress-text').textContent = `Trial ${position + 1} of ${t.n_trials}`;
+  $('progress').max = t.n_trials; $('progress').value = position;
+  $('training-flag').hidden = !t.is_training;
+  renderConditions();
+  $('save-status').textContent = 'Saved ✓';
+  $('need').textContent = '';
+  updateNext();
+}
+
+function buildScale() {
+  const box = $('scale');
+  box.innerHTML = '';
+  for (const [low, name] of S.state.scale) {
+    const d = document.createElement('div');
+    d.textContent = `${name} (${low}-${low + 20})`;
+    box.appendChild(d);
+  }
+}
+
+function renderConditions() {
+  const box = $('conditions');
+  box.innerHTML = '';
+  const ref = document.createElement('div');
+  ref.className = 'cond ref';
+  ref.innerHTML = '<span class="value"></span><button type="button" id="btn-ref">Reference</button>';
+  box.appendChild(ref);
+  ref.querySelector('button').addEventListener('click', () => select(0));
+  S.ratings.forEach((r, i) => {
+    const d = document.createElement('div');
+    d.className = 'cond';
+    const value = document.createElement('span');
+    value.className = 'value';
+    const slider = document.createElement('input');
+    Object.assign(slider, {type: 'range', min: 0, max: 100, step: 1, id: `slider-${i}`});
+    slider.setAttribute('aria-label', `Rating of sound ${i + 1}`);
+    const btn = document.createElement('button');
+    btn.type = 'button';
+    btn.id = `btn-${i}`;
+    btn.textContent = String(i + 1);
+    btn.setAttribute('aria-label', `Play sound ${i + 1}`);
+    btn.addEventListener('click', () => select(i + 1));
+    slider.addEventListener('input', () => rate(i, Number(slider.value)));
+    d.append(value, slider, btn);
+    box.appendChild(d);
+    paintSlider(i);
+  });
+  renderButtons();
+}
+
+function paintSlider(i) {
+  const r = S.ratings[i];
+  const slider = $(`slider-${i}`);
+  const value = slider.parentElement.querySelector('.value');
+  if (r.score === null || r.score === undefined) {
+    slider.classList.add('unset');
+    slider.value = 50;
+    slider.setAttribute('aria-valuetext', 'not rated');
+    value.textContent = '–';
+  } else {
+    slider.classList.remove('unset');
+    slider.value = r.score;
+    slider.setAttribute('aria-valuetext', `${r.score}, ${band(r.score)}`);
+    value.textContent = `${r.score} ${band(r.score)}`;
+  }
+}
+
+function renderButtons() {
+  $('btn-ref')?.classList.toggle('active', S.playing && S.cur === 0);
+  S.ratings.forEach((r, i) => {
+    const b = $(`btn-${i}`);
+    b.classList.toggle('active', S.playing && S.cur === i + 1);
+    b.classList.toggle('played', r.plays > 0);
+  });
+  $('play').textContent = S.playing ? 'Stop' : 'Play';
+  updateNext();
+}
+
+function rate(i, v) {
+  const r = S.ratings[i];
+  r.score = v;
+  r.n_moves++;
+  paintSlider(i);
+  schedule();
+  updateNext();
+}
+
+function missing() {
+  const unplayed = S.ratings.filter((r) => r.plays < 1).map((r) => r.button + 1);
+  const unrated = S.ratings.filter((r) => r.score === null || r.score === undefined).map((r) => r.button + 1);
+  return {unplayed: S.trial.require.play_all ? unplayed : [], unrated: S.trial.require.rate_all ? unrated : []};
+}
+
+function updateNext() {
+  if (!S.trial) return;
+  const m = missing();
+  const parts = [];
+  if (m.unplayed.length) parts.push(`play sound ${m.unplayed.join(', ')}`);
+  if (m.unrated.length) parts.push(`rate sound ${m.unrated.join(', ')}`);
+  $('next').disabled = parts.length > 0;
+  $('need').textContent = parts.length ? `Still to do: ${parts.join('; ')}.` : '';
+}
+
+// ---------- autosave ----------
+
+function payload() {
+  accountListening();
+  S.seq++;
+  return {seq: S.seq, ratings: S.ratings.map((r) => ({button: r.button, score: r.score ?? null, plays: r.plays,
+          listen_ms: r.listen_ms, n_moves: r.n_moves})), reference_plays: S.refPlays, n_switches: S.switches,
+          loop: S.loop.enabled ? {enabled: true, start: S.loop.start, end: S.loop.end} : null};
+}
+
+function schedule() {
+  S.dirty = true;
+  $('save-status').textContent = 'Saving…';
+  clearTimeout(S.saveTimer);
+  S.saveTimer = setTimeout(save, 250);
+}
+
+async function save(attempt = 0) {
+  if (S.saving) { S.saveTimer = setTimeout(save, 100); return; }
+  S.saving = true; S.dirty = false;
+  try {
+    await call('PUT', `trials/${S.trial.position}`, payload());
+    if (!S.dirty) $('save-status').textContent = 'Saved ✓';
+  } catch (e) {
+    S.dirty = true;
+    $('save-status').textContent = `Not saved (${e.message}); retrying…`;
+    S.saveTimer = setTimeout(() => save(attempt + 1), Math.min(10000, 500 * 2 ** attempt));
+  } finally {
+    S.saving = false;
+  }
+}
+
+async function next() {
+  $('next').disabled = true;
+  clearTimeout(S.saveTimer);
+  if (S.playing) togglePlay();
+  try {
+    S.state = await call('POST', `trials/${S.trial.position}/submit`, payload());
+  } catch (e) {
+    $('need').textContent = e.message;
+    updateNext();
+    return;
+  }
+  if (S.state.position < S.state.n_trials) {
+    await loadTrial(S.state.position);
+  } else {
+    finish(await call('POST', 'finish'));
+  }
+}
+
+function finish(completion) {
+  if (completion.redirect_url) {
+    location.assign(completion.redirect_url);
+    return;
+  }
+  show('done');
+  $('code').textContent = completion.code;
+  $('done-text').textContent = 'All trials are saved.';
+}
+
+// ---------- waveform and loop region ----------
+
+function peaks(data) {
+  const n = 1000;
+  const out = new Float32Array(n * 2);
+  const step = data.length / n;
+  for (let i = 0; i < n; i++) {
+    let lo = 0, hi = 0;
+    for (let j = Math.floor(i * step); j < Math.floor((i + 1) * step); j++) {
+      if (data[j] < lo) lo = data[j];
+      if (data[j] > hi) hi = data[j];
+    }
+    out[2 * i] = lo; out[2 * i + 1] = hi;
+  }
+  return out;
+}
+
+function drawWave() {
+  const c = $('wave');
+  if (!S.waveform || c.offsetParent === null) return;
+  const w = c.width = c.clientWidth, h = c.height = c.clientHeight;
+  const g = c.getContext('2d');
+  const len = S.trial.n_frames;
+  if (S.loop.enabled) {
+    g.fillStyle = 'rgba(31,95,191,0.18)';
+    g.fillRect(S.loop.start / len * w, 0, (S.loop.end - S.loop.start) / len * w, h);
+  }
+  g.fillStyle = '#555';
+  const n = S.waveform.length / 2;
+  for (let x = 0; x < w; x++) {
+    const i = Math.floor(x / w * n);
+    const lo = S.waveform[2 * i], hi = S.waveform[2 * i + 1];
+    g.fillRect(x, (1 - hi) * h / 2, 1, Math.max(1, (hi - lo) * h / 2));
+  }
+  g.fillStyle = '#e08a00';
+  g.fillRect(S.pos / len * w, 0, 2, h);
+}
+
+function applyLoop(save = true) {
+  const len = S.trial.n_frames;
+  const min = Math.round(S.state.min_loop_s * S.state.sample_rate);
+  let {start, end} = S.loop;
+  start = Math.max(0, Math.min(start, len - min));
+  end = Math.max(start + min, Math.min(end, len));
+  S.loop.start = start; S.loop.end = end;
+  $('loop-on').checked = S.loop.enabled;
+  const sr = S.state.sample_rate;
+  $('loop-text').textContent = S.loop.enabled ? `${(start / sr).toFixed(2)} s – ${(end / sr).toFixed(2)} s` : 'whole sound';
+  send({cmd: 'loop', enabled: S.loop.enabled, start, end});
+  drawWave();
+  if (save) schedule();
+}
+
+function setupWave() {
+  const c = $('wave');
+  let down = null;
+  const frameAt = (ev) => {
+    const r = c.getBoundingClientRect();
+    return Math.round(Math.max(0, Math.min(1, (ev.clientX - r.left) / r.width)) * S.trial.n_frames);
+  };
+  c.addEventListener('pointerdown', (ev) => { c.setPointerCapture(ev.pointerId); down = frameAt(ev); });
+  c.addEventListener('pointerup', (ev) => {
+    if (down === null) return;
+    const up = frameAt(ev);
+    if (Math.abs(up - down) < S.state.sample_rate * 0.05) {
+      send({cmd: 'seek', frame: down});
+    } else {
+      S.loop = {enabled: true, start: Math.min(up, down), end: Math.max(up, down)};
+      applyLoop();
+    }
+    down = null;
+  });
+  $('loop-on').addEventListener('change', () => { S.loop.enabled = $('loop-on').checked; applyLoop(); });
+}
+
+// ---------- keyboard ----------
+
+function keys(ev) {
+  if (!S.trial || $('trial').hidden || ev.ctrlKey || ev.metaKey || ev.altKey) return;
+  const k = ev.key.toLowerCase();
+  if (k === ' ') { ev.preventDefault(); togglePlay(); return; }
+  if (k === 'r') { select(0); return; }
+  if (/^[0-9]$/.test(k)) {
+    const i = k === '0' ? 10 : Number(k);
+    if (i <= S.ratings.length) { select(i); $(`slider-${i - 1}`).focus(); }
+    return;
+  }
+  if (k === 'a') { S.loop = {enabled: true, start: S.pos, end: S.loop.end > S.pos ? S.loop.end : S.trial.n_frames}; applyLoop(); return; }
+  if (k === 'b') { S.loop = {enabled: true, start: S.loop.start < S.pos ? S.loop.start : 0, end: S.pos}; applyLoop(); return; }
+  if (k === 'l') { S.loop.enabled = !S.loop.enabled; applyLoop(); return; }
+  if (k === 'n' && !$('next').disabled) next();
+}
+
+window.addEventListener('DOMContentLoaded', () => {
+  $('play').addEventListener('click', togglePlay);
+  $('next').addEventListener('click', next);
+  document.addEventListener('keydown', keys);
+  setupWave();
+  boot();
+});

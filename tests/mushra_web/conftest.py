@@ -1,0 +1,182 @@
+"""Fixtures for the listening-test app: synthetic stimuli, configs, app clients on SQLite and a real PostgreSQL."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import yaml
+
+pytest.importorskip("fastapi")
+pytest.importorskip("sqlalchemy")
+
+PG_BIN = Path("/usr/lib/postgresql")
+RAMP_SCALE = 2.0 ** -20  # channel 1 carries the playhead position: sample n holds n * 2^-20 (exact in float32)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_stimuli(root: Path, items: list[str], conditions: list[str], sample_rate: int, seconds: float,
+                  stereo_probe: bool = False) -> dict:
+    """Items with a reference and one file per condition.
+
+    With ``stereo_probe`` every file is the research notes' probe signal: channel 0 a DC level naming the condition
+    (0.1 for the reference, 0.2, 0.3, ... for the conditions), channel 1 a ramp giving the playhead position.
+    Otherwise a noisy harmonic tone, each condition a differently degraded copy.
+    """
+    rng = np.random.default_rng(1)
+    n = int(sample_rate * seconds)
+    t = np.arange(n) / sample_rate
+    levels = {"reference": 0.1, **{c: 0.2 + 0.1 * i for i, c in enumerate(conditions)}}
+    out = {}
+    for item in items:
+        d = root / item
+        d.mkdir(parents=True, exist_ok=True)
+        files = {}
+        for name in ["reference", *conditions]:
+            if stereo_probe:
+                wav = np.stack([np.full(n, levels[name]), np.arange(n) * RAMP_SCALE]).astype(np.float32)
+            else:
+                tone = 0.3 * np.sin(2 * np.pi * 440 * t) + 0.1 * np.sin(2 * np.pi * 5100 * t)
+                if name != "reference":
+                    tone = tone + 0.02 * (1 + conditions.index(name)) * rng.standard_normal(n)
+                wav = tone[None].astype(np.float32)
+            path = d / f"{name}.wav"
+            sf.write(path, wav.T, sample_rate, subtype="FLOAT")
+            files[name] = path
+        out[item] = files
+    return out
+
+
+def write_config(tmp: Path, test_id: str = "t1", items=("i1", "i2", "i3"), conditions=("codec_a", "codec_b"),
+                 sample_rate: int = 16000, seconds: float = 1.0, stereo_probe: bool = False, **extra) -> Path:
+    files = write_stimuli(tmp / "audio", list(items), list(conditions), sample_rate, seconds, stereo_probe)
+    cfg = {"id": test_id, "title": "Test title", "sample_rate": sample_rate, "conditions": list(conditions),
+           "items": [{"id": item, "reference": f"audio/{item}/reference.wav",
+                      "conditions": {c: f"audio/{item}/{c}.wav" for c in conditions}} for item in items]}
+    for key, value in extra.items():
+        cfg[key] = value
+    path = tmp / f"{test_id}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.fixture
+def make_config(tmp_path):
+    def make(**kwargs) -> Path:
+        return write_config(tmp_path, **kwargs)
+
+    return make
+
+
+# ---------------- PostgreSQL ----------------
+
+def _pg_bindir() -> Path | None:
+    versions = sorted(PG_BIN.glob("*/bin/initdb"))
+    return versions[-1].parent if versions else None
+
+
+def _as_postgres(cmd: list[str]) -> list[str]:
+    if os.geteuid() == 0:
+        return ["runuser", "-u", "postgres", "--", *cmd]
+    return cmd
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A throw-away PostgreSQL cluster on 127.0.0.1 and a free port; yields a URL template without database."""
+    bindir = _pg_bindir()
+    if bindir is None:
+        pytest.skip("PostgreSQL server binaries are not installed (apt postgresql; scripts/setup.sh installs them)")
+    root = Path(tempfile.mkdtemp(prefix="mushra-pg-"))
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres", "postgres")
+    data, port = root / "data", free_port()
+    subprocess.run(_as_postgres([str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres",
+                                 "--no-sync", "-E", "UTF8"]), check=True, capture_output=True)
+    opts = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300"
+    subprocess.run(_as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(root / "log"),
+                                 "-w", "start"]), check=True, capture_output=True)
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}"
+    finally:
+        subprocess.run(_as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
+                       capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+_db_counter = itertools.count()
+
+
+def fresh_postgres_db(server_url: str) -> str:
+    import psycopg
+
+    name = f"mushra_test_{os.getpid()}_{next(_db_counter)}"
+    with psycopg.connect(server_url.replace("postgresql+psycopg", "postgresql") + "/postgres",
+                         autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return f"{server_url}/{name}"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request, tmp_path):
+    """The same tests against SQLite and a real PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'mushra.db'}"
+    return fresh_postgres_db(request.getfixturevalue("postgres_server"))
+
+
+# ---------------- the app ----------------
+
+@pytest.fixture
+def app_env(db_url, tmp_path, make_config):
+    """A created test ('t1': 3 items x 2 conditions at 16 kHz) and a factory for fresh app instances."""
+    from fastapi.testclient import TestClient
+
+    from mushra_web.app import Settings, create_app
+    from mushra_web.db import init_db, make_engine, session_factory
+    from mushra_web.ingest import create_experiment
+    from mushra_web.schema import load_config
+
+    data_dir = tmp_path / "data"
+    engine = make_engine(db_url)
+    init_db(engine)
+
+    def create(**kwargs) -> None:
+        cfg = load_config(make_config(**kwargs))
+        with session_factory(engine)() as session:
+            create_experiment(session, cfg, data_dir)
+            session.commit()
+
+    def client() -> TestClient:
+        return TestClient(create_app(Settings(database_url=db_url, data_dir=data_dir)))
+
+    class Env:
+        pass
+
+    env = Env()
+    env.url, env.data_dir, env.create, env.client, env.engine = db_url, data_dir, create, client, engine
+    yield env
+    engine.dispose()
+
+
+def wait_for(predicate, timeout: float = 10.0, what: str = "condition") -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"timed out waiting for {what}")

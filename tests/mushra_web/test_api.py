@@ -1,0 +1,192 @@
+"""The participant API end to end, against SQLite and a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlalchemy import func, select, text
+
+from mushra_web.db import ItemUse, Participant, Rating, session_factory
+
+N_BUTTONS = 5  # 2 conditions + 2 anchors + hidden reference
+
+
+def save(client, pos: int, seq: int, scores: dict[int, float | None], plays: int = 1):
+    body = {"seq": seq, "ratings": [{"button": b, "score": s, "plays": plays, "listen_ms": 1000, "n_moves": 1}
+                                    for b, s in scores.items()], "reference_plays": 1, "n_switches": 3}
+    return client.put(f"/e/t1/api/trials/{pos}", json=body)
+
+
+def complete_trial(client, pos: int, seq: int = 1, score: float = 50.0) -> dict:
+    trial = client.get(f"/e/t1/api/trials/{pos}").json()
+    scores = {b["index"]: score for b in trial["buttons"]}
+    body = {"seq": seq, "ratings": [{"button": b, "score": s, "plays": 1} for b, s in scores.items()]}
+    res = client.post(f"/e/t1/api/trials/{pos}/submit", json=body)
+    assert res.status_code == 200, res.text
+    return res.json()
+
+
+def test_whole_test_autosave_restart_resume_and_export(app_env):
+    app_env.create()
+    client = app_env.client()
+    state = client.post("/e/t1/api/join", json={"params": {}}).json()
+    assert (state["n_trials"], state["position"], state["finished"]) == (3, 0, False)
+    trial = client.get("/e/t1/api/trials/0").json()
+    assert len(trial["buttons"]) == N_BUTTONS and all(b["score"] is None for b in trial["buttons"])
+    blob = json.dumps(trial) + json.dumps(state)
+    for secret in ("codec_a", "codec_b", "lp3500", "lp7000", "reference.wav", "hidden", "audio/"):
+        assert secret not in blob
+    # autosave a partial rating, then "restart the server": a new app instance on the same database
+    assert save(client, 0, 1, {0: 12.5, 1: None}).json() == {"saved": True, "seq": 1}
+    cookie = client.cookies.get("mushra_p_t1")
+    restarted = app_env.client()
+    restarted.cookies.set("mushra_p_t1", cookie, path="/e/t1")
+    again = restarted.get("/e/t1/api/trials/0").json()
+    assert again["buttons"][0]["score"] == 12.5 and again["buttons"][0]["plays"] == 1 and again["seq"] == 1
+    assert [b["url"] for b in again["buttons"]] == [b["url"] for b in trial["buttons"]]
+    # audio is served for this session, by opaque URL, as float WAV of the right length
+    wav = restarted.get(again["buttons"][2]["url"])
+    assert wav.status_code == 200 and wav.headers["content-type"] == "audio/wav"
+    assert "content-disposition" not in wav.headers and wav.content[:4] == b"RIFF"
+    for pos in range(3):
+        complete_trial(restarted, pos, seq=2, score=10.0 * (pos + 1))
+    done = restarted.post("/e/t1/api/finish").json()
+    assert len(done["code"]) == 10 and done["redirect_url"] is None
+    assert restarted.post("/e/t1/api/finish").json() == done  # idempotent
+    assert restarted.get("/e/t1/api/state").json()["finished"] is True
+    # the export maps every button back to its condition, on the server only
+    from mushra_web.db import Experiment
+    from mushra_web.export import COLUMNS, export_rows
+
+    with session_factory(app_env.engine)() as session:
+        exp = session.scalar(select(Experiment))
+        rows = export_rows(session, exp)
+    assert len(rows) == 3 * N_BUTTONS and list(rows[0]) == COLUMNS
+    kinds = sorted({(r["condition"], r["condition_kind"]) for r in rows})
+    assert kinds == [("codec_a", "condition"), ("codec_b", "condition"), ("lp3500", "anchor"),
+                     ("lp7000", "anchor"), ("reference", "hidden_reference")]
+    assert sorted({r["score"] for r in rows}) == [10.0, 20.0, 30.0]
+    assert all(r["config_sha256"] == exp.config_sha256 and r["trial_status"] == "submitted" for r in rows)
+
+
+def test_submit_requires_every_sound_played_and_rated(app_env):
+    app_env.create()
+    client = app_env.client()
+    client.post("/e/t1/api/join", json={})
+    res = client.post("/e/t1/api/trials/0/submit", json={"seq": 1, "ratings": [
+        {"button": 0, "score": 40, "plays": 1}, {"button": 1, "score": None, "plays": 1},
+        {"button": 2, "score": 40, "plays": 0}]})
+    assert res.status_code == 422
+    assert res.json()["detail"]["unplayed"] == [2, 3, 4]
+    assert client.get("/e/t1/api/state").json()["position"] == 0
+    # the rejected submission saved nothing and moved nothing
+    assert client.get("/e/t1/api/trials/0").json()["buttons"][0]["score"] is None
+    assert client.get("/e/t1/api/trials/1").status_code == 409  # trials come in order
+
+
+def test_late_or_repeated_saves_never_overwrite_newer_ones(app_env):
+    app_env.create()
+    client = app_env.client()
+    client.post("/e/t1/api/join", json={})
+    assert save(client, 0, 5, {0: 70}).status_code == 200
+    assert save(client, 0, 4, {0: 20}).status_code == 200  # arrives late: ignored
+    assert save(client, 0, 5, {0: 30}).status_code == 200  # a retry of seq 5: ignored
+    assert client.get("/e/t1/api/trials/0").json()["buttons"][0]["score"] == 70
+    with session_factory(app_env.engine)() as session:
+        assert session.scalar(select(func.count()).select_from(Rating)) == 3 * N_BUTTONS
+
+
+def test_balanced_allocation_of_items(app_env):
+    app_env.create(design={"items_per_participant": 1})
+    for _ in range(6):
+        client = app_env.client()
+        assert client.post("/e/t1/api/join", json={}).json()["n_trials"] == 1
+    with session_factory(app_env.engine)() as session:
+        assert sorted(u.uses for u in session.scalars(select(ItemUse))) == [2, 2, 2]
+
+
+def test_training_trials_come_first_and_are_flagged(app_env):
+    app_env.create(design={"training_items": ["i2"]})
+    client = app_env.client()
+    assert client.post("/e/t1/api/join", json={}).json()["n_trials"] == 3
+    first = client.get("/e/t1/api/trials/0").json()
+    assert first["is_training"] is True
+    complete_trial(client, 0)
+    assert client.get("/e/t1/api/trials/1").json()["is_training"] is False
+    with session_factory(app_env.engine)() as session:
+        assert {u.item_id for u in session.scalars(select(ItemUse))} == {"i1", "i3"}
+
+
+def test_crowd_ids_completion_redirect_and_one_participation(app_env):
+    app_env.create(crowd={"platform": "prolific",
+                          "complete_url": "https://app.prolific.com/submissions/complete?cc={code}"})
+    client = app_env.client()
+    res = client.post("/e/t1/api/join", json={"params": {}})
+    assert res.status_code == 400 and "PROLIFIC_PID" in res.json()["detail"]
+    params = {"PROLIFIC_PID": "5f00aa", "STUDY_ID": "s1", "SESSION_ID": "x1"}
+    assert client.post("/e/t1/api/join", json={"params": params}).status_code == 200
+    complete_trial(client, 0)
+    # the same worker on another browser resumes where they were, as the same participant
+    other = app_env.client()
+    assert other.post("/e/t1/api/join", json={"params": params}).json()["position"] == 1
+    for pos in (1, 2):
+        complete_trial(other, pos)
+    done = other.post("/e/t1/api/finish").json()
+    assert done["redirect_url"] == f"https://app.prolific.com/submissions/complete?cc={done['code']}"
+    third = app_env.client()
+    res = third.post("/e/t1/api/join", json={"params": params})
+    assert res.status_code == 409 and "already completed" in res.json()["detail"]
+    with session_factory(app_env.engine)() as session:
+        assert session.scalar(select(func.count()).select_from(Participant)) == 1
+        p = session.scalar(select(Participant))
+        assert (p.external_id, p.study_id, p.crowd_session_id, p.status) == ("5f00aa", "s1", "x1", "completed")
+
+
+def test_payloads_are_validated(app_env):
+    app_env.create()
+    client = app_env.client()
+    client.post("/e/t1/api/join", json={})
+    assert save(client, 0, 1, {0: 100.5}).status_code == 422
+    assert save(client, 0, 1, {0: -1}).status_code == 422
+    assert save(client, 0, 1, {7: 50}).status_code == 422  # not a button of this trial
+    assert save(client, 0, 0, {0: 50}).status_code == 422  # seq starts at 1
+    res = client.put("/e/t1/api/trials/0", json={"seq": 1, "ratings": [{"button": 0, "score": 5}] * 2})
+    assert res.status_code == 422
+    res = client.put("/e/t1/api/trials/0", json={"seq": 1, "ratings": [], "loop": {"start": 10, "end": 5}})
+    assert res.status_code == 422
+    res = client.put("/e/t1/api/trials/0", json={"seq": 1, "ratings": [], "sneaky": 1})
+    assert res.status_code == 422
+    res = client.put("/e/t1/api/trials/0", content=b"seq=1", headers={"content-type": "application/x-www-form-urlencoded"})
+    assert res.status_code == 415
+    res = client.put("/e/t1/api/trials/0", content=b"{" + b" " * 70000 + b"}", headers={"content-type": "application/json"})
+    assert res.status_code == 413
+    assert client.get("/e/t1/api/trials/9").status_code == 404
+    assert client.get("/e/t1/api/trials/-1").status_code == 404
+    assert client.get("/e/nope/api/state").status_code == 404
+    assert client.get("/e/t1/api/trials/0").json()["buttons"][0]["score"] is None
+
+
+HOSTILE = ["x'); DROP TABLE rating; --", "\" OR 1=1 --", "../../../etc/passwd", "<script>alert(1)</script>"]
+
+
+def test_injection_and_traversal_change_nothing(app_env):
+    app_env.create(crowd={"platform": "generic"})
+    for i, pid in enumerate(HOSTILE):
+        client = app_env.client()
+        assert client.post("/e/t1/api/join", json={"params": {"pid": pid}}).status_code == 200
+        save(client, 0, 1, {0: 11.0 + i})
+    client = app_env.client()
+    client.post("/e/t1/api/join", json={"params": {"pid": "plain"}})
+    for path in ["/e/t1/a/0/..%2F..%2Fmushra.db/x", "/e/t1/a/0/ref/..%2F..%2F..%2Fetc%2Fpasswd",
+                 "/e/..%2F..%2Fetc/api/state", "/static/..%2Fdb.py", "/static/../db.py",
+                 "/e/t1'%20OR%20'1'='1/api/state", "/e/t1/a/0/0%20OR%201=1/abc"]:
+        res = client.get(path)
+        assert res.status_code in (401, 403, 404), (path, res.status_code)
+        assert b"sqlalchemy" not in res.content and b"root:" not in res.content
+    with session_factory(app_env.engine)() as session:
+        stored = sorted(session.scalars(select(Participant.external_id)))
+        assert stored == sorted([*HOSTILE, "plain"])
+        assert session.execute(text("SELECT count(*) FROM rating")).scalar() == 5 * 3 * N_BUTTONS
+        scores = sorted(s for s in session.scalars(select(Rating.score)) if s is not None)
+        assert scores == [11.0, 12.0, 13.0, 14.0]
