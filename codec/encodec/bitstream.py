@@ -1,0 +1,252 @@
+"""The ``.ecdc`` file format of the official EnCodec package, read and written byte for byte (spec section 3).
+
+Layout: ``ECDC``, version byte 0, big-endian uint32 length, JSON metadata ``{"m", "al", "nc", "lm"}``; then one
+stream per model segment (one at 24 kHz, one per 1 s segment at 48 kHz): a big-endian float32 scale when the model
+normalizes, then the segment's codes, either bit-packed (10 bits each, time-major, LSB-first) or arithmetic-coded
+with the LM. Streams have no length fields: each reader consumes exactly what its writer produced.
+
+Everything that can go wrong with a file raises ``EcdcError``. Sizes come from the header, so they are checked
+before anything is allocated: the metadata is capped, the audio length and codebook count are bounded, bit-packed
+payloads are checked against the bytes actually present, and LM-coded codes grow with what is really decoded.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Optional, Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from codec.encodec.config import EncodecConfig
+from codec.encodec.entropy import ArithmeticCodingError, ArithmeticDecoder, ArithmeticEncoder, quantized_cdfs
+from codec.encodec.lm import EntropyLM
+
+MAGIC = b"ECDC"
+VERSION = 0
+_HEADER = struct.Struct("!4sBI")
+_SCALE = struct.Struct("!f")
+MAX_METADATA_BYTES = 1 << 16  # real metadata is ~60 bytes; a bigger claim is a broken or hostile file
+MAX_AUDIO_LENGTH = 2**31 - 1  # samples per channel (12 h at 48 kHz); the reference has no limit
+
+#: The models a file can name, and the layout each implies.
+MODELS: dict[str, Callable[[], EncodecConfig]] = {
+    "encodec_24khz": EncodecConfig.encodec_24khz,
+    "encodec_48khz": EncodecConfig.encodec_48khz,
+}
+
+
+class EcdcError(ValueError):
+    """An ``.ecdc`` file that cannot be read or written: bad header, metadata, sizes or payload."""
+
+
+@dataclass(frozen=True)
+class EcdcMetadata:
+    """The JSON header: model name, samples per channel, codebooks coded, LM coding or not."""
+
+    model: str
+    audio_length: int
+    num_codebooks: int
+    use_lm: bool
+
+    @property
+    def config(self) -> EncodecConfig:
+        return MODELS[self.model]()
+
+    def to_json(self) -> bytes:
+        """The reference's ``json.dumps`` defaults and key order, for byte-identical files."""
+        return json.dumps({"m": self.model, "al": self.audio_length, "nc": self.num_codebooks,
+                           "lm": self.use_lm}).encode("utf-8")
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> "EcdcMetadata":
+        try:
+            data = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise EcdcError(f"the metadata is not valid UTF-8 JSON ({exc})") from exc
+        if not isinstance(data, dict):
+            raise EcdcError(f"the metadata must be a JSON object, got {type(data).__name__}")
+        missing = [key for key in ("m", "al", "nc", "lm") if key not in data]
+        if missing:
+            raise EcdcError(f"the metadata lacks {', '.join(missing)}")
+        model, length, codebooks, use_lm = data["m"], data["al"], data["nc"], data["lm"]
+        if not isinstance(model, str) or model not in MODELS:
+            raise EcdcError(f"unknown model {model!r} in the metadata; known: {', '.join(MODELS)}")
+        if not _is_int(length) or not 1 <= length <= MAX_AUDIO_LENGTH:
+            raise EcdcError(f"audio length {length!r} is not an integer in 1..{MAX_AUDIO_LENGTH}")
+        n_q = MODELS[model]().n_q
+        if not _is_int(codebooks) or not 1 <= codebooks <= n_q:
+            raise EcdcError(f"codebook count {codebooks!r} is not an integer in 1..{n_q} for {model}")
+        if not isinstance(use_lm, bool):
+            raise EcdcError(f"'lm' must be true or false, got {use_lm!r}")
+        return cls(model, length, codebooks, use_lm)
+
+
+@dataclass
+class Segment:
+    """One coded segment: codes [K, frames] (int64) and its scale (None unless the model normalizes)."""
+
+    codes: np.ndarray
+    scale: Optional[float]
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_layout(config: EncodecConfig) -> None:
+    """Refuse a model whose file layout differs from the official model of the same name (the file only names it)."""
+    if config.name not in MODELS:
+        raise EcdcError(f"the .ecdc format only names {', '.join(MODELS)}; cannot write a file for {config.name!r}")
+    preset = MODELS[config.name]()
+    fields = ("sample_rate", "channels", "normalize", "segment", "overlap", "bins", "hop_length", "n_q")
+    differs = [f for f in fields if getattr(config, f) != getattr(preset, f)]
+    if differs:
+        raise EcdcError(f"a model named {config.name} must match its official layout; differs in {', '.join(differs)}")
+
+
+def segment_frame_counts(config: EncodecConfig, audio_length: int) -> Iterator[int]:
+    """Code frames of each segment, with the integer formula (PyPI 0.1.1's float formula is off by one sometimes)."""
+    length = config.segment_length or audio_length
+    stride = config.segment_stride or audio_length
+    for offset in range(0, audio_length, stride):
+        samples = min(audio_length - offset, length)
+        yield (samples * config.frame_rate + config.sample_rate - 1) // config.sample_rate
+
+
+# ---- bit packing ------------------------------------------------------------------------------------------------
+def pack_codes(codes: np.ndarray, bits: int) -> bytes:
+    """Codes [K, T] as ``bits``-bit values in time-major order, LSB-first, the last byte padded with zeros."""
+    values = np.ascontiguousarray(codes.T, dtype=np.int64).reshape(-1)
+    if values.size and (values.min() < 0 or values.max() >= 1 << bits):
+        raise EcdcError(f"codes must lie in 0..{(1 << bits) - 1} to be packed in {bits} bits")
+    bit_array = ((values[:, None] >> np.arange(bits)) & 1).astype(np.uint8)
+    return np.packbits(bit_array.reshape(-1), bitorder="little").tobytes()
+
+
+def unpack_codes(data: memoryview, offset: int, num_codebooks: int, frames: int, bits: int) -> tuple[np.ndarray, int]:
+    """Codes [K, T] packed at ``offset``; returns them and the offset after them."""
+    size = (num_codebooks * frames * bits + 7) // 8
+    if offset + size > len(data):
+        raise EcdcError(f"the file ends early: {frames} frames of {num_codebooks} codebooks need {size} bytes at "
+                        f"offset {offset}, {len(data) - offset} are left")
+    bit_array = np.unpackbits(np.frombuffer(data, np.uint8, size, offset), bitorder="little")
+    bit_array = bit_array[: num_codebooks * frames * bits].reshape(-1, bits).astype(np.int64)
+    values = bit_array @ (np.int64(1) << np.arange(bits, dtype=np.int64))
+    return values.reshape(frames, num_codebooks).T.copy(), offset + size
+
+
+# ---- LM coding --------------------------------------------------------------------------------------------------
+def lm_encode(lm: EntropyLM, codes: np.ndarray, progress: Optional[tqdm] = None) -> bytes:
+    """Arithmetic-code codes [K, T] with the LM evaluated frame by frame, as the decoder will have to."""
+    num_codebooks, frames = codes.shape
+    encoder, state = ArithmeticEncoder(), None
+    codes_t = torch.from_numpy(np.ascontiguousarray(codes, dtype=np.int64)).to(lm.emb[0].weight.device)
+    step_input = torch.zeros(1, num_codebooks, 1, dtype=torch.long, device=codes_t.device)
+    for t in range(frames):
+        probas, state = lm(step_input, state)
+        encoder.push(codes[:, t], quantized_cdfs(probas[0, :, :, 0].T))
+        step_input = 1 + codes_t[None, :, t:t + 1]
+        if progress is not None:
+            progress.update(1)
+    return encoder.finish()
+
+
+def lm_decode(lm: EntropyLM, data: memoryview, offset: int, num_codebooks: int, frames: int,
+              progress: Optional[tqdm] = None) -> tuple[np.ndarray, int]:
+    """Codes [K, T] arithmetic-coded at ``offset``; returns them and the offset after their stream."""
+    decoder, state = ArithmeticDecoder(np.frombuffer(data, np.uint8, len(data) - offset, offset)), None
+    device = lm.emb[0].weight.device
+    step_input = torch.zeros(1, num_codebooks, 1, dtype=torch.long, device=device)
+    decoded: list[np.ndarray] = []  # grows with what the data really holds, whatever the header claims
+    for t in range(frames):
+        probas, state = lm(step_input, state)
+        try:
+            codes = decoder.pull(quantized_cdfs(probas[0, :, :, 0].T))
+        except ArithmeticCodingError as exc:
+            raise EcdcError(f"frame {t} of {frames}: {exc}") from exc
+        decoded.append(codes)
+        step_input = 1 + torch.from_numpy(codes).to(device).view(1, num_codebooks, 1)
+        if progress is not None:
+            progress.update(1)
+    return np.stack(decoded, axis=1), offset + decoder.bytes_read
+
+
+# ---- whole files ------------------------------------------------------------------------------------------------
+def write_ecdc(metadata: EcdcMetadata, segments: Sequence[Segment], lm: Optional[EntropyLM] = None,
+               show_progress: bool = False) -> bytes:
+    """The bytes of an ``.ecdc`` file for coded segments (``lm`` is required when ``metadata.use_lm``)."""
+    config = metadata.config
+    if metadata.use_lm and lm is None:
+        raise EcdcError("LM coding was asked for but no LM was given")
+    expected = list(segment_frame_counts(config, metadata.audio_length))
+    shapes = [s.codes.shape for s in segments]
+    if shapes != [(metadata.num_codebooks, frames) for frames in expected]:
+        raise EcdcError(f"segments shaped {shapes} do not fit {metadata}: expected {metadata.num_codebooks} codebooks "
+                        f"and frames {expected}")
+    raw = metadata.to_json()
+    parts = [_HEADER.pack(MAGIC, VERSION, len(raw)), raw]
+    with tqdm(total=sum(expected), unit="frame", desc="LM coding", disable=not (metadata.use_lm and show_progress)) as bar:
+        for segment in segments:
+            if config.normalize:
+                if segment.scale is None:
+                    raise EcdcError(f"{metadata.model} stores a scale per segment, got None")
+                parts.append(_SCALE.pack(segment.scale))
+            if metadata.use_lm:
+                parts.append(lm_encode(lm, segment.codes, bar))
+            else:
+                parts.append(pack_codes(segment.codes, config.bits_per_codebook))
+    return b"".join(parts)
+
+
+def read_metadata(data: bytes) -> tuple[EcdcMetadata, int]:
+    """The validated metadata and the offset of the first segment."""
+    if len(data) < _HEADER.size:
+        raise EcdcError(f"not an .ecdc file: {len(data)} bytes is shorter than the {_HEADER.size}-byte header")
+    magic, version, size = _HEADER.unpack_from(data, 0)
+    if magic != MAGIC:
+        raise EcdcError(f"not an .ecdc file: magic {magic!r}, expected {MAGIC!r}")
+    if version != VERSION:
+        raise EcdcError(f"unsupported .ecdc version {version}; this reader knows version {VERSION}")
+    if size > MAX_METADATA_BYTES:
+        raise EcdcError(f"metadata length {size} bytes exceeds the {MAX_METADATA_BYTES}-byte limit")
+    end = _HEADER.size + size
+    if end > len(data):
+        raise EcdcError(f"the file ends inside its metadata ({size} bytes announced, {len(data) - _HEADER.size} present)")
+    return EcdcMetadata.from_json(bytes(data[_HEADER.size:end])), end
+
+
+def read_ecdc(data: bytes, lm: Optional[EntropyLM] = None,
+              show_progress: bool = False) -> tuple[EcdcMetadata, list[Segment]]:
+    """Parse a whole file into its metadata and coded segments (``lm`` is required for LM-coded files)."""
+    metadata, offset = read_metadata(data)
+    config = metadata.config
+    if metadata.use_lm:
+        if lm is None:
+            raise EcdcError("the file is LM-coded; an LM is needed to read it")
+        if lm.n_q < metadata.num_codebooks or lm.card != config.bins:
+            raise EcdcError(f"the LM ({lm.n_q} codebooks of {lm.card}) cannot decode {metadata.num_codebooks} "
+                            f"codebooks of {metadata.model}")
+    view = memoryview(data)
+    segments = []
+    total = sum(segment_frame_counts(config, metadata.audio_length)) if metadata.use_lm and show_progress else None
+    with tqdm(total=total, unit="frame", desc="LM decoding", disable=total is None) as bar:
+        for frames in segment_frame_counts(config, metadata.audio_length):
+            scale = None
+            if config.normalize:
+                if offset + _SCALE.size > len(view):
+                    raise EcdcError(f"the file ends early: a segment scale is missing at offset {offset}")
+                (scale,) = _SCALE.unpack_from(view, offset)
+                offset += _SCALE.size
+                if not math.isfinite(scale):
+                    raise EcdcError(f"segment scale {scale} at offset {offset - _SCALE.size} is not finite")
+            if metadata.use_lm:
+                codes, offset = lm_decode(lm, view, offset, metadata.num_codebooks, frames, bar)
+            else:
+                codes, offset = unpack_codes(view, offset, metadata.num_codebooks, frames, config.bits_per_codebook)
+            segments.append(Segment(codes, scale))
+    return metadata, segments

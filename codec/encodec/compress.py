@@ -1,0 +1,97 @@
+"""Compress audio to ``.ecdc`` bytes and back: the official package's API, on our model.
+
+``compress(model, wav)`` writes the same bytes as ``encodec.compress.compress`` for the same weights (with or
+without the LM); ``decompress(data)`` reads files of either implementation. Weights are never downloaded: the model
+named in a file is loaded from the local caches (``checkpoints.load_model``) unless the caller passes one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import BinaryIO, Optional, Union
+
+import numpy as np
+import torch
+
+from codec.encodec.bitstream import EcdcError, EcdcMetadata, Segment, check_layout, read_ecdc, read_metadata, write_ecdc
+from codec.encodec.config import EncodecConfig
+from codec.encodec.lm import EntropyLM, find_official_lm, load_lm
+from codec.encodec.model import EncodedFrame, EncodecModel
+
+PathOrFile = Union[str, Path, BinaryIO]
+
+
+def official_lm(config: EncodecConfig, device: Union[str, torch.device] = "cpu") -> EntropyLM:
+    """The official LM of ``config``'s codec, from the local torch hub cache."""
+    return load_lm(find_official_lm(config), config, device)
+
+
+@torch.no_grad()
+def compress(model: EncodecModel, wav: Union[torch.Tensor, np.ndarray], use_lm: bool = False,
+             bandwidth: Optional[float] = None, lm: Optional[EntropyLM] = None, show_progress: bool = False) -> bytes:
+    """``.ecdc`` bytes of ``wav`` [channels, samples] at the model's rate and channel count.
+
+    ``bandwidth`` (kbps) defaults to the model's target bandwidth (all codebooks when unset, like the official
+    package). With ``use_lm``, ``lm`` defaults to the official LM from the torch hub cache.
+    """
+    check_layout(model.config)
+    wav = torch.as_tensor(wav, dtype=torch.float32)
+    if wav.dim() != 2:
+        raise EcdcError(f"compress takes one waveform shaped [channels, samples], got {tuple(wav.shape)}")
+    if use_lm and lm is None:
+        lm = official_lm(model.config, wav.device)
+    device = next(model.parameters()).device
+    frames = model.encode(wav[None].to(device), bandwidth)
+    metadata = EcdcMetadata(model.config.name, int(wav.shape[-1]), int(frames[0].codes.shape[1]), use_lm)
+    segments = [Segment(f.codes[0].cpu().numpy(), None if f.scale is None else f.scale.cpu().item()) for f in frames]
+    return write_ecdc(metadata, segments, lm if use_lm else None, show_progress)
+
+
+@torch.no_grad()
+def decompress(data: bytes, model: Optional[EncodecModel] = None, lm: Optional[EntropyLM] = None,
+               device: Union[str, torch.device] = "cpu", show_progress: bool = False) -> tuple[torch.Tensor, int]:
+    """Audio [channels, samples] and its sample rate from ``.ecdc`` bytes.
+
+    ``model`` defaults to the official model the file names (loaded from the local cache); a given model must carry
+    that name. LM-coded files use ``lm``, by default the official LM of that model.
+    """
+    from codec.encodec.checkpoints import load_model
+
+    metadata, _ = read_metadata(data)
+    if model is None:
+        model = load_model(metadata.model).to(device)
+    elif model.config.name != metadata.model:
+        raise EcdcError(f"the file was coded with {metadata.model}, the model given is {model.config.name}")
+    check_layout(model.config)
+    device = next(model.parameters()).device
+    if metadata.use_lm and lm is None:
+        lm = official_lm(model.config, device)
+    metadata, segments = read_ecdc(data, lm, show_progress)
+    frames = [EncodedFrame(torch.from_numpy(s.codes)[None].to(device),
+                           None if s.scale is None else torch.tensor(s.scale, device=device).view(1, 1))
+              for s in segments]
+    wav = model.decode(frames)
+    return wav[0, :, : metadata.audio_length], model.sample_rate
+
+
+def compress_to_file(model: EncodecModel, wav: Union[torch.Tensor, np.ndarray], file: PathOrFile,
+                     **kwargs) -> None:
+    """``compress`` into a path or a binary file object."""
+    data = compress(model, wav, **kwargs)
+    if isinstance(file, (str, Path)):
+        Path(file).write_bytes(data)
+    else:
+        file.write(data)
+
+
+def decompress_from_file(file: PathOrFile, **kwargs) -> tuple[torch.Tensor, int]:
+    """``decompress`` from a path or a binary file object."""
+    if isinstance(file, (str, Path)):
+        path = Path(file)
+        if not path.is_file():
+            raise EcdcError(f"{path}: no such file")
+        data = path.read_bytes()
+    else:
+        data = file.read()
+    return decompress(data, **kwargs)
+
