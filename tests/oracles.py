@@ -37,7 +37,8 @@ def hf_encodec() -> ModuleType:
 
 
 def randomize_official(model, seed: int = 0):
-    """Give an official model (built with ``pretrained=False``) codebooks that fit its latents, and random norms.
+    """Give an official model (built with ``pretrained=False``), or ours, codebooks that fit its latents and
+    random norms.
 
     Freshly built models have all-zero codebooks (they wait for k-means), which would make every code 0 and every
     comparison vacuous. Each codebook is drawn around the residuals its layer sees on random audio, so that codes
@@ -55,9 +56,10 @@ def randomize_official(model, seed: int = 0):
     model.load_state_dict(state)
     model.eval()
     channels = model.channels
+    normalize = model.config.normalize if hasattr(model, "config") else model.normalize
     audio = 0.1 * torch.randn(1, channels, 4 * model.sample_rate, generator=gen)
     with torch.no_grad():
-        if model.normalize:
+        if normalize:
             audio = audio / audio.mean(1, keepdim=True).pow(2).mean().sqrt()
         residual = model.encoder(audio)[0].t()  # [frames, D]
         for layer in model.quantizer.vq.layers:
@@ -67,5 +69,6 @@ def randomize_official(model, seed: int = 0):
             book.embed.copy_(residual[pick] + 0.5 * spread * torch.randn(book.embed.shape, generator=gen))
             book.embed_avg.copy_(book.embed)
             book.inited.fill_(1)
-            residual = residual - book.embed[book.quantize(residual)]
+            nearest = torch.cdist(residual, book.embed).argmin(1)
+            residual = residual - book.embed[nearest]
     return model
