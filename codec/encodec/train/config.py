@@ -1,0 +1,85 @@
+"""Everything a training run depends on, in one dataclass that YAML files (the ablation configs) fill in."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from ..config import EncodecConfig
+
+PAPER_WEIGHTS = {"l1": 0.1, "mel": 1.0, "adv": 3.0, "feat": 3.0}
+
+
+@dataclass
+class TrainConfig:
+    name: str = "encodec"
+    model: str = "encodec_24khz"  # an EncodecConfig preset
+    model_overrides: dict[str, Any] = field(default_factory=dict)  # e.g. {n_filters: 16, lstm: 0, causal: false}
+    bandwidths: Optional[list[float]] = None  # drawn per batch; None = the model's target bandwidths
+    adversaries: list[str] = field(default_factory=lambda: ["msstft"])  # [] trains without an adversary
+    adversary_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    adversary_per_bandwidth: bool = True
+    disc_update_probability: Optional[float] = None  # None: 2/3 at 24 kHz, 1/2 at 48 kHz (paper)
+    weights: dict[str, float] = field(default_factory=lambda: dict(PAPER_WEIGHTS))
+    commitment_weight: float = 1.0
+    balancer: bool = True
+    generator_loss: str = "paper"  # or "audiocraft"
+    relative_feature_loss: bool = True
+    mel_scales: list[int] = field(default_factory=lambda: list(range(5, 12)))
+    mel_log_l2: bool = False
+    lr: float = 3e-4
+    betas: tuple[float, float] = (0.5, 0.9)
+    ema_decay: float = 0.99
+    batch_size: int = 64
+    segment_seconds: float = 1.0
+    steps: int = 600_000
+    seed: int = 0
+    log_every: int = 10
+    checkpoint_every: int = 1000
+
+    def encodec_config(self) -> EncodecConfig:
+        return EncodecConfig.preset(self.model).with_(**self.model_overrides)
+
+    def resolved_bandwidths(self) -> list[float]:
+        return list(self.bandwidths or self.encodec_config().target_bandwidths)
+
+    def resolved_disc_probability(self) -> float:
+        if self.disc_update_probability is not None:
+            return self.disc_update_probability
+        return 0.5 if self.encodec_config().sample_rate >= 48000 else 2 / 3
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["betas"] = list(self.betas)
+        return out
+
+    def config_hash(self) -> str:
+        """Short sha256 of the settings that shape the result (name and logging cadence excluded)."""
+        data = {k: v for k, v in self.to_dict().items() if k not in ("name", "log_every", "checkpoint_every")}
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown training settings: {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        config = cls(**data)
+        config.betas = tuple(config.betas)
+        config.encodec_config()  # fail now on a bad preset or override
+        return config
+
+    @classmethod
+    def from_yaml(cls, path: Path | str, **overrides: Any) -> "TrainConfig":
+        path = Path(path)
+        data = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a mapping of training settings")
+        data.setdefault("name", path.stem)
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.from_dict(data)

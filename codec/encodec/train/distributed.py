@@ -1,0 +1,58 @@
+"""Data-parallel plumbing for training under ``torchrun``: gloo on CPU, NCCL on GPUs.
+
+Gradients are averaged by hand after every backward pass instead of through DistributedDataParallel, because one
+training step runs several backward passes per forward (the RVQ penalty, then the balancer's gradient), which DDP's
+reducer does not allow. The RVQ keeps its own buffers in sync (it all-reduces its statistics).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Iterable
+
+import torch
+from torch import distributed as dist
+
+
+def init_from_env() -> tuple[int, int, torch.device]:
+    """Join the process group that torchrun describes in the environment; (rank, world size, device)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if torch.cuda.is_available():
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=rank, world_size=world)
+    return rank, world, device
+
+
+def world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def is_main() -> bool:
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
+def broadcast_parameters(params: Iterable[torch.Tensor]) -> None:
+    """Start every rank from rank 0's weights."""
+    if world_size() > 1:
+        for tensor in params:
+            dist.broadcast(tensor.data, src=0)
+
+
+def average_gradients(params: Iterable[torch.nn.Parameter]) -> None:
+    """All-reduce and average gradients in one flat buffer (parameters without a gradient count as zero)."""
+    if world_size() == 1:
+        return
+    params = [p for p in params if p.requires_grad]
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= world_size()
+    offset = 0
+    for p, g in zip(params, grads):
+        p.grad = flat[offset: offset + g.numel()].view_as(g).clone()
+        offset += g.numel()

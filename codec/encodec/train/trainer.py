@@ -1,0 +1,230 @@
+"""The EnCodec training loop (paper section 3.4 and 4; step order of audiocraft's compression solver).
+
+Per step: draw a bandwidth for the batch, run the generator, update the discriminators with probability p (2/3 at
+24 kHz, 1/2 at 48 kHz), backpropagate the RVQ commitment penalty directly to the encoder and the balanced losses
+through the decoder output, step Adam (lr 3e-4, betas 0.5/0.9), update the EMA of the generator weights.
+Checkpoints hold everything a bit-exact resume needs: weights, EMA, optimisers, balancer, RNG states, step.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from tqdm import tqdm
+
+from ..model import EncodecModel
+from . import distributed
+from .balancer import Balancer
+from .config import TrainConfig
+from .discriminators import PerBandwidthAdversary, build_adversary
+from .losses import (MultiScaleMelLoss, discriminator_hinge_loss, feature_matching_loss, generator_adversarial_loss,
+                     time_l1)
+
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+class Generator(nn.Module):
+    """The model's training forward: encoder -> RVQ at one bandwidth (straight-through) -> decoder."""
+
+    def __init__(self, model: EncodecModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor, bandwidth: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns (reconstruction cropped to the input length, RVQ commitment penalty)."""
+        scale = None
+        if self.model.config.normalize:
+            scale = 1e-8 + x.mean(dim=1, keepdim=True).pow(2).mean(dim=2, keepdim=True).sqrt()
+            x = x / scale
+        result = self.model.quantizer(self.model.encoder(x), self.model.frame_rate, bandwidth)
+        y = self.model.decoder(result.quantized)[..., : x.shape[-1]]
+        if scale is not None:
+            y = y * scale
+        return y, result.penalty
+
+
+class Adversary(nn.Module):
+    """One named adversary, optionally one copy per bandwidth."""
+
+    def __init__(self, name: str, config: TrainConfig) -> None:
+        super().__init__()
+        model_config = config.encodec_config()
+        options = config.adversary_options.get(name, {})
+        self.per_bandwidth = config.adversary_per_bandwidth
+        if self.per_bandwidth:
+            self.net = PerBandwidthAdversary(name, model_config.sample_rate, model_config.channels,
+                                             config.resolved_bandwidths(), **options)
+        else:
+            self.net = build_adversary(name, model_config.sample_rate, model_config.channels, **options)
+
+    def forward(self, x: torch.Tensor, bandwidth: float):
+        return self.net(x, bandwidth) if self.per_bandwidth else self.net(x)
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, batches: Callable[[int], torch.Tensor], out_dir: Path | str,
+                 device: torch.device | str = "cpu", sampler_state: Optional[object] = None) -> None:
+        """``batches(batch_size)`` returns [B, C, T] audio; ``sampler_state`` (with state_dict/load_state_dict)
+        is checkpointed with it so that data draws resume exactly."""
+        self.config, self.batches, self.sampler_state = config, batches, sampler_state
+        self.out_dir = Path(out_dir)
+        self.device = torch.device(device)
+        self.world = distributed.world_size()
+        torch.manual_seed(config.seed)
+        self.model = EncodecModel(config.encodec_config()).to(self.device)
+        self.generator = Generator(self.model)
+        self.adversaries = nn.ModuleDict({n: Adversary(n, config) for n in config.adversaries}).to(self.device)
+        distributed.broadcast_parameters(list(self.model.parameters()) + list(self.adversaries.parameters()))
+        self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
+        self.opt_g = torch.optim.Adam(self.model.parameters(), lr=config.lr, betas=config.betas)
+        self.opt_d = (torch.optim.Adam(self.adversaries.parameters(), lr=config.lr, betas=config.betas)
+                      if config.adversaries else None)
+        self.mel_loss = MultiScaleMelLoss(self.model.sample_rate, config.mel_scales, log_l2=config.mel_log_l2
+                                          ).to(self.device)
+        self.balancer = Balancer(self._balancer_weights(), enabled=config.balancer)
+        self.bandwidths = config.resolved_bandwidths()
+        self.disc_probability = config.resolved_disc_probability()
+        # Same seed on every rank: all ranks draw the same bandwidth and the same discriminator decision.
+        self.shared_rng = torch.Generator().manual_seed(config.seed + 1)
+        self.step = 0
+
+    def _balancer_weights(self) -> dict[str, float]:
+        w = self.config.weights
+        unknown = set(w) - {"l1", "mel", "adv", "feat"}
+        if unknown:
+            raise ValueError(f"unknown loss weights {sorted(unknown)}; expected l1, mel, adv, feat")
+        weights = {"l1": w.get("l1", 0.0), "mel": w.get("mel", 0.0)}
+        for name in self.config.adversaries:
+            weights[f"adv_{name}"] = w.get("adv", 0.0) / len(self.config.adversaries)
+            weights[f"feat_{name}"] = w.get("feat", 0.0) / len(self.config.adversaries)
+        return weights
+
+    # ---- one step -------------------------------------------------------------------------------------------
+    def train_step(self) -> dict[str, float]:
+        self.model.train()
+        x = self.batches(self.config.batch_size).to(self.device)
+        bandwidth = self.bandwidths[int(torch.randint(len(self.bandwidths), (1,), generator=self.shared_rng))]
+        update_disc = bool(torch.rand((), generator=self.shared_rng) < self.disc_probability)
+        y, penalty = self.generator(x, bandwidth)
+        record: dict[str, float] = {"step": self.step + 1, "bandwidth_kbps": bandwidth,
+                                    "disc_updated": int(update_disc and bool(self.config.adversaries))}
+        if self.opt_d is not None and update_disc:
+            record.update(self._discriminator_step(x, y.detach(), bandwidth))
+        losses = {"l1": time_l1(y, x), "mel": self.mel_loss(y, x)}
+        for name, adversary in self.adversaries.items():
+            adversary.requires_grad_(False)
+            with torch.no_grad():
+                _, real_maps = adversary(x, bandwidth)
+            fake_logits, fake_maps = adversary(y, bandwidth)
+            adversary.requires_grad_(True)
+            losses[f"adv_{name}"] = generator_adversarial_loss(fake_logits, self.config.generator_loss)
+            losses[f"feat_{name}"] = feature_matching_loss(real_maps, fake_maps, self.config.relative_feature_loss)
+        self.opt_g.zero_grad(set_to_none=True)
+        if penalty.requires_grad and self.config.commitment_weight > 0:
+            (self.config.commitment_weight * penalty).backward(retain_graph=True)
+        record["generator_total"] = float(self.balancer.backward(losses, y))
+        distributed.average_gradients(self.model.parameters())
+        self.opt_g.step()
+        self.ema.update_parameters(self.model)
+        self.step += 1
+        record.update({k: float(v.detach()) for k, v in losses.items()})
+        record["commitment"] = float(penalty.detach())
+        return record
+
+    def _discriminator_step(self, x: torch.Tensor, y: torch.Tensor, bandwidth: float) -> dict[str, float]:
+        record = {}
+        self.opt_d.zero_grad(set_to_none=True)
+        total = x.new_zeros(())
+        for name, adversary in self.adversaries.items():
+            real_logits, _ = adversary(x, bandwidth)
+            fake_logits, _ = adversary(y, bandwidth)
+            loss = discriminator_hinge_loss(real_logits, fake_logits)
+            record[f"disc_{name}"] = float(loss.detach())
+            total = total + loss
+        total.backward()
+        distributed.average_gradients(self.adversaries.parameters())
+        self.opt_d.step()
+        return record
+
+    # ---- the loop --------------------------------------------------------------------------------------------
+    def fit(self, steps: Optional[int] = None, max_seconds: Optional[float] = None) -> Path:
+        """Train until ``steps`` (default: the config's) or ``max_seconds``; returns the last checkpoint."""
+        steps = self.config.steps if steps is None else steps
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        start = time.monotonic()
+        main = distributed.is_main()
+        bar = tqdm(total=steps, initial=self.step, desc=f"train {self.config.name}", unit="step", disable=not main)
+        while self.step < steps:
+            t0 = time.monotonic()
+            record = self.train_step()
+            record["seconds_per_step"] = time.monotonic() - t0
+            bar.update(1)
+            if main and (self.step % self.config.log_every == 0 or self.step == steps):
+                self._log(record)
+                bar.set_postfix(mel=f"{record['mel']:.3g}", l1=f"{record['l1']:.3g}")
+            if self.step % self.config.checkpoint_every == 0:
+                self.save()
+            if max_seconds is not None and time.monotonic() - start > max_seconds:
+                break
+        bar.close()
+        return self.save()
+
+    def _log(self, record: dict[str, float]) -> None:
+        with (self.out_dir / "train_log.jsonl").open("a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        csv_path = self.out_dir / "train_log.csv"
+        fields = ["step", "bandwidth_kbps", "disc_updated", "generator_total", "l1", "mel", "commitment"] + sorted(
+            k for k in record if k.startswith(("adv_", "feat_", "disc_"))) + ["seconds_per_step"]
+        new = not csv_path.exists()
+        with csv_path.open("a", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
+            if new:
+                writer.writeheader()
+            writer.writerow(record)
+
+    # ---- checkpoints -----------------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {"step": self.step, "config": self.config.to_dict(), "model": self.model.state_dict(),
+                "ema": self.ema.state_dict(), "adversaries": self.adversaries.state_dict(),
+                "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict() if self.opt_d else None,
+                "balancer": self.balancer.state_dict(), "torch_rng": torch.get_rng_state(),
+                "shared_rng": self.shared_rng.get_state(),
+                "sampler": self.sampler_state.state_dict() if self.sampler_state is not None else None}
+
+    def save(self) -> Path:
+        """Write the checkpoint (rank 0 only, atomically); returns its path."""
+        path = self.out_dir / CHECKPOINT_NAME
+        if distributed.is_main():
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            torch.save(self.state_dict(), tmp)
+            os.replace(tmp, path)
+        return path
+
+    def load(self, path: Path | str) -> None:
+        """Resume from a checkpoint written by ``save``."""
+        state = torch.load(path, map_location=self.device, weights_only=False)
+        self.model.load_state_dict(state["model"])
+        self.ema.load_state_dict(state["ema"])
+        self.adversaries.load_state_dict(state["adversaries"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        if self.opt_d is not None:
+            self.opt_d.load_state_dict(state["opt_d"])
+        self.balancer.load_state_dict(state["balancer"])
+        torch.set_rng_state(state["torch_rng"])
+        self.shared_rng.set_state(state["shared_rng"])
+        if self.sampler_state is not None and state["sampler"] is not None:
+            self.sampler_state.load_state_dict(state["sampler"])
+        self.step = state["step"]
+
+    def ema_model(self) -> EncodecModel:
+        """The EMA generator weights as a plain EncodecModel (for evaluation and export)."""
+        return self.ema.module

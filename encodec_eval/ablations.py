@@ -1,0 +1,205 @@
+"""Train each ablation config of ``benchmarks/ablations/`` for a fixed budget, score it, and write one tidy table.
+
+    python -m encodec_eval.ablations --corpus DIR [--configs benchmarks/ablations/*.yaml] [--steps 150]
+        [--max-minutes 4] [--batch-size 4] [--segment-seconds 0.5] [--bandwidths 6] [--eval-seconds 4]
+        [--out benchmarks/results/ablations.csv] [--work runs/ablations]
+
+Every config is trained from scratch with the same budget and seed, then its EMA weights are scored on the
+embedded default evaluation set (never part of the training corpus) at each evaluation bandwidth: SI-SNR
+(``si_snr_db``), ``mel_distance@24k`` and ``visqol_audio@48k`` from ``encodec_eval.metrics``, and real-time factors
+of encode and decode (audio seconds per wall-clock second, one thread; > 1 is faster than real time). One row per
+config x bandwidth x category (plus ``all``); rows already in the CSV for the same config hash and budget are kept,
+so an interrupted run resumes. The budget overrides (steps, batch, segment, bandwidths) are recorded in each row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import glob
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+import yaml
+
+from codec import audio
+from codec.encodec.model import EncodecModel
+from codec.encodec.train.config import TrainConfig
+from codec.encodec.train.data import SegmentSampler, read_manifest
+from codec.encodec.train.trainer import Trainer
+from encodec_eval.metrics import get_metric
+
+REPO = Path(__file__).resolve().parent.parent
+EVAL_SET = Path(__file__).resolve().parent / "data" / "default"
+METRICS = ("si_snr_db", "mel_distance@24k", "visqol_audio@48k")
+FIELDS = ["config", "config_hash", "paper_table", "variant", "budget", "steps_done", "train_seconds",
+          "final_train_mel", "final_train_l1", "bandwidth_kbps", "category", "n_items", *METRICS,
+          "rtf_encode", "rtf_decode", "eval_set", "note"]
+
+
+def load_ablation(path: Path, overrides: dict[str, Any]) -> tuple[TrainConfig, dict[str, Any]]:
+    """A config file: TrainConfig fields plus an ``ablation`` block (paper table, variant) for the table."""
+    data = yaml.safe_load(path.read_text()) or {}
+    meta = data.pop("ablation", {}) or {}
+    data.setdefault("name", path.stem)
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return TrainConfig.from_dict(data), meta
+
+
+def eval_items(eval_seconds: float) -> list[tuple[str, str, np.ndarray, int]]:
+    """(name, category, [C, T] audio, rate) of the default evaluation set, cropped to ``eval_seconds``."""
+    items = []
+    for path in sorted(EVAL_SET.glob("*/*")):
+        if path.suffix.lower() not in (".wav", ".flac"):
+            continue
+        wav, sr = audio.load(path)
+        items.append((path.name, path.parent.name, wav[:, : int(eval_seconds * sr)], sr))
+    return items
+
+
+@torch.no_grad()
+def score_model(model: EncodecModel, items, bandwidth: float) -> tuple[list[dict], float, float]:
+    """Per-item metric rows plus encode and decode real-time factors over all items."""
+    model.eval()
+    rows, audio_seconds, enc_time, dec_time = [], 0.0, 0.0, 0.0
+    for name, category, wav, sr in items:
+        x = model.prepare(wav, sr, convert=True)
+        t0 = time.perf_counter()
+        frames = model.encode(x, bandwidth)
+        t1 = time.perf_counter()
+        y = model.decode(frames)[..., : x.shape[-1]]
+        t2 = time.perf_counter()
+        enc_time, dec_time = enc_time + t1 - t0, dec_time + t2 - t1
+        audio_seconds += x.shape[-1] / model.sample_rate
+        decoded = y[0].numpy()
+        row = {"item": name, "category": category}
+        for metric in METRICS:
+            row[metric] = get_metric(metric).measure(wav, sr, decoded, model.sample_rate, category).value
+        rows.append(row)
+    return rows, audio_seconds / max(enc_time, 1e-9), audio_seconds / max(dec_time, 1e-9)
+
+
+def summarise(item_rows: list[dict], base: dict[str, Any]) -> list[dict]:
+    out = []
+    categories = ["all"] + sorted({r["category"] for r in item_rows})
+    for category in categories:
+        chosen = [r for r in item_rows if category == "all" or r["category"] == category]
+        row = dict(base, category=category, n_items=len(chosen))
+        for metric in METRICS:
+            values = np.array([r[metric] for r in chosen], dtype=float)
+            row[metric] = round(float(np.nanmean(values)), 4) if np.isfinite(values).any() else float("nan")
+        out.append(row)
+    return out
+
+
+def existing_rows(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def write_rows(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(path)
+
+
+def run(configs: list[Path], corpus: Path, out: Path, work: Path, steps: int, max_minutes: Optional[float],
+        overrides: dict[str, Any], eval_bandwidths: list[float], eval_seconds: float) -> list[dict]:
+    rows = existing_rows(out)
+    items = eval_items(eval_seconds)
+    corpus_items = read_manifest(corpus)
+    samplers: dict[tuple[int, int, float], SegmentSampler] = {}
+    budget = f"steps={steps};max_minutes={max_minutes};" + ";".join(f"{k}={v}" for k, v in sorted(overrides.items()))
+    done_hashes: dict[str, list[dict]] = {}
+    for row in rows:
+        if row["budget"] == budget:
+            done_hashes.setdefault(row["config_hash"], []).append(row)
+    for path in configs:
+        config, meta = load_ablation(path, overrides)
+        config.steps = steps
+        digest = config.config_hash()
+        if any(r["config"] == config.name for r in done_hashes.get(digest, [])):
+            print(f"[ablations] {config.name}: already in {out} for this budget, skipped", flush=True)
+            continue
+        base = {"config": config.name, "config_hash": digest, "paper_table": meta.get("table", ""),
+                "variant": meta.get("variant", config.name), "budget": budget, "eval_set": "default (embedded)",
+                "note": meta.get("note", "")}
+        if digest in done_hashes:  # the same settings under another name (e.g. the streamable baseline)
+            twin = done_hashes[digest]
+            rows += [dict(r, **base) for r in twin]
+            print(f"[ablations] {config.name}: same settings as {twin[0]['config']}, rows reused", flush=True)
+            write_rows(out, rows)
+            continue
+        model_config = config.encodec_config()
+        key = (model_config.sample_rate, model_config.channels, config.segment_seconds)
+        if key not in samplers:
+            samplers[key] = SegmentSampler(corpus_items, *key, seed=config.seed)
+        sampler = copy.deepcopy(samplers[key])
+        sampler.load_state_dict({"rng": np.random.default_rng(config.seed).bit_generator.state})
+        trainer = Trainer(config, sampler.batch, work / config.name, sampler_state=sampler)
+        t0 = time.monotonic()
+        trainer.fit(steps, max_seconds=None if max_minutes is None else 60 * max_minutes)
+        train_seconds = time.monotonic() - t0
+        last = trainer_last_record(work / config.name)
+        base.update(steps_done=trainer.step, train_seconds=round(train_seconds, 1),
+                    final_train_mel=last.get("mel", ""), final_train_l1=last.get("l1", ""))
+        model = trainer.ema_model()
+        for bandwidth in eval_bandwidths:
+            item_rows, rtf_enc, rtf_dec = score_model(model, items, bandwidth)
+            rows += summarise(item_rows, dict(base, bandwidth_kbps=bandwidth, rtf_encode=round(rtf_enc, 2),
+                                              rtf_decode=round(rtf_dec, 2)))
+        done_hashes.setdefault(digest, []).extend(r for r in rows if r["config_hash"] == digest)
+        write_rows(out, rows)
+        print(f"[ablations] {config.name}: {trainer.step} steps in {train_seconds:.0f} s, rows written", flush=True)
+    return rows
+
+
+def trainer_last_record(run_dir: Path) -> dict[str, Any]:
+    log = run_dir / "train_log.jsonl"
+    lines = log.read_text().splitlines() if log.exists() else []
+    return json.loads(lines[-1]) if lines else {}
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m encodec_eval.ablations", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--corpus", type=Path, required=True, help="a folder built by codec.encodec.train.corpus")
+    parser.add_argument("--configs", nargs="+", default=[str(REPO / "benchmarks/ablations/*.yaml")])
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks/results/ablations.csv")
+    parser.add_argument("--work", type=Path, default=REPO / "runs/ablations")
+    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--max-minutes", type=float, default=None, help="cap on training time per config")
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--segment-seconds", type=float, default=None)
+    parser.add_argument("--bandwidths", type=float, nargs="+", default=None, help="training bandwidths (kbps)")
+    parser.add_argument("--eval-bandwidths", type=float, nargs="+", default=[6.0])
+    parser.add_argument("--eval-seconds", type=float, default=4.0)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    paths = [Path(p) for pattern in args.configs for p in sorted(glob.glob(pattern))]
+    if not paths:
+        print(f"no ablation configs match {args.configs}", file=sys.stderr)
+        return 1
+    overrides = {"batch_size": args.batch_size, "segment_seconds": args.segment_seconds,
+                 "bandwidths": args.bandwidths}
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    run(paths, args.corpus, args.out, args.work, args.steps, args.max_minutes, overrides, args.eval_bandwidths,
+        args.eval_seconds)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

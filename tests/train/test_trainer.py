@@ -1,0 +1,107 @@
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from codec.encodec.train.config import TrainConfig
+from codec.encodec.train.data import CorpusError, SegmentSampler, read_manifest
+from codec.encodec.train.trainer import Trainer
+from tests.train.conftest import tiny
+
+ABLATIONS = sorted((Path(__file__).resolve().parents[2] / "benchmarks" / "ablations").glob("*.yaml"))
+
+
+def _trainer(corpus, out, **changes):
+    config = TrainConfig.from_dict(dict(tiny(**changes), name="t"))
+    model = config.encodec_config()
+    sampler = SegmentSampler(read_manifest(corpus), model.sample_rate, model.channels, config.segment_seconds,
+                             seed=config.seed)
+    return Trainer(config, sampler.batch, out, sampler_state=sampler)
+
+
+def _states_equal(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_sampler_segments_follow_the_mixing_rules(tiny_corpus):
+    sampler = SegmentSampler(read_manifest(tiny_corpus), 24000, 1, 0.1, seed=0)
+    batch = sampler.batch(16)
+    assert batch.shape == (16, 1, 2400)
+    assert batch.abs().max() < 1.0  # clipped draws are rejected
+    assert (batch.pow(2).mean(-1).sqrt() > 1e-4).all()
+
+
+def test_missing_manifest_is_a_clear_error(tmp_path):
+    with pytest.raises(CorpusError, match="no corpus manifest"):
+        read_manifest(tmp_path)
+
+
+def test_training_steps_log_every_loss_term(tiny_corpus, tmp_path):
+    trainer = _trainer(tiny_corpus, tmp_path, adversaries=["msstft"], disc_update_probability=1.0)
+    trainer.fit(3)
+    records = [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3]
+    for key in ("l1", "mel", "adv_msstft", "feat_msstft", "disc_msstft", "commitment", "generator_total",
+                "bandwidth_kbps"):
+        assert all(key in r and r[key] == r[key] for r in records), key
+    assert {r["bandwidth_kbps"] for r in records} <= {6.0, 12.0}
+    header = (tmp_path / "train_log.csv").read_text().splitlines()[0].split(",")
+    assert "feat_msstft" in header and "disc_msstft" in header
+    assert (tmp_path / "checkpoint.pt").exists()
+
+
+def test_training_fits_a_fixed_batch(tiny_corpus, tmp_path):
+    config = TrainConfig.from_dict(dict(tiny(adversaries=[], bandwidths=[12.0], lr=3e-3), name="t"))
+    batch = SegmentSampler(read_manifest(tiny_corpus), 24000, 1, 0.1, seed=0).batch(2)
+    trainer = Trainer(config, lambda size: batch, tmp_path)
+    first = trainer.train_step()["mel"]
+    for _ in range(39):
+        last = trainer.train_step()["mel"]
+    assert last < 0.7 * first
+
+
+def test_resume_equals_uninterrupted(tiny_corpus, tmp_path):
+    straight = _trainer(tiny_corpus, tmp_path / "a", adversaries=["stft"])
+    straight.fit(4)
+    first = _trainer(tiny_corpus, tmp_path / "b", adversaries=["stft"])
+    first.fit(2)
+    resumed = _trainer(tiny_corpus, tmp_path / "b", adversaries=["stft"])
+    resumed.load(tmp_path / "b" / "checkpoint.pt")
+    assert resumed.step == 2
+    resumed.fit(4)
+    _states_equal(straight.model.state_dict(), resumed.model.state_dict())
+    _states_equal(straight.ema.state_dict(), resumed.ema.state_dict())
+    _states_equal(straight.adversaries.state_dict(), resumed.adversaries.state_dict())
+    assert straight.balancer.state_dict() == resumed.balancer.state_dict()
+
+
+def test_one_adversary_per_bandwidth_and_paper_disc_probability(tiny_corpus, tmp_path):
+    trainer = _trainer(tiny_corpus, tmp_path, adversaries=["stft"])
+    assert len(trainer.adversaries["stft"].net.per_bandwidth) == 2
+    assert trainer.disc_probability == pytest.approx(2 / 3)
+    assert TrainConfig(model="encodec_48khz").resolved_disc_probability() == 0.5
+
+
+def test_bad_settings_are_rejected():
+    with pytest.raises(ValueError, match="unknown training settings: colour"):
+        TrainConfig.from_dict({"colour": "blue"})
+    with pytest.raises(ValueError, match="unknown loss weights"):
+        Trainer(TrainConfig.from_dict(tiny(weights={"sisnr": 1.0})), lambda b: None, "/nonexistent")
+
+
+@pytest.mark.parametrize("path", ABLATIONS, ids=[p.stem for p in ABLATIONS])
+def test_every_ablation_config_trains_a_few_steps(path, tiny_corpus, tmp_path):
+    from encodec_eval.ablations import load_ablation
+
+    config, meta = load_ablation(path, {})
+    assert meta.get("table")
+    data = config.to_dict()
+    settings = tiny(model_overrides=data["model_overrides"])
+    settings.update({k: data[k] for k in ("adversaries", "weights", "balancer")})
+    trainer = _trainer(tiny_corpus, tmp_path, **settings)
+    trainer.fit(2)
+    assert trainer.step == 2
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
