@@ -1,0 +1,165 @@
+"""Find the items of an evaluation set, their categories and checksums.
+
+Three sources are accepted (``--data``): a folder with ``MANIFEST.tsv`` and ``SHA256SUMS`` (the embedded default),
+any folder of audio files (the category is the first sub-folder), or a manifest file (CSV, TSV or JSONL with a
+``path`` column, relative to the manifest, and an optional ``category`` column).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+
+from codec.audio import load
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
+UNCATEGORISED = "uncategorised"
+
+
+class DataError(ValueError):
+    """The evaluation set is missing, malformed, or does not match its checksums."""
+
+
+@dataclass(frozen=True)
+class Item:
+    """One audio file of the set; ``item_id`` is its path relative to the set's root, without the suffix."""
+
+    item_id: str
+    path: Path
+    category: str
+    sha256: str
+
+    def load(self) -> tuple[np.ndarray, int]:
+        return load(self.path)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    root: Path
+    items: tuple[Item, ...]
+    verified: bool
+
+    @property
+    def categories(self) -> list[str]:
+        return sorted({item.category for item in self.items})
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 over the sorted (item, sha256, category) lines: two runs on equal data share it."""
+        lines = sorted(f"{i.item_id}\t{i.sha256}\t{i.category}" for i in self.items)
+        return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+    def describe(self) -> dict:
+        return {"name": self.name, "root": str(self.root), "items": len(self.items), "categories": self.categories,
+                "sha256_verified": self.verified, "fingerprint_sha256": self.fingerprint}
+
+
+def default_data_dir() -> Path:
+    return Path(__file__).resolve().parent / "default"
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_dataset(source: Optional[Union[str, Path]] = None, limit_per_category: Optional[int] = None) -> Dataset:
+    """Load the default set (``source`` None), a folder, or a manifest file; verify checksums where listed."""
+    root = Path(source) if source is not None else default_data_dir()
+    if not root.exists():
+        raise DataError(f"{root}: no such data folder or manifest")
+    if root.is_file():
+        dataset = _from_manifest_file(root)
+    elif (root / "MANIFEST.tsv").is_file():
+        dataset = _from_manifest_folder(root)
+    else:
+        dataset = _from_plain_folder(root)
+    if not dataset.items:
+        raise DataError(f"{root}: no audio files found (looked for {', '.join(AUDIO_SUFFIXES)})")
+    if limit_per_category is not None:
+        kept: dict[str, int] = {}
+        items = []
+        for item in dataset.items:
+            if kept.get(item.category, 0) < limit_per_category:
+                kept[item.category] = kept.get(item.category, 0) + 1
+                items.append(item)
+        dataset = Dataset(dataset.name, dataset.root, tuple(items), dataset.verified)
+    return dataset
+
+
+def _category_of(relative: Path) -> str:
+    return relative.parts[0] if len(relative.parts) > 1 else UNCATEGORISED
+
+
+def _item(root: Path, relative: Path, category: Optional[str], expected_sha: Optional[str]) -> Item:
+    path = root / relative
+    if not path.is_file():
+        raise DataError(f"{path}: listed in the manifest but missing")
+    actual = sha256_of(path)
+    if expected_sha is not None and actual != expected_sha.lower():
+        raise DataError(f"{path}: sha256 mismatch (expected {expected_sha}, found {actual}); the file was changed")
+    item_id = relative.with_suffix("").as_posix()
+    return Item(item_id, path, category or _category_of(relative), actual)
+
+
+def _read_sums(path: Path) -> dict[str, str]:
+    sums = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            digest, name = line.split(maxsplit=1)
+            sums[Path(name.strip().lstrip("*")).as_posix().removeprefix("./")] = digest
+    return sums
+
+
+def _from_manifest_folder(root: Path) -> Dataset:
+    sums_file = root / "SHA256SUMS"
+    sums = _read_sums(sums_file) if sums_file.is_file() else {}
+    with open(root / "MANIFEST.tsv", newline="") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    if rows and "file" not in rows[0] and "path" not in rows[0]:
+        raise DataError(f"{root / 'MANIFEST.tsv'}: needs a 'file' or 'path' column, has {list(rows[0])}")
+    items = []
+    for row in rows:
+        name = row.get("file") or row.get("path")
+        if sums and name not in sums:
+            raise DataError(f"{root}: {name} is in MANIFEST.tsv but not in SHA256SUMS")
+        items.append(_item(root, Path(name), row.get("category"), sums.get(name)))
+    return Dataset(root.name, root, tuple(items), verified=bool(sums))
+
+
+def _from_plain_folder(root: Path) -> Dataset:
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+    return Dataset(root.name, root, tuple(_item(root, p.relative_to(root), None, None) for p in files), False)
+
+
+def _from_manifest_file(manifest: Path) -> Dataset:
+    suffix = manifest.suffix.lower()
+    try:
+        if suffix == ".jsonl":
+            rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
+        elif suffix in (".csv", ".tsv"):
+            with open(manifest, newline="") as handle:
+                rows = list(csv.DictReader(handle, delimiter="\t" if suffix == ".tsv" else ","))
+        else:
+            raise DataError(f"{manifest}: a manifest must be .csv, .tsv or .jsonl")
+    except (json.JSONDecodeError, csv.Error, UnicodeDecodeError) as exc:
+        raise DataError(f"{manifest}: cannot parse manifest ({exc})") from exc
+    items = []
+    for number, row in enumerate(rows, start=1):
+        if not isinstance(row, dict) or not row.get("path"):
+            raise DataError(f"{manifest}: entry {number} has no 'path'")
+        relative = Path(row["path"])
+        if relative.is_absolute() or ".." in relative.parts:
+            raise DataError(f"{manifest}: entry {number} path {row['path']!r} must be relative, inside the folder")
+        items.append(_item(manifest.parent, relative, row.get("category") or None, row.get("sha256") or None))
+    return Dataset(manifest.stem, manifest.parent, tuple(items), verified=any(r.get("sha256") for r in rows))

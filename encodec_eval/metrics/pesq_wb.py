@@ -1,0 +1,32 @@
+"""PESQ wide-band (ITU-T P.862.2) at 16 kHz through the ``pesq`` package (ludlows)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from encodec_eval.metrics.base import Metric, NotScorable, package_version, register
+
+
+class PesqWideband(Metric):
+    column = "pesq_wb@16k"
+    sample_rate = 16000
+    higher_is_better = True
+    needs = frozenset({"speech"})
+    min_seconds = 0.25  # the P.862 code needs at least a quarter second of signal
+
+    def score(self, reference: np.ndarray, degraded: np.ndarray, sample_rate: int) -> float:
+        from pesq import PesqError, pesq
+
+        try:
+            return pesq(sample_rate, reference, degraded, "wb")
+        except PesqError as exc:  # silence (NoUtterancesError), too short, ...
+            raise NotScorable(f"pesq: {type(exc).__name__}: {exc}") from exc
+
+    def implementation(self) -> dict[str, Any]:
+        return {"implementation": "pesq (ludlows, ITU-T P.862.2 reference code)", "version": package_version("pesq"),
+                "mode": "wb", "output": "MOS-LQO"}
+
+
+register(PesqWideband())
