@@ -11,6 +11,7 @@ for the same loss weights) we check whether our difference has the paper's sign.
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from dataclasses import dataclass
 from typing import Iterable, Optional, Sequence
@@ -89,6 +90,62 @@ def paper_rows(table_id: str) -> pd.DataFrame:
     return frame
 
 
+# How our training configurations (codec.encodec.train.config.TrainConfig as a dict) map onto the paper's rows.
+_DEFAULT_ADVERSARIES = ("msstft",)
+_DEFAULT_WEIGHTS = {"l1": 0.1, "mel": 1.0, "adv": 3.0, "feat": 3.0}
+_TABLE2_ADVERSARIES = {
+    ("msd", "stft"): "MSD+Mono-STFT",
+    ("mpd",): "MPD",
+    ("mpd", "msstft"): "MS-STFT+MPD",
+    ("msstft",): "MS-STFT",
+}
+_STREAMING_FIELDS = {"causal", "norm", "normalize", "segment", "overlap"}
+_ARCHITECTURE_DEFAULTS = {"n_filters": 32, "lstm": 2, "n_residual_layers": 1, "norm": "weight_norm"}
+
+
+def _norm_name(norm: object) -> str:
+    return "none" if norm in (None, "none", "None", "identity") else str(norm)
+
+
+def paper_keys_for_config(config: dict) -> list[tuple[str, str]]:
+    """The (paper table, row key) pairs a training configuration re-runs; [] when it matches no paper row.
+
+    A configuration re-runs a row when it differs from the paper's base model only in what that table varies:
+    the adversaries (Table 2), streaming (Table 3), the architecture (Table A.3) or the loss weights and balancer
+    (Table A.4). The base configuration itself is the MS-STFT row of Table 2, the streamable EnCodec of Table 3 and
+    the base of Table A.3.
+    """
+    if config.get("model", "encodec_24khz") != "encodec_24khz":
+        return []
+    adversaries = tuple(sorted(config.get("adversaries", _DEFAULT_ADVERSARIES)))
+    overrides = dict(config.get("model_overrides") or {})
+    weights = {**_DEFAULT_WEIGHTS, **(config.get("weights") or {})}
+    balancer = bool(config.get("balancer", True))
+    adversaries_changed = adversaries != _DEFAULT_ADVERSARIES
+    model_changed = bool(overrides)
+    loss_changed = not balancer or not all(math.isclose(weights[k], v) for k, v in _DEFAULT_WEIGHTS.items())
+
+    keys: list[tuple[str, str]] = []
+    if not (model_changed or loss_changed) and adversaries in _TABLE2_ADVERSARIES:
+        keys.append(("table2", _TABLE2_ADVERSARIES[adversaries]))
+    if loss_changed and not (adversaries_changed or model_changed):
+        key = balancer_key(weights["l1"], weights["mel"], weights["adv"], weights["feat"], balancer)
+        if key in set(paper_rows("tableA4")["paper_key"]):
+            keys.append(("tableA4", key))
+    if not (adversaries_changed or loss_changed):
+        if not model_changed:
+            keys.append(("table3", streamable_key("EnCodec", True)))
+        elif set(overrides) <= _STREAMING_FIELDS and overrides.get("causal") is False:
+            keys.append(("table3", streamable_key("EnCodec", False)))
+        if set(overrides) <= set(_ARCHITECTURE_DEFAULTS):
+            arch = {**_ARCHITECTURE_DEFAULTS, **overrides}
+            key = architecture_key(arch["n_filters"], arch["lstm"], arch["n_residual_layers"],
+                                   _norm_name(arch["norm"]))
+            if key in set(paper_rows("tableA3")["paper_key"]):
+                keys.append(("tableA3", key))
+    return keys
+
+
 def paper_pairs(table_id: str, keys: Sequence[str]) -> list[tuple[str, str]]:
     """The comparisons the paper makes in a table, restricted to ``keys`` (rows we also have)."""
     present = list(dict.fromkeys(keys))
@@ -104,6 +161,46 @@ def paper_pairs(table_id: str, keys: Sequence[str]) -> list[tuple[str, str]]:
 # --------------------------------------------------------------------------------------------------------------------
 # Ablations: ours beside the paper
 # --------------------------------------------------------------------------------------------------------------------
+
+ABLATION_NAME_COLUMN = "name"
+_CONFIG_FIELDS = ("model", "adversaries", "model_overrides", "weights", "balancer")
+# Our metric columns -> the paper's names; RTF columns stored as time/duration are inverted to the paper's convention.
+_OUR_METRICS = {"si_snr_db": "si_snr_db", "visqol_audio@48k": "visqol", "visqol": "visqol"}
+
+
+def _parse_field(value: object) -> object:
+    if isinstance(value, str):
+        text = value.strip()
+        if text[:1] in "[{" or text in ("true", "false", "null"):
+            return json.loads(text)
+        if text in ("True", "False"):
+            return text == "True"
+    return value
+
+
+def _config_of(row: pd.Series) -> dict:
+    if "config_json" in row.index and isinstance(row["config_json"], str):
+        return json.loads(row["config_json"])
+    return {f: _parse_field(row[f]) for f in _CONFIG_FIELDS if f in row.index and not _is_missing(row[f])}
+
+
+def _is_missing(value: object) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def match_ablations(raw: pd.DataFrame) -> pd.DataFrame:
+    """Our ablation runs, one row per (run, paper row it re-runs), with ``ablation``, ``paper_table``, ``paper_key``
+    and metric columns renamed to the paper's (``si_snr_db``, ``visqol``, ``rtf_encode``, ``rtf_decode``)."""
+    if ABLATION_NAME_COLUMN not in raw.columns:
+        raise PaperCompareError(f"ablation table has no {ABLATION_NAME_COLUMN!r} column; has {', '.join(raw.columns)}")
+    out = []
+    for _, row in raw.iterrows():
+        config = _config_of(row)
+        metrics = {paper: float(row[ours]) for ours, paper in _OUR_METRICS.items() if ours in row.index}
+        for table_id, key in paper_keys_for_config(config):
+            out.append({"ablation": row[ABLATION_NAME_COLUMN], "paper_table": table_id, "paper_key": key, **metrics})
+    return pd.DataFrame(out, columns=["ablation", "paper_table", "paper_key", *dict.fromkeys(_OUR_METRICS.values())])
+
 
 def ablations_beside_paper(ours: pd.DataFrame) -> pd.DataFrame:
     """Long table: one row per (paper table, paper row, metric) that we also measured, our value beside the paper's.
@@ -210,21 +307,31 @@ def findings_summary(findings: pd.DataFrame) -> pd.DataFrame:
     return summary
 
 
-def describe_findings(findings: pd.DataFrame) -> list[str]:
-    """Plain sentences, one per table and metric, saying what our runs reproduce; computed, never typed in."""
-    sentences = []
+def describe_findings(findings: pd.DataFrame, beside: Optional[pd.DataFrame] = None) -> list[str]:
+    """Plain sentences, one per table and metric, saying what our runs reproduce; computed, never typed in.
+
+    With ``beside``, tables where our runs cover too few of the paper's rows for any comparison are named as well.
+    """
+    sentences: dict[tuple[str, str], str] = {}
+    if beside is not None:
+        for (table_id, metric), group in beside.groupby(["paper_table", "metric"], sort=False):
+            sentences[table_id, metric] = (
+                f"{load_table(table_id).attrs['label']}, {METRIC_LABELS.get(metric, metric)}: no comparison "
+                f"possible — our runs cover only {', '.join(group['paper_key'])} of the paper's rows.")
     for _, row in findings_summary(findings).iterrows():
         label = METRIC_LABELS.get(row["metric"], row["metric"])
         table = load_table(row["paper_table"]).attrs["label"]
         if row["scored"] == 0:
-            sentences.append(f"{table}, {label}: nothing to score ({row['comparisons']} comparisons, none with both "
-                             "a clear difference in the paper and a value from our runs).")
-            continue
-        share = row["reproduced"] / row["scored"]
-        word = "reproduced" if share == 1 else "not reproduced" if share == 0 else "partly reproduced"
-        sentences.append(f"{table}, {label}: {word} — our runs show the paper's direction in {row['reproduced']} of "
-                         f"{row['scored']} scored comparisons.")
-    return sentences
+            text = (f"{table}, {label}: nothing to score ({row['comparisons']} comparisons, none with both a clear "
+                    "difference in the paper and a value from our runs).")
+        else:
+            share = row["reproduced"] / row["scored"]
+            word = "reproduced" if share == 1 else "not reproduced" if share == 0 else "partly reproduced"
+            text = (f"{table}, {label}: {word} — our runs show the paper's direction in {row['reproduced']} of "
+                    f"{row['scored']} scored comparisons.")
+        sentences[row["paper_table"], row["metric"]] = text
+    order = {table_id: i for i, table_id in enumerate(ABLATION_TABLES)}
+    return [sentences[key] for key in sorted(sentences, key=lambda k: (order.get(k[0], 99), k[1]))]
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -255,6 +362,10 @@ class RtfColumns:
     encode: str
     decode: str
     duration_over_time: bool  # True: the paper's convention (greater than 1 = faster than real time)
+
+
+# encodec-bench rows store processing time / audio duration (lower is faster); the paper uses the inverse.
+BENCH_RTF_1THREAD = RtfColumns("encode_rtf_1thread", "decode_rtf_1thread", duration_over_time=False)
 
 
 def rtf_beside_paper(rows: pd.DataFrame, columns: RtfColumns, codec: str = "codec", rate: str = "nominal_kbps",
@@ -290,6 +401,27 @@ def mushra_scores(ratings: pd.DataFrame, condition: str = "condition", score: st
         out.append({**dict(zip(group_cols, keys)), "mushra_mean": interval.mean, "mushra_low": interval.low,
                     "mushra_high": interval.high, "n_ratings": interval.n})
     return pd.DataFrame(out)
+
+
+def ratings_from_mushra_export(export: pd.DataFrame) -> pd.DataFrame:
+    """Scored trials of a ``mushra-web export`` CSV as (participant, item, condition, condition_kind, score).
+
+    Training trials are dropped; post-screening is the listening-test report's job and is not repeated here.
+    """
+    needed = ["participant_id", "item_id", "condition", "score", "is_training"]
+    missing = [c for c in needed if c not in export.columns]
+    if missing:
+        raise PaperCompareError(f"not a mushra-web ratings export: no column(s) {missing}")
+    training = export["is_training"].astype(str).str.lower().isin(["true", "1"])
+    kept = export.loc[~training & export["score"].notna()]
+    return kept.rename(columns={"participant_id": "participant", "item_id": "item"})[
+        ["participant", "item", "condition", "condition_kind", "score"]
+        if "condition_kind" in kept.columns else ["participant", "item", "condition", "score"]]
+
+
+def bench_rows_for_mushra(rows: pd.DataFrame) -> pd.DataFrame:
+    """Bench rows keyed like listening-test stimuli: condition = codec spec, item = item id with '/' as '__'."""
+    return rows.assign(condition=rows["codec_spec"], item=rows["item_id"].str.replace("/", "__", regex=False))
 
 
 def objective_vs_mushra(rows: pd.DataFrame, mushra: pd.DataFrame, metrics: Iterable[str],

@@ -138,3 +138,38 @@ def test_mushra_against_objective_metrics_correlates_per_condition_and_item():
     assert "absent" not in corr.index
     _, few = pc.objective_vs_mushra(rows[rows["item"] == "i0"].head(2), mushra, ["si_snr_db"])
     assert math.isnan(few.loc[0, "pearson_r"]) and few.loc[0, "n_pairs"] == 2
+
+
+@pytest.mark.parametrize("config, expected", [
+    ({}, [("table2", "MS-STFT"), ("table3", "EnCodec streamable"),
+          ("tableA3", "C=32, lstm=2, res=1, norm=weight_norm")]),
+    ({"adversaries": ["mpd", "msstft"]}, [("table2", "MS-STFT+MPD")]),
+    ({"adversaries": ["stft", "msd"]}, [("table2", "MSD+Mono-STFT")]),
+    ({"adversaries": []}, []),  # the no-adversary floor has no row in the paper
+    ({"model_overrides": {"causal": False, "norm": "time_group_norm"}}, [("table3", "EnCodec non-streamable")]),
+    ({"model_overrides": {"lstm": 0, "n_residual_layers": 3}}, [("tableA3", "C=32, lstm=0, res=3, norm=weight_norm")]),
+    ({"model_overrides": {"norm": None}}, [("tableA3", "C=32, lstm=2, res=1, norm=none")]),
+    ({"model_overrides": {"n_filters": 48}}, []),  # not a row of Table A.3
+    ({"weights": {"l1": 2, "mel": 2, "adv": 100, "feat": 4}, "balancer": False},
+     [("tableA4", "weights t/f/g/feat=2/2/100/4, balancer off")]),
+    ({"weights": {"l1": 1, "mel": 1, "adv": 3, "feat": 1}}, []),  # not in the paper's grid
+    ({"adversaries": ["mpd"], "balancer": False}, []),  # two things changed at once: no single paper row
+    ({"model": "encodec_48khz"}, []),
+])
+def test_configs_map_to_the_paper_rows_they_rerun(config, expected):
+    assert pc.paper_keys_for_config(config) == expected
+
+
+def test_match_ablations_reads_json_fields_and_renames_metrics():
+    raw = pd.DataFrame([
+        {"name": "base", "adversaries": '["msstft"]', "model_overrides": "{}", "balancer": "True",
+         "si_snr_db": 2.5, "visqol_audio@48k": 3.1},
+        {"name": "c16", "model_overrides": '{"n_filters": 16}', "si_snr_db": 2.0, "visqol_audio@48k": 3.0},
+        {"name": "floor", "adversaries": "[]", "si_snr_db": 1.0, "visqol_audio@48k": 2.0},
+    ])
+    matched = pc.match_ablations(raw)
+    assert matched.groupby("ablation").size().to_dict() == {"base": 3, "c16": 1}
+    c16 = matched[matched["ablation"] == "c16"].iloc[0]
+    assert (c16["paper_table"], c16["visqol"], c16["si_snr_db"]) == ("tableA3", 3.0, 2.0)
+    with pytest.raises(pc.PaperCompareError, match="'name'"):
+        pc.match_ablations(raw.rename(columns={"name": "run"}))

@@ -1,0 +1,103 @@
+"""Matplotlib figures for the notebooks that put our results beside the EnCodec paper (data from paper_compare)."""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from encodec_eval.paper import load_table
+from encodec_eval.report.paper_compare import ABLATION_METRICS, METRIC_LABELS
+
+# Table 3 gives SI-SNR and ViSQOL at 6 kbps on an equal mix of speech and music: the only published objective anchors.
+_TABLE3_METRIC = {"si_snr_db": "si_snr_db", "visqol_audio@48k": "visqol"}
+
+
+def plot_rate_quality(curve: pd.DataFrame, metric: str, rate: str = "nominal_kbps", codec: str = "codec",
+                      category: str = "category", paper_anchors: bool = True) -> Figure:
+    """One panel per category: mean per codec against bitrate with its confidence band.
+
+    With ``paper_anchors`` the paper's Table 3 values (6 kbps, mixed speech and music) are marked on SI-SNR and
+    audio-mode ViSQOL panels, labelled as such since the paper's test set differs from ours.
+    """
+    categories = list(dict.fromkeys(curve[category]))
+    fig, axes = plt.subplots(1, len(categories), figsize=(4.2 * len(categories), 3.6), squeeze=False,
+                             sharey=True)
+    table3 = load_table("table3") if paper_anchors and metric in _TABLE3_METRIC else None
+    for ax, cat in zip(axes[0], categories):
+        sub = curve[(curve[category] == cat) & curve["mean"].notna()]
+        ax.set_title(str(cat))
+        ax.set_xlabel("nominal bitrate (kbps)")
+        if sub.empty:
+            ax.text(0.5, 0.5, f"no {metric} scores\nin this category", ha="center", va="center",
+                    transform=ax.transAxes)
+            continue
+        for name, line in sub.groupby(codec, sort=True):
+            line = line.sort_values(rate)
+            (handle,) = ax.plot(line[rate], line["mean"], marker="o", label=str(name))
+            ax.fill_between(line[rate], line["low"], line["high"], color=handle.get_color(), alpha=0.2)
+        if table3 is not None:
+            for _, row in table3.iterrows():
+                label = f"paper T3: {row['model']}{'' if row['streamable'] else ' (non-stream.)'}"
+                ax.scatter(row["bandwidth_kbps"], row[_TABLE3_METRIC[metric]], marker="x", s=40, label=label)
+        ax.set_xscale("log", base=2)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(f"{metric} (mean, 95 % bootstrap CI)")
+    axes[0][-1].legend(fontsize=7, loc="best")
+    fig.suptitle(f"Rate-quality: {metric}")
+    fig.tight_layout()
+    return fig
+
+
+def plot_rtf(table: pd.DataFrame) -> Figure:
+    """Encode and decode speed (the paper's convention: audio duration / processing time) per model, log scale."""
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(table) + 1.5))
+    labels = [f"{m} [{s.split(' (')[0]}]" for m, s in zip(table["model"], table["source"])]
+    y = np.arange(len(table))
+    ax.barh(y - 0.2, table["rtf_encode"], height=0.4, label="encode")
+    ax.barh(y + 0.2, table["rtf_decode"], height=0.4, label="decode")
+    ax.axvline(1.0, color="k", lw=1, ls="--", label="real time")
+    ax.set_yticks(y, labels)
+    ax.set_xscale("log")
+    ax.set_xlabel("real-time factor = audio duration / processing time (> 1 is faster than real time)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_metric_vs_mushra(joined: pd.DataFrame, metric: str, condition: str = "condition") -> Figure:
+    """Per (condition, item): an objective metric against the listeners' mean score."""
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for name, group in joined.groupby(condition, sort=True):
+        ax.scatter(group[metric], group["mushra_mean"], label=str(name), s=25)
+    ax.set_xlabel(metric)
+    ax.set_ylabel("MUSHRA (mean over listeners)")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_ablation(beside: pd.DataFrame, table_id: str, metrics: Optional[Sequence[str]] = None) -> Figure:
+    """For each metric, the paper's value and ours per row, side by side (separate axes: scales differ)."""
+    sub = beside[beside["paper_table"] == table_id]
+    metrics = [m for m in (metrics or ABLATION_METRICS[table_id]) if m in set(sub["metric"])]
+    fig, axes = plt.subplots(len(metrics), 2, figsize=(10, 0.35 * sub["paper_key"].nunique() * len(metrics) + 2),
+                             squeeze=False)
+    label = load_table(table_id).attrs["label"]
+    for row_axes, metric in zip(axes, metrics):
+        data = sub[sub["metric"] == metric]
+        y = np.arange(len(data))
+        for ax, column, who in zip(row_axes, ("paper_value", "our_value"), ("paper", "ours")):
+            ax.barh(y, data[column].fillna(0.0), color="tab:gray" if who == "paper" else "tab:blue")
+            for yi, value in zip(y, data[column]):
+                if np.isnan(value):
+                    ax.text(0, yi, " not measured", va="center", fontsize=7)
+            ax.set_yticks(y, data["paper_key"] if who == "paper" else [""] * len(y))
+            ax.set_title(f"{label} — {METRIC_LABELS.get(metric, metric)} ({who})", fontsize=9)
+            ax.grid(alpha=0.3, axis="x")
+    fig.tight_layout()
+    return fig
