@@ -1,0 +1,187 @@
+"""The ``encodec`` command: a drop-in for the official CLI, on our implementation.
+
+Same grammar, defaults, file-name rules and overwrite protection as ``python -m encodec``:
+``encodec [-b BW] [-f] [-q] [-l] INPUT [OUTPUT]`` compresses audio to ``.ecdc`` (or round-trips to ``.wav``),
+``encodec [-f] [-r] FILE.ecdc [OUTPUT.wav]`` decompresses. Additions users asked for: ``--weights`` (an official
+``.th``, a Hugging Face folder or one of our checkpoints), ``--lm-weights``, ``--device``, several inputs at once
+(three or more paths, or any number with ``-o DIR``) and a progress bar for long files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from codec import audio
+from codec.encodec.bitstream import read_metadata
+from codec.encodec.checkpoints import load_model
+from codec.encodec.compress import compress, decompress, official_lm
+from codec.encodec.lm import EntropyLM, load_lm
+from codec.encodec.model import EncodecModel
+
+SUFFIX = ".ecdc"
+LONG_SECONDS = 30.0  # files longer than this show a progress bar while LM coding
+CLIP_LIMIT = 0.99
+
+
+class CommandError(Exception):
+    """A problem the user must fix; printed without a traceback."""
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        "encodec",
+        usage="encodec [options] INPUT [OUTPUT]\n       encodec [options] INPUT INPUT INPUT...\n"
+              "       encodec [options] -o DIR INPUT...",
+        description="High fidelity neural audio codec. If input is a .ecdc, decompresses it. If input is audio, "
+                    "compresses it. If output is also wav, does a compression/decompression cycle. With three or "
+                    "more paths, or with --output-dir, every path is an input.")
+    parser.add_argument("paths", type=Path, nargs="+", metavar="PATH",
+                        help="Input file (any format soundfile reads, or .ecdc), then optionally the output file.")
+    parser.add_argument("-b", "--bandwidth", type=float, default=6, choices=[1.5, 3.0, 6.0, 12.0, 24.0],
+                        help="Target bandwidth (1.5, 3, 6, 12 or 24). 1.5 is not supported with --hq.")
+    parser.add_argument("-q", "--hq", action="store_true", help="Use HQ stereo model operating on 48 kHz sampled audio.")
+    parser.add_argument("-l", "--lm", action="store_true",
+                        help="Use a language model to reduce the file size (slower).")
+    parser.add_argument("-f", "--force", action="store_true", help="Overwrite output file if it exists.")
+    parser.add_argument("-s", "--decompress_suffix", type=str, default="_decompressed",
+                        help="Suffix for the decompressed output file (if no output path specified)")
+    parser.add_argument("-r", "--rescale", action="store_true",
+                        help="Automatically rescale the output to avoid clipping.")
+    parser.add_argument("-w", "--weights", type=str, default=None,
+                        help="Codec weights: encodec_24khz, encodec_48khz, facebook/encodec_*, an official .th file, "
+                             "a Hugging Face folder or an encodec-eval checkpoint. Default: the official model.")
+    parser.add_argument("--lm-weights", type=Path, default=None,
+                        help="LM checkpoint for --lm and LM-coded files. Default: the official LM in the torch hub "
+                             "cache.")
+    parser.add_argument("--device", type=str, default="cpu", help="Torch device to run on (cpu, cuda, mps).")
+    parser.add_argument("-o", "--output-dir", type=Path, default=None,
+                        help="Write outputs (with their default names) into this folder; every path is an input.")
+    return parser
+
+
+@dataclass
+class Job:
+    source: Path
+    target: Path
+
+    @property
+    def decompressing(self) -> bool:
+        return self.source.suffix.lower() == SUFFIX
+
+
+@dataclass
+class Resources:
+    """Models and LMs, loaded once for all files."""
+
+    args: argparse.Namespace
+    models: dict[str, EncodecModel] = field(default_factory=dict)
+    lms: dict[str, EntropyLM] = field(default_factory=dict)
+
+    def model(self, name: Optional[str] = None) -> EncodecModel:
+        key = self.args.weights or name or ("encodec_48khz" if self.args.hq else "encodec_24khz")
+        if key not in self.models:
+            self.models[key] = load_model(key).to(self.args.device)
+        return self.models[key]
+
+    def lm(self, model: EncodecModel) -> EntropyLM:
+        name = model.config.name
+        if name not in self.lms:
+            if self.args.lm_weights is not None:
+                self.lms[name] = load_lm(self.args.lm_weights, model.config, self.args.device)
+            else:
+                self.lms[name] = official_lm(model.config, self.args.device)
+        return self.lms[name]
+
+
+def plan_jobs(args: argparse.Namespace) -> list[Job]:
+    """Inputs and outputs with the official naming rules, checked before any work starts."""
+    paths: list[Path] = args.paths
+    if args.output_dir is None and len(paths) <= 2:
+        pairs = [(paths[0], paths[1] if len(paths) == 2 else None)]
+    else:
+        pairs = [(p, None) for p in paths]
+    jobs = []
+    for source, target in pairs:
+        if not source.exists():
+            raise CommandError(f"Input file {source} does not exist.")
+        decompressing = source.suffix.lower() == SUFFIX
+        if target is None:
+            target = (source.with_name(source.stem + args.decompress_suffix).with_suffix(".wav") if decompressing
+                      else source.with_suffix(SUFFIX))
+            if args.output_dir is not None:
+                target = args.output_dir / target.name
+        elif decompressing and target.suffix.lower() != ".wav":
+            raise CommandError("Output extension must be .wav")
+        elif not decompressing and target.suffix.lower() not in (SUFFIX, ".wav"):
+            raise CommandError(f"Output extension must be .wav or {SUFFIX}")
+        if not target.parent.exists():
+            raise CommandError(f"Output folder for {target} does not exist.")
+        if target.exists() and not args.force:
+            raise CommandError(f"Output file {target} exist. Use -f / --force to overwrite.")
+        jobs.append(Job(source, target))
+    return jobs
+
+
+def save_wav(wav: torch.Tensor, path: Path, sample_rate: int, rescale: bool) -> None:
+    """16-bit PCM like the official CLI: clamped to +-0.99, or scaled down to fit with --rescale."""
+    peak = float(wav.abs().max())
+    if rescale:
+        wav = wav * min(CLIP_LIMIT / peak, 1) if peak > 0 else wav
+    else:
+        if peak > CLIP_LIMIT:
+            print(f"Clipping!! max scale {peak}, limit is {CLIP_LIMIT}. "
+                  "To avoid clipping, use the `-r` option to rescale the output.", file=sys.stderr)
+        wav = wav.clamp(-CLIP_LIMIT, CLIP_LIMIT)
+    audio.save(path, wav.cpu(), sample_rate, subtype="PCM_16")
+
+
+def run_job(job: Job, resources: Resources) -> None:
+    args = resources.args
+    if job.decompressing:
+        data = job.source.read_bytes()
+        metadata, _ = read_metadata(data)
+        model = resources.model(metadata.model)
+        long_file = metadata.audio_length / model.sample_rate > LONG_SECONDS
+        lm = resources.lm(model) if metadata.use_lm else None
+        wav, sr = decompress(data, model=model, lm=lm, show_progress=long_file)
+        save_wav(wav, job.target, sr, args.rescale)
+        return
+    model = resources.model()
+    if args.bandwidth not in model.config.target_bandwidths:
+        raise CommandError(f"Bandwidth {args.bandwidth:g} is not supported by the model {model.config.name}")
+    wav, sr = audio.load(job.source)
+    wav = torch.from_numpy(audio.convert(wav, sr, model.sample_rate, model.channels)).to(args.device)
+    long_file = wav.shape[-1] / model.sample_rate > LONG_SECONDS
+    lm = resources.lm(model) if args.lm else None
+    data = compress(model, wav, use_lm=args.lm, bandwidth=args.bandwidth, lm=lm, show_progress=long_file)
+    if job.target.suffix.lower() == SUFFIX:
+        job.target.write_bytes(data)
+    else:
+        out, out_sr = decompress(data, model=model, lm=lm, show_progress=long_file)
+        save_wav(out, job.target, out_sr, args.rescale)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = get_parser().parse_args(argv)
+    try:
+        jobs = plan_jobs(args)
+        resources = Resources(args)
+        for job in jobs:
+            try:
+                run_job(job, resources)
+            except (ValueError, OSError) as exc:  # our error types (EcdcError, AudioError, ...) are ValueErrors
+                raise CommandError(f"{job.source}: {exc}") from exc
+    except CommandError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
