@@ -85,7 +85,7 @@ async function start() {
     });
     S.node.connect(S.ctx.destination);
     S.node.port.onmessage = (e) => engineMessage(e.data);
-    if (S.state.testhook) S.test = window.__mushraTest = {taps: [], scheduled: [], ctx: S.ctx, node: S.node,
+    if (S.state.testhook) S.test = window.__mushraTest = {taps: [], scheduled: [], ctx: S.ctx, node: S.node, state: S,
       tap: (on) => S.node.port.postMessage({cmd: 'tap', on})};
     buildScale();
     await loadTrial(S.state.position);

@@ -1,0 +1,285 @@
+"""The participant page in a real headless Chromium (Debian's), driven by Playwright: a whole test by clicking and
+typing, frame-exact switching on one playhead, the loop region, blinding, resume after reload, the crowd redirect.
+
+Stimuli are the research notes' probe: channel 0 is a DC level naming the condition, channel 1 a ramp holding the
+playhead position, so the audio the page renders (captured in the page by the engine's test tap) shows exactly when
+a switch landed and whether the playhead stayed continuous.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import urllib.request
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from tests.mushra_web.conftest import RAMP_SCALE, free_port, wait_for, write_config
+
+sync_api = pytest.importorskip("playwright.sync_api")
+CHROMIUM = "/usr/bin/chromium"
+if not Path(CHROMIUM).exists():
+    pytest.skip("Debian chromium is not installed (apt chromium; scripts/setup.sh installs it)",
+                allow_module_level=True)
+
+SR = 48000
+CONDITIONS = ["codec_a", "codec_b"]
+LEVEL = {"reference": 0.1, "codec_a": 0.2, "codec_b": 0.3}
+XFADE = 240  # 5 ms at 48 kHz
+DONE_URL = "https://crowd.invalid/complete?cc={code}"
+SECRETS = ["codec_a", "codec_b", "lp3500", "lp7000", ".yaml", "reference.wav", "stimuli/"]
+LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+               "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def server():
+    """mushra-web serve --test-mode on a free loopback port, with one crowd test of 2 items x 2 conditions."""
+    tmp = Path(tempfile.mkdtemp(prefix="mushra-browser-"))
+    cfg = write_config(tmp, test_id="bt", items=("i1", "i2"), conditions=tuple(CONDITIONS), sample_rate=SR,
+                       seconds=2.0, stereo_probe=True,
+                       crowd={"platform": "prolific", "complete_url": DONE_URL})
+    db = f"sqlite:///{tmp / 'db.sqlite'}"
+    base = [sys.executable, "-m", "mushra_web.cli", "--db", db, "--data-dir", str(tmp / "data")]
+    subprocess.run([*base, "create", str(cfg)], check=True, capture_output=True)
+    port = free_port()
+    proc = subprocess.Popen([*base, "serve", "--port", str(port), "--test-mode", "--log-level", "warning"],
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            return urllib.request.urlopen(f"{url}/static/style.css", timeout=1).status == 200
+        except OSError:
+            return False
+
+    wait_for(up, 30, "the server")
+    yield {"url": url, "db": db}
+    proc.terminate()
+    proc.wait(10)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as p:
+        user_data = tempfile.mkdtemp(prefix="mushra-chromium-")
+        context = p.chromium.launch_persistent_context(user_data, executable_path=CHROMIUM, headless=True,
+                                                       args=LAUNCH_ARGS, bypass_csp=True)
+        yield context
+        context.close()
+        shutil.rmtree(user_data, ignore_errors=True)
+
+
+@pytest.fixture
+def page(browser):
+    browser.clear_cookies()
+    pg = browser.new_page()
+    yield pg
+    pg.close()
+
+
+def button_conditions(db: str, pid: str, position: int) -> dict[int, str]:
+    """The server's (secret) map from button index to condition, for checking what the page played."""
+    from mushra_web.db import Participant, Rating, Stimulus, Trial, make_engine, session_factory
+
+    engine = make_engine(db)
+    with session_factory(engine)() as s:
+        p = s.scalar(select(Participant).where(Participant.external_id == pid))
+        trial = s.scalar(select(Trial).where(Trial.participant_id == p.id, Trial.position == position))
+        rows = s.execute(select(Rating.button_index, Stimulus.condition).join(Stimulus)
+                         .where(Rating.trial_id == trial.id)).all()
+    engine.dispose()
+    return {b: c for b, c in rows}
+
+
+def completion_code(db: str, pid: str) -> str:
+    from mushra_web.db import Participant, make_engine, session_factory
+
+    engine = make_engine(db)
+    with session_factory(engine)() as s:
+        code = s.scalar(select(Participant.completion_code).where(Participant.external_id == pid))
+    engine.dispose()
+    return code
+
+
+def start(page, server, pid: str, watch: list | None = None) -> None:
+    if watch is not None:
+        page.on("request", lambda r: watch.append(r.url))
+        page.on("response", lambda r: watch.append(r.text()) if r.request.resource_type in
+                ("document", "script", "fetch", "xhr", "stylesheet") and "audio" not in r.headers.get(
+                    "content-type", "") else None)
+    page.goto(f"{server['url']}/e/bt?PROLIFIC_PID={pid}&STUDY_ID=st&SESSION_ID=se")
+    page.click("#start")
+    page.wait_for_selector("#trial:not([hidden])")
+    page.wait_for_function("document.querySelector('#save-status').textContent.includes('Saved')")
+
+
+def rate_all_by_keyboard(page, n: int) -> None:
+    """Play every sound with its number key and set its slider with the arrow keys."""
+    for i in range(n):
+        page.keyboard.press(str(i + 1))  # plays sound i+1 and focuses its slider
+        page.keyboard.press("End")
+        for _ in range(i + 1):
+            page.keyboard.press("ArrowDown")
+    page.keyboard.press("r")
+
+
+def test_whole_test_by_clicking_and_typing_then_crowd_redirect_and_blinding(page, server):
+    seen: list = []
+    redirected = []
+    page.route("https://crowd.invalid/**", lambda route: (redirected.append(route.request.url),
+                                                          route.fulfill(status=200, body="done")))
+    start(page, server, "pw1", watch=seen)
+    assert page.locator("#btn-ref").is_visible()
+    for trial in range(2):
+        page.wait_for_function(f"document.querySelector('#progress-text').textContent.startsWith('Trial {trial + 1} ')")
+        n = page.locator(".cond input[type=range]").count()
+        assert n == 5
+        assert page.locator("#next").is_disabled()
+        assert page.locator(".cond input.unset").count() == 5  # sliders start unset
+        page.click("#btn-0")
+        page.click("#slider-0", position={"x": 18, "y": 30})  # a click near the top: a high score
+        assert page.locator("#next").is_disabled()
+        rate_all_by_keyboard(page, n)
+        assert page.locator(".cond input.unset").count() == 0
+        assert page.locator("#next").is_enabled()
+        page.wait_for_function("document.querySelector('#save-status').textContent.includes('Saved')")
+        page.click("#next")
+    page.wait_for_url("https://crowd.invalid/**")
+    code = completion_code(server["db"], "pw1")
+    assert redirected and parse_qs(urlparse(redirected[0]).query)["cc"] == [code]
+    blob = "\n".join(s for s in seen if isinstance(s, str))
+    for secret in SECRETS:
+        assert secret not in blob, secret
+    # one participation per id: coming back with the same PROLIFIC_PID is refused
+    page.goto(f"{server['url']}/e/bt?PROLIFIC_PID=pw1")
+    page.context.clear_cookies()
+    page.reload()
+    page.click("#start")
+    page.wait_for_selector("#error:not([hidden])")
+    assert "already completed" in page.locator("#error-text").text_content()
+
+
+def captured(page) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+    """The rendered audio indexed by context frame (gaps stay NaN), and the engine's scheduled commands."""
+    taps = page.evaluate("window.__mushraTest.taps.map(t => [t.frame, Array.from(t.ch[0]), Array.from(t.ch[1])])")
+    sched = page.evaluate("window.__mushraTest.scheduled")
+    first = taps[0][0]
+    last = taps[-1][0] + len(taps[-1][1])
+    ch0 = np.full(last - first, np.nan)
+    ch1 = np.full(last - first, np.nan)
+    for frame, a, b in taps:
+        ch0[frame - first: frame - first + len(a)] = a
+        ch1[frame - first: frame - first + len(b)] = b
+    return ch0, ch1, [{**s, "index": s["frame"] - first} for s in sched]
+
+
+def test_switching_lands_on_the_scheduled_frame_and_keeps_the_playhead(page, server):
+    start(page, server, "pw2")
+    buttons = button_conditions(server["db"], "pw2", 0)
+    codecs = [b for b, c in sorted(buttons.items()) if c in CONDITIONS]
+    page.evaluate("window.__mushraTest.tap(true)")
+    page.click("#btn-ref")
+    order = [codecs[0] + 1, 0, codecs[1] + 1, codecs[0] + 1]  # engine sources: 0 = reference, k = button k-1
+    for source in order:
+        page.wait_for_timeout(250)
+        page.click("#btn-ref" if source == 0 else f"#btn-{source - 1}")
+    page.wait_for_timeout(250)
+    page.evaluate("window.__mushraTest.tap(false)")
+    ch0, ch1, sched = captured(page)
+    switches = [s for s in sched if s["cmd"] == "play"]
+    assert len(switches) == 1 + len(order)
+
+    def level(source: int) -> float:
+        return LEVEL["reference"] if source == 0 else LEVEL[buttons[source - 1]]
+
+    prev = 0
+    for s in switches[1:]:
+        a, b = level(prev), level(s["source"])
+        mid = (a + b) / 2
+        seg = ch0[s["index"]: s["index"] + XFADE + 10]
+        assert not np.isnan(seg).any(), "render quanta missing around a switch"
+        crossing = int(np.argmax((seg - mid) * np.sign(b - a) >= 0))
+        assert abs(crossing - XFADE // 2) <= 1, (crossing, s)
+        assert abs(seg[XFADE + 2] - b) < 1e-6 and abs(ch0[s["index"] - 1] - a) < 1e-6
+        prev = s["source"]
+    # the playhead (ramp on channel 1) advances by one frame per frame through every switch, wraps aside
+    start_i = switches[0]["index"] + XFADE
+    pos = np.round(ch1[start_i:] / RAMP_SCALE)
+    ok = ~np.isnan(pos)
+    steps = np.diff(pos[ok])
+    assert ok.mean() > 0.98, "too many render quanta missing"
+    assert np.all((steps == 1) | (steps < 0)), np.unique(steps)
+    ramp_err = np.abs(ch1[start_i:][ok] - pos[ok] * RAMP_SCALE).max() / RAMP_SCALE
+    assert ramp_err < 0.01  # in frames: the crossfade gains sum to 1
+
+
+def test_loop_region_chosen_on_the_waveform_repeats(page, server):
+    start(page, server, "pw3")
+    box = page.locator("#wave").bounding_box()
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + box["width"] * 0.25, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.55, y, steps=5)
+    page.mouse.up()
+    loop = page.evaluate("window.__mushraTest.state.loop")
+    assert loop["enabled"] and loop["end"] - loop["start"] >= SR * 0.5
+    page.evaluate("window.__mushraTest.tap(true)")
+    page.click("#btn-ref")
+    page.wait_for_timeout(int(1000 * 2.4 * (loop["end"] - loop["start"]) / SR))
+    page.evaluate("window.__mushraTest.tap(false)")
+    _, ch1, sched = captured(page)
+    start_i = [s for s in sched if s["cmd"] == "play"][0]["index"] + XFADE
+    got = ch1[start_i:]
+    # the engine as a model: one step per frame, the last XFADE frames of the region crossfaded (raised cosine)
+    # into its first XFADE frames, then on from start + XFADE: seams recur every (region - XFADE) frames
+    lo, hi = loop["start"], loop["end"]
+    p = int(round(got[0] / RAMP_SCALE))
+    assert lo <= p < hi - XFADE
+    want = np.empty(len(got))
+    wraps = 0
+    for i in range(len(got)):
+        seam = p - (hi - XFADE)
+        if seam >= 0:
+            a = 0.5 - 0.5 * np.cos(np.pi * seam / XFADE)
+            want[i] = ((1 - a) * p + a * (lo + seam)) * RAMP_SCALE
+        else:
+            want[i] = p * RAMP_SCALE
+        p += 1
+        if p >= hi:
+            p, wraps = lo + XFADE, wraps + 1
+    ok = ~np.isnan(got)
+    assert ok.mean() > 0.98, "too many render quanta missing"
+    assert wraps >= 2
+    assert np.abs(got[ok] - want[ok]).max() / RAMP_SCALE < 0.01  # in frames: exact up to float rounding
+    # the loop region is saved with the trial
+    page.wait_for_function("document.querySelector('#save-status').textContent.includes('Saved')")
+
+
+def test_reload_resumes_the_trial_with_its_ratings(page, server):
+    start(page, server, "pw4")
+    page.keyboard.press("1")
+    page.keyboard.press("Home")
+    for _ in range(7):
+        page.keyboard.press("ArrowUp")
+    page.keyboard.press("2")
+    page.keyboard.press("PageUp")
+    page.wait_for_function("document.querySelector('#save-status').textContent.includes('Saved')")
+    page.wait_for_timeout(400)
+    page.reload()
+    assert "trial 1 of 2" in page.locator("#welcome-status").text_content()
+    page.click("#start")
+    page.wait_for_selector("#trial:not([hidden])")
+    page.wait_for_function("!document.querySelector('#slider-0').classList.contains('unset')")
+    assert page.locator("#slider-0").input_value() == "7"
+    assert page.locator("#slider-1").input_value() == "60"  # PageUp from an unset slider at 50
+    assert page.locator("#slider-2").get_attribute("class") == "unset"
+    assert page.locator("#btn-0").get_attribute("class") == "played"
