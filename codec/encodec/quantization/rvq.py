@@ -6,6 +6,9 @@ encodec#25 (each layer's quantized output is detached before it is subtracted, s
 gradient reaches the encoder). Under ``torch.distributed`` the codebook statistics are summed over ranks and random
 decisions are broadcast from rank 0, so the buffers stay identical everywhere.
 
+Two upstream quirks are fixed (neither touches inference or checkpoints): the k-means start of the EMA sums
+(``_init_embed``) and dead-code replacement, which upstream undoes in the same step (``_expire_codes``).
+
 Buffer names follow the official checkpoints: ``vq.layers.{i}._codebook.{inited,cluster_size,embed,embed_avg}``.
 """
 
@@ -96,23 +99,34 @@ class EuclideanCodebook(nn.Module):
 
     @torch.no_grad()
     def _init_embed(self, data: Tensor) -> None:
+        """k-means on the first batch. ``embed_avg`` holds sums, so it starts at means x counts; upstream starts it
+        at the means, which makes the first EMA step shrink every code towards zero by about its count."""
         means, counts = kmeans(data, self.bins, self.kmeans_iters)
         self.embed.copy_(means)
-        self.embed_avg.copy_(means)
+        self.embed_avg.copy_(means * counts.unsqueeze(1).to(means.dtype))
         self.cluster_size.copy_(counts.to(self.cluster_size.dtype))
         self.inited.fill_(1)
         _broadcast([self.inited, self.cluster_size, self.embed, self.embed_avg])
 
     @torch.no_grad()
     def _expire_codes(self, data: Tensor) -> None:
+        """Move codes used less than the threshold onto random batch vectors.
+
+        Upstream replaces only ``embed``, which the EMA step right after overwrites from ``embed_avg``, so the
+        replacement never takes effect. Here the statistics move too (``embed_avg`` = vector x threshold,
+        ``cluster_size`` = threshold), so the EMA keeps the new position.
+        """
         if self.threshold_ema_dead_code <= 0:
             return
         dead = self.cluster_size < self.threshold_ema_dead_code
         if not bool(dead.any()):
             return
         replacement = sample_vectors(data, self.bins)
-        self.embed.copy_(torch.where(dead.unsqueeze(1), replacement, self.embed))
-        _broadcast([self.embed])
+        mask = dead.unsqueeze(1)
+        self.embed.copy_(torch.where(mask, replacement, self.embed))
+        self.embed_avg.copy_(torch.where(mask, replacement * self.threshold_ema_dead_code, self.embed_avg))
+        self.cluster_size.masked_fill_(dead, float(self.threshold_ema_dead_code))
+        _broadcast([self.embed, self.embed_avg, self.cluster_size])
 
     @torch.no_grad()
     def _ema_update(self, data: Tensor, codes: Tensor) -> None:
