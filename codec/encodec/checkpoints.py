@@ -37,6 +37,7 @@ HF_REPOS = {
     "facebook/encodec_48khz": "encodec_48khz",
 }
 PROJECT_FORMAT = "encodec-eval/v1"
+_TRAINING_ONLY = ("._codebook.embed_avg", "._codebook.cluster_size")
 
 
 class CheckpointError(ValueError):
@@ -295,6 +296,11 @@ def load_project_file(path: PathLike, fold: bool = True, payload: Optional[dict[
         raise CheckpointError(f"{path}: not an encodec-eval checkpoint (format {payload.get('format')!r})")
     model = EncodecModel(EncodecConfig.from_dict(payload["config"]))
     state = {k: v.float() for k, v in payload["state_dict"].items()}
+    if payload.get("inference_only"):
+        for key, value in model.state_dict().items():
+            if key.endswith(_TRAINING_ONLY):  # EMA statistics restart from the codebook itself
+                embed = state.get(key.rsplit(".", 1)[0] + ".embed")
+                state[key] = embed.clone() if key.endswith("embed_avg") and embed is not None else torch.ones_like(value)
     load_state_dict_strict(model, state, str(path))
     return _ready(model, fold)
 
@@ -387,13 +393,17 @@ def save_hf(model: EncodecModel, folder: PathLike, safe_serialization: bool = Tr
 
 
 def save_project(model: EncodecModel, path: PathLike, dtype: torch.dtype = torch.float32,
-                 metadata: Optional[dict[str, Any]] = None) -> Path:
-    """Save config and weights in one file (optionally as float16 to keep shipped weights small)."""
+                 metadata: Optional[dict[str, Any]] = None, inference_only: bool = False) -> Path:
+    """Save config and weights in one file.
+
+    ``dtype=torch.float16`` halves the file; ``inference_only`` also drops the codebooks' EMA statistics
+    (``embed_avg``, ``cluster_size``), which only training needs: together they keep shipped weights small.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in _unfolded_state(model).items()}
+    state = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in _unfolded_state(model).items()
+             if not (inference_only and k.endswith(_TRAINING_ONLY))}
     payload = {"format": PROJECT_FORMAT, "config": model.config.to_dict(), "state_dict": state,
-               "metadata": dict(metadata or {})}
+               "inference_only": inference_only, "metadata": dict(metadata or {})}
     torch.save(payload, path)
     return path
-
