@@ -11,8 +11,8 @@ for the same loss weights) we check whether our difference has the paper's sign.
 from __future__ import annotations
 
 import itertools
-import json
 import math
+import re
 from dataclasses import dataclass
 from typing import Iterable, Optional, Sequence
 
@@ -37,7 +37,6 @@ ABLATION_METRICS: dict[str, tuple[str, ...]] = {
     "tableA4": ("si_snr_db", "visqol"),
 }
 TIE_TOLERANCE: dict[str, float] = {"si_snr_db": 0.05, "visqol": 0.005, "rtf_encode": 0.05, "rtf_decode": 0.05}
-HIGHER_IS_BETTER: dict[str, bool] = {"si_snr_db": True, "visqol": True, "rtf_encode": True, "rtf_decode": True}
 METRIC_LABELS: dict[str, str] = {
     "si_snr_db": "SI-SNR (dB)",
     "visqol": "ViSQOL",
@@ -60,11 +59,6 @@ def balancer_key(lambda_t: float, lambda_f: float, lambda_g: float, lambda_feat:
     return f"weights t/f/g/feat={weights}, balancer {'on' if balancer else 'off'}"
 
 
-def architecture_key(channels: int, lstm_layers: int, residual_units: int, norm: str) -> str:
-    """Row key of Table A.3, from the variant's parameters rather than the paper's free-text label."""
-    return f"C={int(channels)}, lstm={int(lstm_layers)}, res={int(residual_units)}, norm={norm}"
-
-
 def streamable_key(model: str, streamable: bool) -> str:
     """Row key of Table 3."""
     return f"{model} {'streamable' if streamable else 'non-streamable'}"
@@ -78,9 +72,7 @@ def paper_rows(table_id: str) -> pd.DataFrame:
     elif table_id == "table3":
         frame["paper_key"] = [streamable_key(m, s) for m, s in zip(frame["model"], frame["streamable"])]
     elif table_id == "tableA3":
-        frame["paper_key"] = [
-            architecture_key(*vals) for vals in
-            frame[["channels", "lstm_layers", "residual_units", "norm"]].itertuples(index=False)]
+        frame["paper_key"] = frame["variant"]
     elif table_id == "tableA4":
         frame["paper_key"] = [
             balancer_key(*vals) for vals in
@@ -90,67 +82,33 @@ def paper_rows(table_id: str) -> pd.DataFrame:
     return frame
 
 
-# How our training configurations (codec.encodec.train.config.TrainConfig as a dict) map onto the paper's rows.
-_DEFAULT_ADVERSARIES = ("msstft",)
-_DEFAULT_WEIGHTS = {"l1": 0.1, "mel": 1.0, "adv": 3.0, "feat": 3.0}
-_TABLE2_ADVERSARIES = {
-    ("msd", "stft"): "MSD+Mono-STFT",
-    ("mpd",): "MPD",
-    ("mpd", "msstft"): "MS-STFT+MPD",
-    ("msstft",): "MS-STFT",
-}
-_STREAMING_FIELDS = {"causal", "norm", "normalize", "segment", "overlap"}
-_ARCHITECTURE_DEFAULTS = {"n_filters": 32, "lstm": 2, "n_residual_layers": 1, "norm": "weight_norm"}
+# The paper's base model (streamable, MS-STFT, C=32, LSTM) is a row of three tables; a run of it counts in all three.
+BASE_MODEL_KEYS = {"table2": "MS-STFT", "table3": streamable_key("EnCodec", True), "tableA3": "EnCodec base"}
+_BALANCER_VARIANT = re.compile(r"lambda_t=(\S+) lambda_f=(\S+) lambda_g=(\S+) lambda_feat=(\S+) balancer=(on|off)")
 
 
-def _norm_name(norm: object) -> str:
-    return "none" if norm in (None, "none", "None", "identity") else str(norm)
+def paper_key_for_variant(table_id: str, variant: str) -> Optional[str]:
+    """The paper row an ablation config re-runs, from its ``ablation: {table, variant}`` block; None if none.
 
-
-def paper_keys_for_config(config: dict) -> list[tuple[str, str]]:
-    """The (paper table, row key) pairs a training configuration re-runs; [] when it matches no paper row.
-
-    A configuration re-runs a row when it differs from the paper's base model only in what that table varies:
-    the adversaries (Table 2), streaming (Table 3), the architecture (Table A.3) or the loss weights and balancer
-    (Table A.4). The base configuration itself is the MS-STFT row of Table 2, the streamable EnCodec of Table 3 and
-    the base of Table A.3.
+    Variants name the paper's rows as printed ("MS-STFT+MPD", "Channels = 16"), Table 3's as "streamable" or
+    "non-streamable", and Table A.4's as "lambda_t=1 lambda_f=2 lambda_g=4 lambda_feat=1 balancer=on".
     """
-    if config.get("model", "encodec_24khz") != "encodec_24khz":
-        return []
-    adversaries = tuple(sorted(config.get("adversaries", _DEFAULT_ADVERSARIES)))
-    overrides = dict(config.get("model_overrides") or {})
-    weights = {**_DEFAULT_WEIGHTS, **(config.get("weights") or {})}
-    balancer = bool(config.get("balancer", True))
-    adversaries_changed = adversaries != _DEFAULT_ADVERSARIES
-    model_changed = bool(overrides)
-    loss_changed = not balancer or not all(math.isclose(weights[k], v) for k, v in _DEFAULT_WEIGHTS.items())
-
-    keys: list[tuple[str, str]] = []
-    if not (model_changed or loss_changed) and adversaries in _TABLE2_ADVERSARIES:
-        keys.append(("table2", _TABLE2_ADVERSARIES[adversaries]))
-    if loss_changed and not (adversaries_changed or model_changed):
-        key = balancer_key(weights["l1"], weights["mel"], weights["adv"], weights["feat"], balancer)
-        if key in set(paper_rows("tableA4")["paper_key"]):
-            keys.append(("tableA4", key))
-    if not (adversaries_changed or loss_changed):
-        if not model_changed:
-            keys.append(("table3", streamable_key("EnCodec", True)))
-        elif set(overrides) <= _STREAMING_FIELDS and overrides.get("causal") is False:
-            keys.append(("table3", streamable_key("EnCodec", False)))
-        if set(overrides) <= set(_ARCHITECTURE_DEFAULTS):
-            arch = {**_ARCHITECTURE_DEFAULTS, **overrides}
-            key = architecture_key(arch["n_filters"], arch["lstm"], arch["n_residual_layers"],
-                                   _norm_name(arch["norm"]))
-            if key in set(paper_rows("tableA3")["paper_key"]):
-                keys.append(("tableA3", key))
-    return keys
+    variant = str(variant).strip()
+    if table_id == "table3" and variant.lower() in ("streamable", "non-streamable"):
+        key = streamable_key("EnCodec", variant.lower() == "streamable")
+    elif table_id == "tableA4" and (match := _BALANCER_VARIANT.fullmatch(variant)):
+        *weights, state = match.groups()
+        key = balancer_key(*map(float, weights), state == "on")
+    else:
+        key = variant
+    return key if key in set(paper_rows(table_id)["paper_key"]) else None
 
 
 def paper_pairs(table_id: str, keys: Sequence[str]) -> list[tuple[str, str]]:
     """The comparisons the paper makes in a table, restricted to ``keys`` (rows we also have)."""
     present = list(dict.fromkeys(keys))
     if table_id == "tableA3":
-        base = architecture_key(32, 2, 1, "weight_norm")
+        base = BASE_MODEL_KEYS["tableA3"]
         return [(k, base) for k in present if k != base and base in present]
     if table_id == "tableA4":
         return [(k, k.replace("balancer on", "balancer off")) for k in present
@@ -162,44 +120,52 @@ def paper_pairs(table_id: str, keys: Sequence[str]) -> list[tuple[str, str]]:
 # Ablations: ours beside the paper
 # --------------------------------------------------------------------------------------------------------------------
 
-ABLATION_NAME_COLUMN = "name"
-_CONFIG_FIELDS = ("model", "adversaries", "model_overrides", "weights", "balancer")
-# Our metric columns -> the paper's names; RTF columns stored as time/duration are inverted to the paper's convention.
-_OUR_METRICS = {"si_snr_db": "si_snr_db", "visqol_audio@48k": "visqol", "visqol": "visqol"}
+# benchmarks/results/ablations.csv (written by encodec_eval.ablations): one row per config x bandwidth x category.
+ABLATION_NAME_COLUMN = "config"
+_ABLATION_COLUMNS = ("config", "config_hash", "paper_table", "variant")
+# Our metric columns -> the paper's names. The runner's rtf_* already use the paper's convention (> 1 is faster).
+_OUR_METRICS = {"si_snr_db": "si_snr_db", "visqol_audio@48k": "visqol", "rtf_encode": "rtf_encode",
+                "rtf_decode": "rtf_decode"}
 
 
-def _parse_field(value: object) -> object:
-    if isinstance(value, str):
-        text = value.strip()
-        if text[:1] in "[{" or text in ("true", "false", "null"):
-            return json.loads(text)
-        if text in ("True", "False"):
-            return text == "True"
-    return value
+def _table_id_for_label(label: object) -> Optional[str]:
+    by_label = {load_table(t).attrs["label"]: t for t in ABLATION_TABLES}
+    return by_label.get(str(label).strip())
 
 
-def _config_of(row: pd.Series) -> dict:
-    if "config_json" in row.index and isinstance(row["config_json"], str):
-        return json.loads(row["config_json"])
-    return {f: _parse_field(row[f]) for f in _CONFIG_FIELDS if f in row.index and not _is_missing(row[f])}
+def match_ablations(raw: pd.DataFrame, category: str = "all", bandwidth_kbps: float = 6.0) -> pd.DataFrame:
+    """Our ablation runs at one category and bandwidth, one row per (run, paper row it re-runs).
 
-
-def _is_missing(value: object) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
-def match_ablations(raw: pd.DataFrame) -> pd.DataFrame:
-    """Our ablation runs, one row per (run, paper row it re-runs), with ``ablation``, ``paper_table``, ``paper_key``
-    and metric columns renamed to the paper's (``si_snr_db``, ``visqol``, ``rtf_encode``, ``rtf_decode``)."""
-    if ABLATION_NAME_COLUMN not in raw.columns:
-        raise PaperCompareError(f"ablation table has no {ABLATION_NAME_COLUMN!r} column; has {', '.join(raw.columns)}")
-    out = []
-    for _, row in raw.iterrows():
-        config = _config_of(row)
-        metrics = {paper: float(row[ours]) for ours, paper in _OUR_METRICS.items() if ours in row.index}
-        for table_id, key in paper_keys_for_config(config):
-            out.append({"ablation": row[ABLATION_NAME_COLUMN], "paper_table": table_id, "paper_key": key, **metrics})
-    return pd.DataFrame(out, columns=["ablation", "paper_table", "paper_key", *dict.fromkeys(_OUR_METRICS.values())])
+    Adds ``ablation`` (config names; runs with identical settings are merged), ``paper_table`` (id) and
+    ``paper_key``, and renames metrics to the paper's (``si_snr_db``, ``visqol``, ``rtf_encode``, ``rtf_decode``).
+    Configs whose variant is no row of the paper (e.g. the no-adversary floor) are left out.
+    """
+    missing = [c for c in (*_ABLATION_COLUMNS, "category", "bandwidth_kbps") if c not in raw.columns]
+    if missing:
+        raise PaperCompareError(f"ablation table has no column(s) {missing}; has {', '.join(raw.columns)}")
+    at = raw[(raw["category"].astype(str) == category)
+             & np.isclose(pd.to_numeric(raw["bandwidth_kbps"], errors="coerce"), bandwidth_kbps)]
+    if at.empty and not raw.empty:
+        raise PaperCompareError(
+            f"no ablation rows for category {category!r} at {bandwidth_kbps:g} kbps; the table has categories "
+            f"{sorted(set(raw['category'].astype(str)))} and bandwidths {sorted(set(raw['bandwidth_kbps']))}")
+    out: dict[tuple[str, str, str], dict] = {}
+    for _, row in at.iterrows():
+        table_id = _table_id_for_label(row["paper_table"])
+        key = paper_key_for_variant(table_id, row["variant"]) if table_id else None
+        if key is None:
+            continue
+        targets = BASE_MODEL_KEYS.items() if BASE_MODEL_KEYS.get(table_id) == key else [(table_id, key)]
+        metrics = {paper: pd.to_numeric(row.get(ours), errors="coerce") for ours, paper in _OUR_METRICS.items()}
+        for target_table, target_key in targets:
+            slot = (str(row["config_hash"]), target_table, target_key)
+            if slot in out:  # the same settings under another config name: one run, both names
+                out[slot]["ablation"] += f" = {row[ABLATION_NAME_COLUMN]}"
+                continue
+            out[slot] = {"ablation": str(row[ABLATION_NAME_COLUMN]), "config_hash": str(row["config_hash"]),
+                         "paper_table": target_table, "paper_key": target_key, **metrics}
+    return pd.DataFrame(list(out.values()),
+                        columns=["ablation", "config_hash", "paper_table", "paper_key", *_OUR_METRICS.values()])
 
 
 def ablations_beside_paper(ours: pd.DataFrame) -> pd.DataFrame:

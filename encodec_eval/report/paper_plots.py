@@ -34,16 +34,21 @@ def plot_rate_quality(curve: pd.DataFrame, metric: str, rate: str = "nominal_kbp
         if sub.empty:
             ax.text(0.5, 0.5, f"no {metric} scores\nin this category", ha="center", va="center",
                     transform=ax.transAxes)
+            ax.set_xticks([])
             continue
         for name, line in sub.groupby(codec, sort=True):
             line = line.sort_values(rate)
             (handle,) = ax.plot(line[rate], line["mean"], marker="o", label=str(name))
             ax.fill_between(line[rate], line["low"], line["high"], color=handle.get_color(), alpha=0.2)
         if table3 is not None:
-            for _, row in table3.iterrows():
+            for (_, row), marker in zip(table3.iterrows(), "x+^v"):
                 label = f"paper T3: {row['model']}{'' if row['streamable'] else ' (non-stream.)'}"
-                ax.scatter(row["bandwidth_kbps"], row[_TABLE3_METRIC[metric]], marker="x", s=40, label=label)
+                ax.scatter(row["bandwidth_kbps"], row[_TABLE3_METRIC[metric]], marker=marker, s=40, color="0.25",
+                           label=label)
         ax.set_xscale("log", base=2)
+        rates = sorted(sub[rate].unique())
+        ax.set_xticks(rates, [f"{r:g}" for r in rates])
+        ax.minorticks_off()
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel(f"{metric} (mean, 95 % bootstrap CI)")
     axes[0][-1].legend(fontsize=7, loc="best")

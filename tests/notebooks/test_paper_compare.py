@@ -55,9 +55,7 @@ def test_balancer_findings_follow_the_sign_of_our_differences():
 
 def test_paper_ties_are_not_scored():
     # Table A.3: "LSTM = 0" and the base have the same ViSQOL (4.35) in the paper
-    base = pc.architecture_key(32, 2, 1, "weight_norm")
-    no_lstm = pc.architecture_key(32, 0, 1, "weight_norm")
-    ours = _ours([("base", "tableA3", base, 3.0, 3.0), ("no_lstm", "tableA3", no_lstm, 2.0, 3.5)])
+    ours = _ours([("base", "tableA3", "EnCodec base", 3.0, 3.0), ("no_lstm", "tableA3", "LSTM = 0", 2.0, 3.5)])
     findings = pc.ablation_findings(pc.ablations_beside_paper(ours)).set_index("metric")
     assert bool(findings.loc["si_snr_db", "reproduced"]) is True  # paper 6.40 < 6.67, ours 2 < 3
     assert pd.isna(findings.loc["visqol", "reproduced"])
@@ -140,36 +138,45 @@ def test_mushra_against_objective_metrics_correlates_per_condition_and_item():
     assert math.isnan(few.loc[0, "pearson_r"]) and few.loc[0, "n_pairs"] == 2
 
 
-@pytest.mark.parametrize("config, expected", [
-    ({}, [("table2", "MS-STFT"), ("table3", "EnCodec streamable"),
-          ("tableA3", "C=32, lstm=2, res=1, norm=weight_norm")]),
-    ({"adversaries": ["mpd", "msstft"]}, [("table2", "MS-STFT+MPD")]),
-    ({"adversaries": ["stft", "msd"]}, [("table2", "MSD+Mono-STFT")]),
-    ({"adversaries": []}, []),  # the no-adversary floor has no row in the paper
-    ({"model_overrides": {"causal": False, "norm": "time_group_norm"}}, [("table3", "EnCodec non-streamable")]),
-    ({"model_overrides": {"lstm": 0, "n_residual_layers": 3}}, [("tableA3", "C=32, lstm=0, res=3, norm=weight_norm")]),
-    ({"model_overrides": {"norm": None}}, [("tableA3", "C=32, lstm=2, res=1, norm=none")]),
-    ({"model_overrides": {"n_filters": 48}}, []),  # not a row of Table A.3
-    ({"weights": {"l1": 2, "mel": 2, "adv": 100, "feat": 4}, "balancer": False},
-     [("tableA4", "weights t/f/g/feat=2/2/100/4, balancer off")]),
-    ({"weights": {"l1": 1, "mel": 1, "adv": 3, "feat": 1}}, []),  # not in the paper's grid
-    ({"adversaries": ["mpd"], "balancer": False}, []),  # two things changed at once: no single paper row
-    ({"model": "encodec_48khz"}, []),
+@pytest.mark.parametrize("table_id, variant, expected", [
+    ("table2", "MS-STFT+MPD", "MS-STFT+MPD"),
+    ("table2", "no adversary", None),  # the floor has no row in the paper
+    ("table3", "non-streamable", "EnCodec non-streamable"),
+    ("tableA3", "Residual Layer = 3, LSTM = 0", "Residual Layer = 3, LSTM = 0"),
+    ("tableA3", "Channels = 48", None),
+    ("tableA4", "lambda_t=2 lambda_f=2 lambda_g=100 lambda_feat=4 balancer=off",
+     "weights t/f/g/feat=2/2/100/4, balancer off"),
+    ("tableA4", "lambda_t=1 lambda_f=1 lambda_g=3 lambda_feat=1 balancer=on", None),  # not in the paper's grid
 ])
-def test_configs_map_to_the_paper_rows_they_rerun(config, expected):
-    assert pc.paper_keys_for_config(config) == expected
+def test_variants_map_to_the_paper_rows_they_rerun(table_id, variant, expected):
+    assert pc.paper_key_for_variant(table_id, variant) == expected
 
 
-def test_match_ablations_reads_json_fields_and_renames_metrics():
+def _runner_row(config, table, variant, si_snr, visqol, category="all", kbps=6.0, digest=None):
+    """A row as encodec_eval.ablations writes it."""
+    return {"config": config, "config_hash": digest or f"h-{config}", "paper_table": table, "variant": variant,
+            "bandwidth_kbps": kbps, "category": category, "si_snr_db": si_snr, "mel_distance@24k": 1.0,
+            "visqol_audio@48k": visqol, "rtf_encode": 20.0, "rtf_decode": 25.0}
+
+
+def test_match_ablations_selects_category_and_bandwidth_and_shares_the_base_model():
     raw = pd.DataFrame([
-        {"name": "base", "adversaries": '["msstft"]', "model_overrides": "{}", "balancer": "True",
-         "si_snr_db": 2.5, "visqol_audio@48k": 3.1},
-        {"name": "c16", "model_overrides": '{"n_filters": 16}', "si_snr_db": 2.0, "visqol_audio@48k": 3.0},
-        {"name": "floor", "adversaries": "[]", "si_snr_db": 1.0, "visqol_audio@48k": 2.0},
+        _runner_row("disc_msstft", "Table 2", "MS-STFT", 2.5, 3.1, digest="same"),
+        _runner_row("streamable", "Table 3", "streamable", 2.5, 3.1, digest="same"),  # identical settings
+        _runner_row("disc_msstft", "Table 2", "MS-STFT", 9.9, 9.9, category="music", digest="same"),
+        _runner_row("arch_channels16", "Table A.3", "Channels = 16", 2.0, 3.0),
+        _runner_row("arch_channels16", "Table A.3", "Channels = 16", 1.0, 2.0, kbps=1.5),
+        _runner_row("disc_none", "Table 2 (floor)", "no adversary", 1.0, 2.0),
     ])
     matched = pc.match_ablations(raw)
-    assert matched.groupby("ablation").size().to_dict() == {"base": 3, "c16": 1}
-    c16 = matched[matched["ablation"] == "c16"].iloc[0]
-    assert (c16["paper_table"], c16["visqol"], c16["si_snr_db"]) == ("tableA3", 3.0, 2.0)
-    with pytest.raises(pc.PaperCompareError, match="'name'"):
-        pc.match_ablations(raw.rename(columns={"name": "run"}))
+    base = matched[matched["config_hash"] == "same"].set_index("paper_table")
+    assert sorted(base.index) == ["table2", "table3", "tableA3"]  # one run, counted once per table
+    assert set(base["ablation"]) == {"disc_msstft = streamable"}
+    assert set(base["paper_key"]) == {"MS-STFT", "EnCodec streamable", "EnCodec base"}
+    c16 = matched[matched["ablation"] == "arch_channels16"].iloc[0]
+    assert (c16["paper_key"], c16["si_snr_db"], c16["visqol"], c16["rtf_encode"]) == ("Channels = 16", 2.0, 3.0, 20.0)
+    assert "disc_none" not in set(matched["ablation"])
+    with pytest.raises(pc.PaperCompareError, match="bandwidths"):
+        pc.match_ablations(raw, bandwidth_kbps=24.0)
+    with pytest.raises(pc.PaperCompareError, match="variant"):
+        pc.match_ablations(raw.drop(columns="variant"))
