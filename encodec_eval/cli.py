@@ -1,0 +1,107 @@
+"""``encodec-bench``: every codec x bitrate x item of an evaluation set, scored, timed and summarised.
+
+With no arguments it runs EnCodec (24 kHz) and Opus at 1.5, 3, 6 and 12 kbps on the embedded default set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Optional, Sequence
+
+from codec.audio import AudioError
+from codec.base import CodecError, CodecSpec, known_codecs
+from encodec_eval.data import DataError
+from encodec_eval.metrics import DEFAULT_METRICS, MetricError, get_metric, known_metrics
+from encodec_eval.run.folder import RunFolderError
+from encodec_eval.run.runner import PluginError, RunConfig, import_plugins, run
+
+DEFAULT_CODECS = ("encodec", "opus")
+DEFAULT_BITRATES = (1.5, 3.0, 6.0, 12.0)
+
+
+def _csv(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _bitrates(text: str) -> list[float]:
+    try:
+        values = [float(part) for part in _csv(text)]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--bw expects kbps numbers separated by commas, got {text!r}") from exc
+    if not values or any(v <= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"--bw expects positive kbps values, got {text!r}")
+    return values
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="encodec-bench", description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--codecs", type=_csv, default=list(DEFAULT_CODECS),
+                        help="codec names or specs, comma-separated (e.g. encodec,opus or encodec:48khz,opus@24)")
+    parser.add_argument("--anchors", type=_csv, default=[],
+                        help="codecs run once without a bitrate, e.g. reference (the hidden reference) or low-pass "
+                             "anchors")
+    parser.add_argument("--bw", type=_bitrates, default=list(DEFAULT_BITRATES),
+                        help="bitrates in kbps crossed with every codec named without one")
+    parser.add_argument("--metrics", type=_csv, default=list(DEFAULT_METRICS), help="metric columns to compute")
+    parser.add_argument("--data", default=None,
+                        help="folder of audio, or a CSV/TSV/JSONL manifest with path[,category]; default: embedded set")
+    parser.add_argument("--limit-per-category", type=_positive, default=None,
+                        help="use only the first N items of each category (quick runs)")
+    parser.add_argument("--out", default=None, help="run folder (default: <runs-dir>/<UTC time>-<name>)")
+    parser.add_argument("--runs-dir", default="runs", help="parent folder for new runs")
+    parser.add_argument("--name", default="bench", help="suffix of a new run folder's name")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out, skipping finished rows")
+    parser.add_argument("--workers", type=_positive, default=os.cpu_count() or 1,
+                        help="processes on this machine (under torchrun: 1 per rank)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed repeats per RTF (0: no timing)")
+    parser.add_argument("--keep-audio", action="store_true", help="save reference and decoded audio in audio/")
+    parser.add_argument("--plugins", type=_csv, default=[],
+                        help="Python modules to import first (in every worker) so that they register extra codecs "
+                             "or metrics")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--list", action="store_true", help="list known codecs and metrics, then exit")
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        import_plugins(args.plugins)
+        if args.list:
+            print("codecs:  " + ", ".join(known_codecs()))
+            print("metrics: " + ", ".join(known_metrics()))
+            return 0
+        codecs = known_codecs()
+        for text in args.codecs + args.anchors:
+            name = CodecSpec.parse(text).name
+            if name not in codecs:
+                raise CodecError(f"unknown codec {name!r}; known codecs: {', '.join(codecs)}")
+        for column in args.metrics:
+            get_metric(column)
+        if args.resume and not args.out:
+            raise RunFolderError("--resume needs --out: the run folder to continue")
+        workers = 1 if int(os.environ.get("WORLD_SIZE", "1")) > 1 else args.workers
+        config = RunConfig(codecs=args.codecs, anchors=args.anchors, bitrates=args.bw, metrics=args.metrics, data=args.data, out=args.out,
+                           runs_dir=args.runs_dir, name=args.name, resume=args.resume, workers=workers,
+                           repeats=max(0, args.repeats), keep_audio=args.keep_audio,
+                           limit_per_category=args.limit_per_category, progress=not args.no_progress,
+                           plugins=args.plugins)
+        run(config)
+    except (CodecError, MetricError, DataError, AudioError, RunFolderError, PluginError) as exc:
+        print(f"encodec-bench: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

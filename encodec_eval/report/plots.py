@@ -1,0 +1,51 @@
+"""Rate-quality curves (one PNG per metric, a panel per category) and real-time factors, drawn with matplotlib Agg."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+
+def write_plots(summary: pd.DataFrame, metrics: Sequence[str], out_dir: Path) -> list[Path]:
+    """One PNG per metric and per RTF column: mean vs measured kbps with 95 % intervals, a panel per category."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if summary.empty:
+        return []
+    out_dir.mkdir(parents=True, exist_ok=True)
+    categories = list(dict.fromkeys(summary["category"]))
+    written = []
+    for column in list(metrics) + ["encode_rtf_1thread", "decode_rtf_1thread"]:
+        fig, axes = plt.subplots(1, len(categories), figsize=(4 * len(categories), 3.6), squeeze=False,
+                                 sharey=True)
+        for ax, category in zip(axes[0], categories):
+            part = summary[summary["category"] == category]
+            for codec, curve in part.groupby("codec", sort=True):
+                curve = curve[np.isfinite(curve[f"{column}_mean"])].sort_values("kbps_measured_mean")
+                if curve.empty:
+                    continue
+                mean = curve[f"{column}_mean"].to_numpy()
+                low = np.nan_to_num(mean - curve[f"{column}_ci_low"].to_numpy())
+                high = np.nan_to_num(curve[f"{column}_ci_high"].to_numpy() - mean)
+                ax.errorbar(curve["kbps_measured_mean"], mean, yerr=[low, high], marker="o", capsize=3,
+                            label=codec)
+            ax.set_title(category)
+            ax.set_xlabel("measured bitrate (kbps)")
+            ax.grid(alpha=0.3)
+        axes[0][0].set_ylabel(column)
+        handles = {label: handle for ax in axes[0] for handle, label in zip(*ax.get_legend_handles_labels())}
+        if handles:
+            axes[0][-1].legend(handles.values(), handles.keys(), fontsize=8)
+        fig.suptitle(f"{column}: mean and 95 % bootstrap interval over items")
+        fig.tight_layout()
+        path = out_dir / f"{column.replace('@', '_at_')}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    return written

@@ -1,0 +1,150 @@
+"""One job, one row: convert, encode, decode, time, measure the bitrate, the delay and every metric."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from codec.audio import AudioError, check_finite
+from codec.base import Codec, CodecError, CodecSpec, Encoded, create
+from encodec_eval.metrics import get_metric
+from encodec_eval.metrics.delay import measure_delay
+from encodec_eval.run.folder import RunFolder
+from encodec_eval.run.plan import Job
+from encodec_eval.run.timing import all_threads, median_seconds, torch_threads
+
+RTF_COLUMNS = ("encode_rtf_1thread", "decode_rtf_1thread", "encode_rtf_allthreads", "decode_rtf_allthreads")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What every job of a run shares."""
+
+    metrics: tuple[str, ...]
+    repeats: int = 3
+    keep_audio: bool = False
+    run_dir: Optional[str] = None
+    concurrent_processes: int = 1
+
+
+@dataclass
+class _CodecCache:
+    """Codecs built once per process (EnCodec loads its weights); a spec that cannot be built is remembered too."""
+
+    built: dict[str, "Codec | CodecError"] = field(default_factory=dict)
+
+    def get(self, spec: str) -> Codec:
+        if spec not in self.built:
+            try:
+                self.built[spec] = create(spec)
+            except CodecError as exc:
+                self.built[spec] = exc
+        found = self.built[spec]
+        if isinstance(found, CodecError):
+            raise found
+        return found
+
+
+CODECS = _CodecCache()
+
+
+def describe_codec(spec: str) -> dict[str, Any]:
+    """The codec's own description, or why it cannot run: recorded in run.json."""
+    try:
+        return CODECS.get(spec).describe()
+    except CodecError as exc:
+        return {"unsupported": str(exc)}
+
+
+def _base_row(job: Job, options: RunOptions) -> dict[str, Any]:
+    spec = CodecSpec.parse(job.codec_spec)
+    row: dict[str, Any] = {
+        "item_id": job.item.item_id, "category": job.item.category, "item_sha256": job.item.sha256,
+        "codec_spec": job.codec_spec, "codec": spec.name, "codec_variant": spec.variant or "",
+        "kbps_nominal": spec.kbps if spec.kbps is not None else float("nan"), "status": "ok", "error": "",
+        "host": socket.gethostname(), "rank": int(os.environ.get("RANK", "0")), "pid": os.getpid(),
+    }
+    row.update({column: float("nan") for column in options.metrics})
+    return row
+
+
+def evaluate(job: Job, options: RunOptions, timing_lock: Any = None) -> dict[str, Any]:
+    """Run one codec spec on one item; failures are recorded in the row (status, error), never raised."""
+    row = _base_row(job, options)
+    try:
+        codec = CODECS.get(job.codec_spec)
+    except CodecError as exc:
+        row.update(status="unsupported", error=str(exc))
+        return row
+    try:
+        _run_codec(job, codec, options, row, timing_lock)
+    except (CodecError, AudioError) as exc:
+        row.update(status="error", error=f"{type(exc).__name__}: {exc}")
+    except Exception as exc:  # noqa: BLE001 - one broken item must not end a long run; the row says what happened
+        row.update(status="error", error=f"{type(exc).__name__}: {exc} | {traceback.format_exc(limit=3)}")
+    return row
+
+
+def _run_codec(job: Job, codec: Codec, options: RunOptions, row: dict[str, Any], timing_lock: Any) -> None:
+    wav, sr = job.item.load()
+    check_finite(wav, str(job.item.path))
+    seconds = wav.shape[-1] / sr
+    # The conversion to the codec's rate and channels happens here, outside the timed calls, and is recorded.
+    prepared = codec.prepare(wav, sr)
+    codec_in, codec_sr = prepared.wav, prepared.sample_rate
+    row.update(item_seconds=seconds, item_sample_rate=sr, item_channels=wav.shape[0],
+               codec_sample_rate=codec_sr, codec_channels=prepared.channels,
+               conversion=f"{prepared.conversion} (soxr HQ resampling; channels mean-downmixed or copied)")
+
+    with torch_threads(1):  # warm-up pass; its output is the one scored
+        encoded = codec.encode(codec_in, codec_sr)
+        decoded, decoded_sr = codec.decode(encoded)
+    decoded = np.asarray(decoded, dtype=np.float32)
+    check_finite(decoded, f"{job.codec_spec} output for {job.item.item_id}")
+    if decoded_sr == codec_sr:
+        decoded = decoded[..., : codec_in.shape[-1]]  # codecs may pad to whole frames; the tail is not the signal
+    row.update(kbps_measured=encoded.measured_kbps, payload_bytes=len(encoded.payload),
+               decoded_sample_rate=decoded_sr, decoded_channels=decoded.shape[0],
+               decoded_seconds=decoded.shape[-1] / decoded_sr,
+               latency_samples=codec.latency_samples, latency_ms=1000.0 * codec.latency_samples / codec_sr)
+    row.update(_timings(codec, codec_in, codec_sr, encoded, seconds, options, timing_lock))
+
+    delay_samples, delay_ms = measure_delay(wav, sr, decoded, decoded_sr)
+    row.update(delay_samples=delay_samples, delay_ms=delay_ms)
+    reasons = {}
+    for column in options.metrics:
+        score = get_metric(column).measure(wav, sr, decoded, decoded_sr, job.item.category)
+        row[column] = score.value
+        if score.reason:
+            reasons[column] = score.reason
+    row["nan_reasons"] = reasons
+    row["codec_info"] = codec.describe()
+    if options.keep_audio and options.run_dir:
+        folder = RunFolder(Path(options.run_dir))
+        row["reference_audio"] = folder.keep_audio("reference", job.item.item_id, wav, sr)
+        row["decoded_audio"] = folder.keep_audio(job.codec_spec, job.item.item_id, decoded, decoded_sr)
+
+
+def _timings(codec: Codec, codec_in: np.ndarray, codec_sr: int, encoded: Encoded, seconds: float,
+             options: RunOptions, timing_lock: Any) -> dict[str, Any]:
+    threads = all_threads()
+    lock = timing_lock if timing_lock is not None else contextlib.nullcontext()
+    with lock:  # one process times at a time, so pool workers do not slow each other's clocks
+        times = {
+            "encode_rtf_1thread": median_seconds(lambda: codec.encode(codec_in, codec_sr), options.repeats, 1),
+            "decode_rtf_1thread": median_seconds(lambda: codec.decode(encoded), options.repeats, 1),
+            "encode_rtf_allthreads": median_seconds(lambda: codec.encode(codec_in, codec_sr),
+                                                    options.repeats, threads),
+            "decode_rtf_allthreads": median_seconds(lambda: codec.decode(encoded), options.repeats, threads),
+        }
+    out: dict[str, Any] = {column: value / seconds for column, value in times.items()}
+    out.update(threads_all=threads, timing_repeats=options.repeats,
+               timing_concurrent_processes=options.concurrent_processes)
+    return out

@@ -1,0 +1,134 @@
+"""The run folder contract (docs/architecture.md): run.json, rows.jsonl, rows.csv, summary.csv, plots/, audio/."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+import numpy as np
+
+from codec.audio import save
+
+
+class RunFolderError(ValueError):
+    """A run folder that cannot be created, resumed or read."""
+
+
+def row_key(codec_spec: str, item_id: str) -> str:
+    """The resume key: one row per codec spec (with its bitrate) and item."""
+    return f"{codec_spec}|{item_id}"
+
+
+def new_run_dir(parent: Path, name: str) -> Path:
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return parent / f"{stamp}-{re.sub(r'[^A-Za-z0-9_.-]+', '-', name)}"
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, (np.floating, np.integer)):
+        return _jsonable(value.item())
+    return value
+
+
+class RunFolder:
+    """Reads and writes one run folder; rows are appended to rows.jsonl as they finish."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    @property
+    def rows_path(self) -> Path:
+        return self.path / "rows.jsonl"
+
+    def create(self, run_info: dict[str, Any], resume: bool) -> None:
+        """Start a run, or continue one whose run.json matches in data and metrics."""
+        if self.rows_path.exists() or (self.path / "run.json").exists():
+            if not resume:
+                raise RunFolderError(f"{self.path} already holds a run; pass --resume to continue it, "
+                                     f"or choose another --out")
+            old = self.read_info()
+            for key in ("data", "metrics"):
+                if old.get(key) != run_info.get(key):
+                    raise RunFolderError(f"{self.path}: cannot resume, the {key} differ from the original run")
+            run_info = {**old, "resumed": old.get("resumed", []) + [run_info["started"]],
+                        "codecs": {**old.get("codecs", {}), **run_info.get("codecs", {})}}
+            self._drop_torn_lines()
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.write_info(run_info)
+
+    def read_info(self) -> dict[str, Any]:
+        try:
+            return json.loads((self.path / "run.json").read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise RunFolderError(f"{self.path / 'run.json'}: cannot read ({exc})") from exc
+
+    def write_info(self, info: dict[str, Any]) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        tmp = self.path / "run.json.tmp"
+        tmp.write_text(json.dumps(info, indent=2, default=str) + "\n")
+        tmp.replace(self.path / "run.json")
+
+    def done_keys(self) -> set[str]:
+        return {row_key(r["codec_spec"], r["item_id"]) for r in self.read_rows()}
+
+    def read_rows(self) -> list[dict[str, Any]]:
+        """Rows of rows.jsonl; a torn last line (interrupted write) is ignored so the row is redone."""
+        if not self.rows_path.exists():
+            return []
+        rows = []
+        for line in self.rows_path.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        return rows
+
+    def _drop_torn_lines(self) -> None:
+        """Rewrite rows.jsonl without a line an interrupted write left incomplete, so appends start clean."""
+        if self.rows_path.exists():
+            rows = self.read_rows()
+            tmp = self.rows_path.with_suffix(".jsonl.tmp")
+            tmp.write_text("".join(json.dumps(row) + "\n" for row in rows))
+            tmp.replace(self.rows_path)
+
+    def append_row(self, row: dict[str, Any]) -> None:
+        clean = {k: ({kk: _jsonable(vv) for kk, vv in v.items()} if isinstance(v, dict) else _jsonable(v))
+                 for k, v in row.items()}
+        with open(self.rows_path, "a") as handle:
+            handle.write(json.dumps(clean) + "\n")
+            handle.flush()
+
+    def write_csv(self, rows: Optional[Iterable[dict[str, Any]]] = None) -> Path:
+        """rows.csv from rows.jsonl; nested fields (NaN reasons, codec settings) become JSON strings."""
+        frame = rows_frame(self.read_rows() if rows is None else list(rows))
+        for column in frame.columns:
+            if frame[column].map(lambda v: isinstance(v, dict)).any():
+                frame[column] = frame[column].map(lambda v: json.dumps(v, sort_keys=True) if isinstance(v, dict) else v)
+        frame.to_csv(self.path / "rows.csv", index=False)
+        return self.path / "rows.csv"
+
+    def audio_path(self, group: str, item_id: str) -> Path:
+        return self.path / "audio" / group / f"{item_id}.wav"
+
+    def keep_audio(self, group: str, item_id: str, wav: np.ndarray, sample_rate: int) -> str:
+        """Save audio for listening (16-bit WAV, clipped to [-1, 1]); returns its path relative to the run."""
+        path = self.audio_path(group, item_id)
+        save(path, np.clip(wav, -1.0, 1.0), sample_rate)
+        return path.relative_to(self.path).as_posix()
+
+
+def rows_frame(rows: list[dict[str, Any]]):
+    """Rows as a DataFrame with numbers as numbers (NaN for missing, +-inf restored)."""
+    import pandas as pd
+
+    frame = pd.DataFrame(rows)
+    for column in frame.columns:
+        if frame[column].map(lambda v: v in ("inf", "-inf")).any():
+            frame[column] = frame[column].replace({"inf": np.inf, "-inf": -np.inf}).astype(float)
+    return frame

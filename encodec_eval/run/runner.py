@@ -1,0 +1,207 @@
+"""Run a plan: sequentially, over a process pool, or sharded over torchrun ranks, resuming finished rows.
+
+Rows are appended to rows.jsonl as they finish (by rank 0 under torchrun, which gathers every rank's row after
+each round of one job per rank), so an interrupted run loses at most the jobs in flight.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import multiprocessing as mp
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterator, Optional, Sequence
+
+from tqdm import tqdm
+
+from encodec_eval.data import Dataset, load_dataset
+from encodec_eval.metrics import get_metric
+from encodec_eval.run.environment import environment
+from encodec_eval.run.evaluate import RunOptions, describe_codec, evaluate
+from encodec_eval.run.folder import RunFolder, new_run_dir
+from encodec_eval.run.plan import Job, codec_specs, plan
+from encodec_eval.run.timing import torch_threads
+
+DEFINITIONS = {
+    "rtf": "processing seconds / audio seconds (lower is faster); the first encode+decode is the warm-up and the "
+           "scored output, then the median of `timing_repeats` calls at 1 thread and at `threads_all` threads",
+    "kbps_nominal": "the bitrate asked for in the codec spec",
+    "kbps_measured": "payload bytes * 8 / item seconds / 1000 (every byte the codec emits for the item)",
+    "latency_ms": "algorithmic latency the codec declares",
+    "delay_ms": "lag of decoded vs reference by cross-correlation (positive = decoded late); reported, not corrected",
+    "metrics": "both signals mixed to mono and converted to the metric's rate (soxr HQ), cropped to the shorter; "
+               "NaN with the reason in nan_reasons when a metric cannot score an item",
+}
+
+
+@dataclass
+class RunConfig:
+    """Everything the command line chooses."""
+
+    codecs: Sequence[str]
+    bitrates: Optional[Sequence[float]]
+    metrics: Sequence[str]
+    anchors: Sequence[str] = ()
+    data: Optional[str] = None
+    out: Optional[str] = None
+    runs_dir: str = "runs"
+    name: str = "bench"
+    resume: bool = False
+    workers: int = 1
+    repeats: int = 3
+    keep_audio: bool = False
+    limit_per_category: Optional[int] = None
+    progress: bool = True
+    plugins: Sequence[str] = ()
+
+
+class PluginError(ImportError):
+    """A --plugins module could not be imported."""
+
+
+def import_plugins(modules: Sequence[str]) -> None:
+    """Import modules that register extra codecs or metrics (called in the main process and in every worker)."""
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise PluginError(f"cannot import plugin module {module!r}: {exc}") from exc
+
+
+def _distributed() -> tuple[int, int]:
+    """(rank, world size); starts a gloo process group when launched by torchrun with more than one process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("gloo", timeout=dt.timedelta(hours=6))
+    return dist.get_rank(), dist.get_world_size()
+
+
+def _broadcast(value: Any, world: int) -> Any:
+    if world == 1:
+        return value
+    import torch.distributed as dist
+
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def _run_info(config: RunConfig, dataset: Dataset, specs: list[str], world: int) -> dict[str, Any]:
+    return {
+        "command": sys.argv,
+        "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "config": asdict(config),
+        "codec_specs": specs,
+        "codecs": {spec: describe_codec(spec) for spec in specs},
+        "metrics": {column: get_metric(column).describe() for column in config.metrics},
+        "data": dataset.describe(),
+        "environment": environment(),
+        "parallel": {"workers_per_process": config.workers, "torchrun_world_size": world},
+        "definitions": DEFINITIONS,
+    }
+
+
+def _pool_rows(jobs: list[Job], options: RunOptions, workers: int, plugins: Sequence[str]) -> Iterator[dict[str, Any]]:
+    context = mp.get_context("spawn")  # fork after torch has started threads can deadlock
+    lock = context.Lock()
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
+                             initargs=(lock, tuple(plugins))) as pool:
+        futures = [pool.submit(_worker_evaluate, job, options) for job in jobs]
+        for future in as_completed(futures):
+            yield future.result()
+
+
+_WORKER_LOCK: Any = None
+
+
+def _init_worker(lock: Any, plugins: tuple[str, ...]) -> None:
+    global _WORKER_LOCK
+    _WORKER_LOCK = lock
+    import torch
+
+    torch.set_num_threads(1)
+    import_plugins(plugins)
+
+
+def _worker_evaluate(job: Job, options: RunOptions) -> dict[str, Any]:
+    return evaluate(job, options, _WORKER_LOCK)
+
+
+def _sharded_rows(jobs: list[Job], options: RunOptions, rank: int, world: int) -> Iterator[dict[str, Any]]:
+    """Rank r takes jobs r, r+world, ...; after each round rank 0 gathers the round's rows."""
+    import torch.distributed as dist
+
+    mine = jobs[rank::world]
+    rounds = -(-len(jobs) // world)
+    for index in range(rounds):
+        row = evaluate(mine[index], options) if index < len(mine) else None
+        gathered = [None] * world if rank == 0 else None
+        dist.gather_object(row, gathered, dst=0)
+        if rank == 0:
+            yield from (r for r in gathered if r is not None)
+
+
+def run(config: RunConfig) -> Optional[Path]:
+    """Run the benchmark and write the run folder; returns its path on rank 0 (None on other ranks)."""
+    from encodec_eval.report.plots import write_plots
+    from encodec_eval.report.summary import print_summary, summarise
+
+    import_plugins(config.plugins)
+    rank, world = _distributed()
+    dataset = load_dataset(config.data, config.limit_per_category)
+    specs = codec_specs(config.codecs, config.bitrates, config.anchors)
+    for column in config.metrics:
+        get_metric(column)
+    setup = None
+    if rank == 0:
+        path = Path(config.out) if config.out else new_run_dir(Path(config.runs_dir), config.name)
+        folder = RunFolder(path)
+        with torch_threads(1):
+            folder.create(_run_info(config, dataset, specs, world), resume=config.resume)
+        setup = (str(path), sorted(folder.done_keys()))
+    path_text, done = _broadcast(setup, world)
+    folder = RunFolder(Path(path_text))
+    jobs = plan(specs, dataset, set(done))
+    options = RunOptions(tuple(config.metrics), config.repeats, config.keep_audio, path_text,
+                         concurrent_processes=max(1, config.workers) * world)
+
+    if world > 1:
+        rows = _sharded_rows(jobs, options, rank, world)
+    elif config.workers > 1 and len(jobs) > 1:
+        rows = _pool_rows(jobs, options, min(config.workers, len(jobs)), config.plugins)
+    else:
+        rows = (evaluate(job, options) for job in jobs)
+    bar = tqdm(total=len(jobs), desc="encodec-bench", unit="row", disable=rank != 0 or not config.progress)
+    with torch_threads(1):
+        for row in rows:
+            folder.append_row(row)
+            bar.set_postfix_str(f"{row['codec_spec']} {row['item_id']} {row['status']}", refresh=False)
+            bar.update()
+    bar.close()
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+        dist.destroy_process_group()
+    if rank != 0:
+        return None
+
+    all_rows = folder.read_rows()
+    folder.write_csv(all_rows)
+    summary = summarise(all_rows, config.metrics)
+    summary.to_csv(folder.path / "summary.csv", index=False)
+    write_plots(summary, config.metrics, folder.path / "plots")
+    info = folder.read_info()
+    info.update(finished=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), rows=len(all_rows),
+                rows_by_status={s: sum(r["status"] == s for r in all_rows) for s in {r["status"] for r in all_rows}})
+    folder.write_info(info)
+    print_summary(summary, config.metrics, folder.path)
+    return folder.path
