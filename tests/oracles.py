@@ -11,9 +11,16 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-import pytest
-
 _STANDINS = Path(__file__).parent / "standins"
+
+
+def _missing(message: str) -> None:
+    """Skip under pytest; elsewhere (benchmarks) fail with the same message."""
+    if "pytest" in sys.modules:
+        import pytest
+
+        pytest.skip(message)
+    raise ImportError(message)
 
 
 def official_encodec() -> ModuleType:
@@ -25,14 +32,14 @@ def official_encodec() -> ModuleType:
         if str(_STANDINS) not in sys.path:
             sys.path.insert(0, str(_STANDINS))
     if importlib.util.find_spec("encodec") is None:
-        pytest.skip("the official encodec package (test oracle) is not installed; run scripts/setup.sh")
+        _missing("the official encodec package (test oracle) is not installed; run scripts/setup.sh")
     return importlib.import_module("encodec")
 
 
 def hf_encodec() -> ModuleType:
     """The transformers.models.encodec module."""
     if importlib.util.find_spec("transformers") is None:
-        pytest.skip("transformers (test oracle) is not installed; run scripts/setup.sh")
+        _missing("transformers (test oracle) is not installed; run scripts/setup.sh")
     return importlib.import_module("transformers.models.encodec.modeling_encodec")
 
 
