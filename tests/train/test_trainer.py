@@ -105,3 +105,17 @@ def test_every_ablation_config_trains_a_few_steps(path, tiny_corpus, tmp_path):
     trainer.fit(2)
     assert trainer.step == 2
     assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+
+
+def test_command_line_trains_and_resumes(tiny_corpus, tmp_path):
+    import yaml
+
+    from codec.encodec.train.__main__ import main
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(dict(tiny(adversaries=["stft"]), ablation={"table": "x"})))
+    out = tmp_path / "run"
+    assert main(["--config", str(config), "--corpus", str(tiny_corpus), "--out", str(out), "--steps", "2"]) == 0
+    assert main(["--config", str(config), "--corpus", str(tiny_corpus), "--out", str(out), "--steps", "3"]) == 0
+    steps = [json.loads(line)["step"] for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3]

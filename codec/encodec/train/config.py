@@ -80,6 +80,7 @@ class TrainConfig:
         data = yaml.safe_load(path.read_text()) or {}
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a mapping of training settings")
+        data.pop("ablation", None)  # the ablation table's description of the config, not a training setting
         data.setdefault("name", path.stem)
         data.update({k: v for k, v in overrides.items() if v is not None})
         return cls.from_dict(data)

@@ -28,6 +28,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Optional
+from urllib.parse import unquote
 
 import numpy as np
 import soundfile as sf
@@ -115,7 +116,7 @@ def _safe_name(text: str) -> str:
 
 def add_debian_package(source: DebianSource, deb: Path, out_dir: Path, max_files: Optional[int]) -> list[dict]:
     rows = []
-    version = deb.stem.split("_")[1] if "_" in deb.stem else "?"
+    version = unquote(deb.stem.split("_")[1]) if "_" in deb.stem else "?"  # apt writes "4%3a22" for "4:22"
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run(["dpkg-deb", "-x", str(deb), tmp], check=True)
         root = Path(tmp)

@@ -197,15 +197,17 @@ class Trainer:
                 "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict() if self.opt_d else None,
                 "balancer": self.balancer.state_dict(), "torch_rng": torch.get_rng_state(),
                 "shared_rng": self.shared_rng.get_state(),
-                "sampler": self.sampler_state.state_dict() if self.sampler_state is not None else None}
+                "samplers": distributed.gather_objects(
+                    self.sampler_state.state_dict() if self.sampler_state is not None else None)}
 
     def save(self) -> Path:
-        """Write the checkpoint (rank 0 only, atomically); returns its path."""
+        """Write the checkpoint atomically (rank 0 writes; every rank must call it); returns its path."""
         path = self.out_dir / CHECKPOINT_NAME
+        state = self.state_dict()
         if distributed.is_main():
             self.out_dir.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".tmp")
-            torch.save(self.state_dict(), tmp)
+            torch.save(state, tmp)
             os.replace(tmp, path)
         return path
 
@@ -221,8 +223,12 @@ class Trainer:
         self.balancer.load_state_dict(state["balancer"])
         torch.set_rng_state(state["torch_rng"])
         self.shared_rng.set_state(state["shared_rng"])
-        if self.sampler_state is not None and state["sampler"] is not None:
-            self.sampler_state.load_state_dict(state["sampler"])
+        samplers = state["samplers"]
+        if self.sampler_state is not None:
+            if len(samplers) != distributed.world_size() or samplers[distributed.rank()] is None:
+                raise ValueError(f"{path}: saved with {len(samplers)} data ranks, resuming with "
+                                 f"{distributed.world_size()}; data draws cannot resume exactly")
+            self.sampler_state.load_state_dict(samplers[distributed.rank()])
         self.step = state["step"]
 
     def ema_model(self) -> EncodecModel:

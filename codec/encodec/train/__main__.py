@@ -1,0 +1,55 @@
+"""Train EnCodec on a corpus; run directly or under ``torchrun`` for data-parallel training.
+
+    python -m codec.encodec.train --config benchmarks/ablations/disc_msstft.yaml --corpus DIR --out runs/x
+    torchrun --nproc_per_node 8 -m codec.encodec.train --config ... --corpus DIR --out runs/x
+
+Each rank draws its own segments (seed + rank); a checkpoint in --out is resumed automatically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Optional
+
+import torch
+import yaml
+
+from . import distributed
+from .config import TrainConfig
+from .data import SegmentSampler, read_manifest
+from .trainer import CHECKPOINT_NAME, Trainer
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m codec.encodec.train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", type=Path, required=True, help="YAML of TrainConfig fields")
+    parser.add_argument("--corpus", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=None, help="per rank")
+    parser.add_argument("--segment-seconds", type=float, default=None)
+    parser.add_argument("--max-minutes", type=float, default=None)
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=YAML", help="extra TrainConfig overrides")
+    args = parser.parse_args(argv)
+    rank, _, device = distributed.init_from_env()
+    extra = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
+    config = TrainConfig.from_yaml(args.config, steps=args.steps, batch_size=args.batch_size,
+                                   segment_seconds=args.segment_seconds, **extra)
+    model = config.encodec_config()
+    sampler = SegmentSampler(read_manifest(args.corpus), model.sample_rate, model.channels, config.segment_seconds,
+                             seed=config.seed + rank)
+    trainer = Trainer(config, sampler.batch, args.out, device=device, sampler_state=sampler)
+    checkpoint = args.out / CHECKPOINT_NAME
+    if checkpoint.exists():
+        trainer.load(checkpoint)
+    trainer.fit(max_seconds=None if args.max_minutes is None else 60 * args.max_minutes)
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
