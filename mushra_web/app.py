@@ -19,7 +19,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.middleware.base import BaseHTTPMiddleware
@@ -461,11 +461,10 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
             use = session.get(ItemUse, (exp.id, item))
             if use is not None:
                 use.uses = max(0, use.uses - 1)
-        trial_ids = session.scalars(select(Trial.id).where(Trial.participant_id == p.id)).all()
-        for model, cond in ((Rating, Rating.trial_id.in_(trial_ids)), (Trial, Trial.participant_id == p.id)):
-            for row in session.scalars(select(model).where(cond)):
-                session.delete(row)
-        session.delete(p)
+        trial_ids = select(Trial.id).where(Trial.participant_id == p.id).scalar_subquery()
+        session.execute(delete(Rating).where(Rating.trial_id.in_(trial_ids)))
+        session.execute(delete(Trial).where(Trial.participant_id == p.id))
+        session.execute(delete(Participant).where(Participant.id == p.id))
         session.commit()
         return {"deleted": public_id}
 

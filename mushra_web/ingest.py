@@ -11,6 +11,7 @@ import csv
 import hashlib
 import io
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -83,17 +84,20 @@ def _fit(wav: np.ndarray, n_frames: int, cfg: TestConfig, what: str, report: Ing
 
 
 def _store(data_dir: Path, wav: np.ndarray, sample_rate: int) -> tuple[str, str]:
-    """Write float32 WAV under its content hash (lossless, never clipped); returns (relative path, sha256)."""
-    buf = io.BytesIO()
-    sf.write(buf, wav.T, sample_rate, format="WAV", subtype="FLOAT")
-    blob = buf.getvalue()
-    digest = hashlib.sha256(blob).hexdigest()
+    """Write float32 WAV (lossless, never clipped) named by the hash of its samples; returns (relative path, sha256).
+
+    The samples are hashed, not the file: libsndfile stamps float WAVs with the time of writing.
+    """
+    samples = np.ascontiguousarray(wav, dtype=np.float32)
+    digest = hashlib.sha256(f"{sample_rate}:{samples.shape}:".encode() + samples.tobytes()).hexdigest()
     rel = f"stimuli/{digest}.wav"
     target = data_dir / rel
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(f".tmp{id(blob)}")
-        tmp.write_bytes(blob)
+        buf = io.BytesIO()
+        sf.write(buf, samples.T, sample_rate, format="WAV", subtype="FLOAT")
+        tmp = target.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_bytes(buf.getvalue())
         tmp.replace(target)
     return rel, digest
 

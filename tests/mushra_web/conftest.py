@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import itertools
+import json
 import os
 import shutil
 import socket
@@ -42,7 +44,7 @@ def write_stimuli(root: Path, items: list[str], conditions: list[str], sample_ra
     t = np.arange(n) / sample_rate
     levels = {"reference": 0.1, **{c: 0.2 + 0.1 * i for i, c in enumerate(conditions)}}
     out = {}
-    for item in items:
+    for k, item in enumerate(items):
         d = root / item
         d.mkdir(parents=True, exist_ok=True)
         files = {}
@@ -50,7 +52,7 @@ def write_stimuli(root: Path, items: list[str], conditions: list[str], sample_ra
             if stereo_probe:
                 wav = np.stack([np.full(n, levels[name]), np.arange(n) * RAMP_SCALE]).astype(np.float32)
             else:
-                tone = 0.3 * np.sin(2 * np.pi * 440 * t) + 0.1 * np.sin(2 * np.pi * 5100 * t)
+                tone = 0.3 * np.sin(2 * np.pi * (440 + 110 * k) * t) + 0.1 * np.sin(2 * np.pi * 5100 * t)
                 if name != "reference":
                     tone = tone + 0.02 * (1 + conditions.index(name)) * rng.standard_normal(n)
                 wav = tone[None].astype(np.float32)
@@ -80,6 +82,31 @@ def make_config(tmp_path):
         return write_config(tmp_path, **kwargs)
 
     return make
+
+
+def make_run(root: Path, items=("speech/a", "music/b"), codecs=("opus@6", "encodec:24khz@3", "lp3500")) -> Path:
+    """A run folder as encodec-bench writes it: run.json, rows.csv and audio/<group>/<item_id>.wav."""
+    rng = np.random.default_rng(0)
+    run = root / "20260101-000000-demo"
+    rows = []
+    for item in items:
+        ref = (0.3 * np.sin(2 * np.pi * 300 * np.arange(24000) / 24000) + 0.05 * rng.standard_normal(24000))
+        path = run / "audio" / "reference" / f"{item}.wav"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(path, ref.astype(np.float32), 24000)
+        for k, codec in enumerate(codecs):
+            noisy = ref + 0.05 * (k + 1) * rng.standard_normal(ref.size)
+            out = run / "audio" / codec / f"{item}.wav"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            sf.write(out, noisy[: 23990].astype(np.float32), 24000)  # decoders crop or pad a little
+            rows.append({"item_id": item, "codec_spec": codec, "category": item.split("/")[0],
+                         "si_snr_db": 20 - 5 * k, "mel_distance": 0.5 + k, "item_seconds": 1.0})
+    (run / "run.json").write_text(json.dumps({"command": "encodec-bench run"}))
+    with open(run / "rows.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return run
 
 
 # ---------------- PostgreSQL ----------------

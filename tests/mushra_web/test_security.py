@@ -1,0 +1,133 @@
+"""Admin authentication and CSRF, isolation between participants, and results that are never static files."""
+
+from __future__ import annotations
+
+import io
+
+import pyarrow.parquet as pq
+import pytest
+
+from mushra_web import auth
+from mushra_web.db import session_factory
+
+PASSWORD = "correct horse battery"
+ADMIN_GETS = ["/admin/api/me", "/admin/api/experiments", "/admin/api/experiments/t1/export.csv",
+              "/admin/api/experiments/t1/export.parquet", "/admin/api/experiments/t1/export.json",
+              "/admin/api/experiments/t1/report"]
+
+
+@pytest.fixture
+def admin_env(app_env):
+    app_env.create()
+    with session_factory(app_env.engine)() as session:
+        auth.add_user(session, "alice", PASSWORD)
+        session.commit()
+    return app_env
+
+
+def login(client) -> str:
+    res = client.post("/admin/api/login", json={"username": "alice", "password": PASSWORD})
+    assert res.status_code == 200, res.text
+    return res.json()["csrf"]
+
+
+def finish_participant(client, score: float) -> None:
+    state = client.post("/e/t1/api/join", json={}).json()
+    for pos in range(state["n_trials"]):
+        trial = client.get(f"/e/t1/api/trials/{pos}").json()
+        body = {"seq": 1, "ratings": [{"button": b["index"], "score": score, "plays": 1} for b in trial["buttons"]]}
+        assert client.post(f"/e/t1/api/trials/{pos}/submit", json=body).status_code == 200
+    client.post("/e/t1/api/finish")
+
+
+def test_admin_routes_refuse_requests_without_a_session(admin_env):
+    client = admin_env.client()
+    for path in ADMIN_GETS:
+        assert client.get(path).status_code == 401, path
+    assert client.post("/admin/api/experiments/t1/status", json={"status": "closed"}).status_code == 401
+    assert client.delete("/admin/api/experiments/t1/participants/abc").status_code == 401
+    client.cookies.set("mushra_admin", "forged-token", path="/admin")
+    assert client.get("/admin/api/experiments").status_code == 401
+    assert client.post("/admin/api/login", json={"username": "alice", "password": "wrong password"}).status_code == 401
+    assert client.post("/admin/api/login", json={"username": "nobody", "password": PASSWORD}).status_code == 401
+
+
+def test_admin_session_cookie_csrf_and_exports(admin_env):
+    participant = admin_env.client()
+    finish_participant(participant, 42.0)
+    client = admin_env.client()
+    res = client.post("/admin/api/login", json={"username": "alice", "password": PASSWORD})
+    cookie = res.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=strict" in cookie and "path=/admin" in cookie
+    csrf = res.json()["csrf"]
+    assert client.get("/admin/api/me").json() == {"username": "alice", "csrf": csrf}
+    # state-changing calls need the session's CSRF token in a header
+    body = {"status": "closed"}
+    assert client.post("/admin/api/experiments/t1/status", json=body).status_code == 403
+    assert client.post("/admin/api/experiments/t1/status", json=body,
+                       headers={"X-CSRF-Token": "x" * len(csrf)}).status_code == 403
+    assert client.post("/admin/api/experiments/t1/status", json=body,
+                       headers={"X-CSRF-Token": csrf}).json() == {"slug": "t1", "status": "closed"}
+    assert admin_env.client().post("/e/t1/api/join", json={}).status_code == 403  # closed to newcomers
+    # progress, tidy CSV and Parquet with the config hash
+    progress = client.get("/admin/api/experiments").json()[0]
+    assert progress["participants_completed"] == 1 and progress["trials_submitted"] == 3
+    csv_text = client.get("/admin/api/experiments/t1/export.csv").text
+    header, *lines = csv_text.strip().split("\n")
+    assert header.startswith("experiment,config_sha256,") and len(lines) == 15
+    sha = progress["config_sha256"]
+    assert all(line.split(",")[1] == sha for line in lines)
+    table = pq.read_table(io.BytesIO(client.get("/admin/api/experiments/t1/export.parquet").content))
+    assert table.schema.metadata[b"config_sha256"].decode() == sha and table.num_rows == 15
+    assert table.column("score").to_pylist() == [42.0] * 15
+    report = client.get("/admin/api/experiments/t1/report")
+    assert report.status_code == 200 and sha in report.text and "data:image/png;base64," in report.text
+    # deleting a participant needs CSRF too; then logout ends the session
+    pid = progress["participants"][0]["participant_id"]
+    assert client.delete(f"/admin/api/experiments/t1/participants/{pid}").status_code == 403
+    assert client.delete(f"/admin/api/experiments/t1/participants/{pid}",
+                         headers={"X-CSRF-Token": csrf}).status_code == 200
+    assert client.get("/admin/api/experiments").json()[0]["participants_completed"] == 0
+    assert client.post("/admin/api/logout", headers={"X-CSRF-Token": csrf}).status_code == 200
+    assert client.get("/admin/api/experiments").status_code == 401
+
+
+def test_one_participant_cannot_read_or_write_another(admin_env):
+    alice, bob = admin_env.client(), admin_env.client()
+    alice.post("/e/t1/api/join", json={})
+    bob.post("/e/t1/api/join", json={})
+    a_trial = alice.get("/e/t1/api/trials/0").json()
+    b_trial = bob.get("/e/t1/api/trials/0").json()
+    assert a_trial["reference_url"] != b_trial["reference_url"]  # per-session audio URLs
+    for url in [a_trial["reference_url"], a_trial["buttons"][0]["url"]]:
+        assert alice.get(url).status_code == 200
+        assert bob.get(url).status_code == 403  # Alice's link does not play in Bob's session
+        assert admin_env.client().get(url).status_code == 401  # nor without a session
+    # Bob's writes land in Bob's trial only
+    body = {"seq": 1, "ratings": [{"button": 0, "score": 99, "plays": 1}]}
+    assert bob.put("/e/t1/api/trials/0", json=body).status_code == 200
+    assert alice.get("/e/t1/api/trials/0").json()["buttons"][0]["score"] is None
+    # a forged or stolen-looking cookie gets nothing
+    eve = admin_env.client()
+    eve.cookies.set("mushra_p_t1", "not-a-token", path="/e/t1")
+    assert eve.get("/e/t1/api/trials/0").status_code == 401
+    assert eve.put("/e/t1/api/trials/0", json=body).status_code == 401
+    # the participant cookie is HttpOnly and scoped to the test's path
+    cookie = admin_env.client().post("/e/t1/api/join", json={}).headers["set-cookie"].lower()
+    assert "httponly" in cookie and "path=/e/t1" in cookie and "samesite=lax" in cookie
+
+
+def test_results_configs_and_stimuli_are_never_static_files(admin_env):
+    client = admin_env.client()
+    finish_participant(client, 30.0)
+    stimuli = sorted((admin_env.data_dir / "stimuli").glob("*.wav"))
+    assert stimuli
+    for path in [f"/static/{stimuli[0].name}", f"/stimuli/{stimuli[0].name}", "/mushra.db", "/static/../db.py",
+                 "/t1.yaml", "/static/t1.yaml", "/data/stimuli", "/e/t1/api/export.csv", "/admin/static/x"]:
+        assert client.get(path).status_code == 404, path
+    page = client.get("/e/t1")
+    assert page.status_code == 200
+    csp = page.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
+    assert page.headers["x-frame-options"] == "DENY" and page.headers["referrer-policy"] == "no-referrer"
+    assert "codec_a" not in page.text
