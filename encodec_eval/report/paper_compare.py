@@ -335,8 +335,11 @@ BENCH_RTF_1THREAD = RtfColumns("encode_rtf_1thread", "decode_rtf_1thread", durat
 
 
 def rtf_beside_paper(rows: pd.DataFrame, columns: RtfColumns, codec: str = "codec", rate: str = "nominal_kbps",
-                     at_kbps: float = 6.0) -> pd.DataFrame:
-    """Our median encode/decode speed per codec at ``at_kbps`` in the paper's convention, beside Table 5."""
+                     at_kbps: float = 6.0, latency_ms: Optional[str] = None) -> pd.DataFrame:
+    """Our median encode/decode speed per codec at ``at_kbps`` in the paper's convention, beside Table 5.
+
+    With ``latency_ms`` (a column of algorithmic latency in ms), our median latency fills ``initial_latency_ms``.
+    """
     for column in (columns.encode, columns.decode, codec, rate):
         if column not in rows.columns:
             raise PaperCompareError(f"rows have no {column!r} column; available: {', '.join(rows.columns)}")
@@ -345,6 +348,8 @@ def rtf_beside_paper(rows: pd.DataFrame, columns: RtfColumns, codec: str = "code
                                  n=(columns.encode, "count")).reset_index()
     if not columns.duration_over_time:
         ours[["rtf_encode", "rtf_decode"]] = 1.0 / ours[["rtf_encode", "rtf_decode"]]
+    if latency_ms is not None and latency_ms in at.columns:
+        ours["initial_latency_ms"] = at.groupby(codec)[latency_ms].median().to_numpy()
     ours.insert(0, "source", "ours")
     ours = ours.rename(columns={codec: "model"})
     paper = load_table("table5")
@@ -388,6 +393,45 @@ def ratings_from_mushra_export(export: pd.DataFrame) -> pd.DataFrame:
 def bench_rows_for_mushra(rows: pd.DataFrame) -> pd.DataFrame:
     """Bench rows keyed like listening-test stimuli: condition = codec spec, item = item id with '/' as '__'."""
     return rows.assign(condition=rows["codec_spec"], item=rows["item_id"].str.replace("/", "__", regex=False))
+
+
+# Our evaluation categories -> the closest of Table 1's. Music set-1 is Jamendo (openly licensed music, like ours);
+# set-2 is proprietary. Our "general" category has no counterpart in Table 1.
+TABLE1_CATEGORY = {"speech_clean": "clean_speech", "speech_noisy": "noisy_speech", "music": "music_set1"}
+
+
+def mushra_beside_table1(ratings: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
+    """Our listener scores per category and condition beside the paper's Table 1 row for the same codec and rate.
+
+    ``ratings`` as from :func:`ratings_from_mushra_export`; ``rows`` are bench rows (condition = codec spec, with
+    ``codec``, ``kbps_nominal`` and ``category``). The hidden reference is matched to Table 1's "Reference".
+    Conditions the paper did not test (e.g. EnCodec at 24 kbps, Codec2) keep NaN paper values.
+    """
+    keyed = bench_rows_for_mushra(rows)
+    category_of = keyed.drop_duplicates("item").set_index("item")["category"]
+    codec_of = keyed.drop_duplicates("condition").set_index("condition")[["codec", "kbps_nominal"]]
+    rated = ratings.assign(category=ratings["item"].map(category_of)).dropna(subset=["category"])
+    ours = mushra_scores(rated, condition="condition", item="category")
+    table1 = load_table("table1")
+    paper_model = {m.lower(): m for m in table1["model"].unique()}
+    out = []
+    for _, row in ours.iterrows():
+        kind = rated.loc[rated["condition"] == row["condition"], "condition_kind"].iloc[0] \
+            if "condition_kind" in rated.columns else ""
+        if kind == "hidden_reference" or row["condition"] == "reference":
+            model, kbps = "Reference", math.nan
+        elif row["condition"] in codec_of.index:
+            codec, kbps = codec_of.loc[row["condition"]]
+            model = paper_model.get(str(codec).lower(), str(codec))
+        else:
+            model, kbps = str(row["condition"]), math.nan
+        paper = table1[(table1["model"] == model) & (table1["category"] == TABLE1_CATEGORY.get(row["category"]))
+                       & ((table1["nominal_kbps"] == kbps) | (table1["nominal_kbps"].isna() & pd.isna(kbps)))]
+        out.append({**row.to_dict(), "paper_model": model, "nominal_kbps": kbps,
+                    "paper_category": TABLE1_CATEGORY.get(row["category"], ""),
+                    "paper_mushra_mean": paper["mushra_mean"].iloc[0] if len(paper) else math.nan,
+                    "paper_mushra_ci95": paper["mushra_ci95"].iloc[0] if len(paper) else math.nan})
+    return pd.DataFrame(out)
 
 
 def objective_vs_mushra(rows: pd.DataFrame, mushra: pd.DataFrame, metrics: Iterable[str],

@@ -106,3 +106,25 @@ def plot_ablation(beside: pd.DataFrame, table_id: str, metrics: Optional[Sequenc
             ax.grid(alpha=0.3, axis="x")
     fig.tight_layout()
     return fig
+
+
+def plot_mushra_beside_table1(table: pd.DataFrame) -> Figure:
+    """Our listener means (with intervals) against the paper's Table 1 for the same codec, rate and category."""
+    both = table.dropna(subset=["mushra_mean", "paper_mushra_mean"])
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    for category, group in both.groupby("category", sort=True):
+        ax.errorbar(group["paper_mushra_mean"], group["mushra_mean"], xerr=group["paper_mushra_ci95"],
+                    yerr=[group["mushra_mean"] - group["mushra_low"], group["mushra_high"] - group["mushra_mean"]],
+                    fmt="o", capsize=3, label=f"{category} (paper: {group['paper_category'].iloc[0]})")
+        for _, row in group.iterrows():
+            ax.annotate(str(row["condition"]), (row["paper_mushra_mean"], row["mushra_mean"]), fontsize=7,
+                        xytext=(3, 3), textcoords="offset points")
+    ax.plot([0, 100], [0, 100], color="0.6", lw=1, ls="--", label="equal scores")
+    ax.set_xlim(0, 100)
+    ax.set_ylim(0, 100)
+    ax.set_xlabel("paper, Table 1 (MUSHRA mean ± 95 % CI)")
+    ax.set_ylabel("our listeners (mean, participant-clustered 95 % CI)")
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig

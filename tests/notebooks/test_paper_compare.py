@@ -106,10 +106,13 @@ def test_rtf_is_converted_to_the_papers_convention():
     rows = pd.DataFrame({"codec": ["encodec"] * 3 + ["opus"] * 3, "nominal_kbps": [6.0] * 6,
                          "enc_time_over_dur": [0.1, 0.2, 0.5, 0.01, 0.01, 0.02],
                          "dec_time_over_dur": [0.25, 0.25, 0.25, 0.01, 0.02, 0.02]})
-    table = pc.rtf_beside_paper(rows, pc.RtfColumns("enc_time_over_dur", "dec_time_over_dur", False))
+    rows["latency_ms"] = [13.3] * 3 + [26.5] * 3
+    table = pc.rtf_beside_paper(rows, pc.RtfColumns("enc_time_over_dur", "dec_time_over_dur", False),
+                                latency_ms="latency_ms")
     ours = table[table["source"] == "ours"].set_index("model")
     assert ours.loc["encodec", "rtf_encode"] == pytest.approx(5.0)  # 1 / median(0.1, 0.2, 0.5)
     assert ours.loc["encodec", "rtf_decode"] == pytest.approx(4.0)
+    assert ours.loc["opus", "initial_latency_ms"] == 26.5
     paper = table[table["source"].str.startswith("paper")].set_index("model")
     assert paper.loc["EnCodec 24 kHz", "rtf_encode"] == 9.8
 
@@ -180,3 +183,23 @@ def test_match_ablations_selects_category_and_bandwidth_and_shares_the_base_mode
         pc.match_ablations(raw, bandwidth_kbps=24.0)
     with pytest.raises(pc.PaperCompareError, match="variant"):
         pc.match_ablations(raw.drop(columns="variant"))
+
+
+def test_listener_scores_are_put_beside_table1_by_category_codec_and_rate():
+    rows = pd.DataFrame([
+        {"codec_spec": spec, "codec": codec, "kbps_nominal": kbps, "item_id": f"{cat}/x", "category": cat}
+        for spec, codec, kbps in [("encodec:24khz@6", "encodec", 6.0), ("opus@12", "opus", 12.0),
+                                  ("encodec:24khz@24", "encodec", 24.0)]
+        for cat in ("speech_clean", "music", "general")])
+    ratings = pd.DataFrame([
+        {"participant": f"p{p}", "item": f"{cat}__x", "condition": cond, "score": score + p,
+         "condition_kind": "hidden_reference" if cond == "reference" else "condition"}
+        for p in range(4) for cat in ("speech_clean", "music", "general")
+        for cond, score in [("encodec:24khz@6", 80), ("opus@12", 60), ("encodec:24khz@24", 90), ("reference", 95)]])
+    table = pc.mushra_beside_table1(ratings, rows).set_index(["category", "condition"])
+    assert table.loc[("speech_clean", "encodec:24khz@6"), "paper_mushra_mean"] == 83.1
+    assert table.loc[("music", "opus@12"), "paper_mushra_mean"] == 77.8  # music -> Jamendo (music set-1)
+    assert table.loc[("speech_clean", "reference"), "paper_mushra_mean"] == 95.5
+    assert table.loc[("speech_clean", "encodec:24khz@6"), "mushra_mean"] == pytest.approx(81.5)
+    assert np.isnan(table.loc[("music", "encodec:24khz@24"), "paper_mushra_mean"])  # not in Table 1
+    assert table.xs("general")["paper_mushra_mean"].isna().all()  # no Table 1 category
