@@ -33,6 +33,7 @@ class PaperTable:
     caption: str
     units: dict[str, str]
     source: str
+    cross_check: str
     frame: pd.DataFrame
 
 
@@ -79,6 +80,7 @@ def describe_table(name: str) -> PaperTable:
         caption=" ".join(meta["caption"].split()),
         units=dict(meta["units"]),
         source=_index()["source_read"],
+        cross_check=meta["cross_check"],
     )
     return PaperTable(
         table_id=table_id,
@@ -88,6 +90,7 @@ def describe_table(name: str) -> PaperTable:
         caption=frame.attrs["caption"],
         units=dict(meta["units"]),
         source=_index()["source_read"],
+        cross_check=meta["cross_check"],
         frame=frame,
     )
 

@@ -35,6 +35,7 @@ def test_table_has_caption_section_units_and_source(table_id):
     assert measured <= set(table.units), f"{table_id}: columns without units: {measured - set(table.units)}"
     assert set(table.units) <= data_columns, f"{table_id}: units for absent columns"
     assert table.frame.attrs["caption"] == table.caption
+    assert table.cross_check and table.frame.attrs["cross_check"] == table.cross_check
 
 
 @pytest.mark.parametrize("table_id", EXPECTED_IDS)
