@@ -40,12 +40,45 @@ class LMWeightsError(ValueError):
     """LM weights that are missing, unreadable or do not fit the model."""
 
 
+class KVCache:
+    """Keys and values of one layer's window in preallocated buffers [capacity, B, dim], appended in place.
+
+    The window is always a contiguous slice, laid out like the reference's freshly projected keys, and growing it
+    costs no copy of the window except when the buffer end is reached (once per ``capacity - past_context`` frames).
+    """
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, past_context: int) -> None:
+        self.past_context = past_context
+        window = min(keys.shape[0], past_context)
+        self.keys = keys.new_empty(2 * past_context + 1, *keys.shape[1:])
+        self.values = torch.empty_like(self.keys)
+        self.keys[:window] = keys[-window:]
+        self.values[:window] = values[-window:]
+        self.end = window
+
+    def append(self, keys: torch.Tensor, values: torch.Tensor, rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Add [T, B, dim] keys and values; returns the last ``rows`` of each (the attention window)."""
+        count = keys.shape[0]
+        if self.end + count > self.keys.shape[0]:
+            kept = min(self.end, self.past_context)
+            capacity = max(self.keys.shape[0], kept + count + self.past_context)
+            grown_keys = self.keys.new_empty(capacity, *self.keys.shape[1:])
+            grown_values = self.values.new_empty(grown_keys.shape)
+            grown_keys[:kept] = self.keys[self.end - kept:self.end]
+            grown_values[:kept] = self.values[self.end - kept:self.end]
+            self.keys, self.values, self.end = grown_keys, grown_values, kept
+        self.keys[self.end:self.end + count] = keys
+        self.values[self.end:self.end + count] = values
+        self.end += count
+        return self.keys[self.end - rows:self.end], self.values[self.end - rows:self.end]
+
+
 @dataclass
 class LMState:
-    """What a streaming LM remembers between calls."""
+    """What a streaming LM remembers between calls. A call consumes the state it is given (caches grow in place)."""
 
     inputs: list[torch.Tensor]  # per layer, its latest inputs [B, n, dim] (the whole window without a kv cache)
-    kv: list[Optional[torch.Tensor]]  # per layer, keys and values of the window [H, B, 2 dim], once cached
+    kv: list[Optional[KVCache]]  # per layer, keys and values of the window, once cached
     length: int  # H, frames in the attention window (the reference's state length)
     offset: int  # time index of the next frame, for the positional embedding
 
@@ -107,41 +140,46 @@ class StreamingLayer(nn.Module):
         dim = self.norm1.normalized_shape[0]
         return self.self_attn.in_proj_weight[dim:], self.self_attn.in_proj_bias[dim:]
 
-    def forward(self, x: torch.Tensor, inputs: torch.Tensor, kv: Optional[torch.Tensor], length: int,
-                past_context: int, stable_rows: Optional[int]) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
-        """``x`` [B, T, dim] -> output, the inputs to keep, the keys and values to keep (None until cacheable)."""
+    def forward(self, x: torch.Tensor, inputs: torch.Tensor, cache: Optional[KVCache], length: int,
+                past_context: int, stable_rows: Optional[int]) -> tuple[torch.Tensor, torch.Tensor, Optional[KVCache]]:
+        """``x`` [B, T, dim] -> output, the inputs to keep, the key/value cache (None until cacheable)."""
         T, dim = x.shape[1], x.shape[2]
         w_kv, b_kv = self.kv_projection()
         rows = length + T
-        if stable_rows is None or kv is None:  # the reference's way: ``inputs`` hold the whole window
+        if stable_rows is None or cache is None:  # the reference's way: ``inputs`` hold the whole window
             kv = _project_last(torch.cat([inputs, x], dim=1), w_kv, b_kv, rows)
+            keys, values = kv[..., :dim].contiguous(), kv[..., dim:].contiguous()
+            if stable_rows is not None and rows >= stable_rows:
+                cache = KVCache(keys, values, past_context)
         else:
             window = torch.cat([inputs[:, -(stable_rows - 1):], x], dim=1)
-            kv = torch.cat([kv, _project_last(window, w_kv, b_kv, T)], dim=0)
+            kv = _project_last(window, w_kv, b_kv, T)
+            keys, values = cache.append(kv[..., :dim], kv[..., dim:], rows)
         q = F.linear(x.transpose(1, 0), self.self_attn.in_proj_weight[:dim], self.self_attn.in_proj_bias[:dim])
-        out = self.norm1(x + self._attend(q, kv, past_context))
+        out = self.norm1(x + self._attend(q, keys, values, past_context))
         out = self.norm2(out + self.linear2(F.gelu(self.linear1(out))))
         keep = past_context if stable_rows is None else stable_rows - 1
-        cacheable = stable_rows is not None and rows >= stable_rows
-        return out, torch.cat([inputs, x], dim=1)[:, -keep:], kv[-past_context:] if cacheable else None
+        return out, torch.cat([inputs, x], dim=1)[:, -keep:], cache
 
-    def _attend(self, q: torch.Tensor, kv: torch.Tensor, past_context: int) -> torch.Tensor:
-        """Attention of queries [T, B, dim] on keys/values [S, B, 2 dim], in F.multi_head_attention_forward's steps."""
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, past_context: int) -> torch.Tensor:
+        """Attention of queries [T, B, dim] on keys and values [S, B, dim], in F.multi_head_attention_forward's steps."""
         tgt_len, bsz, dim = q.shape
-        src_len = kv.shape[0]
+        src_len = k.shape[0]
         heads = self.self_attn.num_heads
         head_dim = dim // heads
-        kv = kv.unflatten(-1, (2, dim)).unsqueeze(0).transpose(0, -2).squeeze(-2).contiguous()
-        k, v = kv[0], kv[1]
-        q_pos = torch.arange(src_len - tgt_len, src_len, device=q.device).view(-1, 1)
-        k_pos = torch.arange(src_len, device=q.device).view(1, -1)
-        delta = q_pos - k_pos
-        allowed = (delta >= 0) & (delta <= past_context)
-        mask = torch.zeros(allowed.shape, dtype=q.dtype, device=q.device).masked_fill_(~allowed, float("-inf"))
+        if tgt_len == 1:  # one query sees the whole window: the reference's mask is all zeros
+            mask = q.new_zeros(1, 1, 1, src_len)
+        else:
+            q_pos = torch.arange(src_len - tgt_len, src_len, device=q.device).view(-1, 1)
+            k_pos = torch.arange(src_len, device=q.device).view(1, -1)
+            delta = q_pos - k_pos
+            allowed = (delta >= 0) & (delta <= past_context)
+            mask = torch.zeros(allowed.shape, dtype=q.dtype, device=q.device).masked_fill_(~allowed, float("-inf"))
+            mask = mask.view(1, 1, tgt_len, src_len)
         q = q.view(tgt_len, bsz * heads, head_dim).transpose(0, 1).view(bsz, heads, tgt_len, head_dim)
         k = k.view(src_len, bsz * heads, head_dim).transpose(0, 1).view(bsz, heads, src_len, head_dim)
         v = v.view(src_len, bsz * heads, head_dim).transpose(0, 1).view(bsz, heads, src_len, head_dim)
-        out = F.scaled_dot_product_attention(q, k, v, mask.unsqueeze(0).unsqueeze(0), 0.0, False)
+        out = F.scaled_dot_product_attention(q, k, v, mask, 0.0, False)
         out = out.permute(2, 0, 1, 3).reshape(bsz * tgt_len, dim)
         out = F.linear(out, self.self_attn.out_proj.weight, self.self_attn.out_proj.bias)
         return out.view(tgt_len, bsz, dim).transpose(1, 0)

@@ -1,0 +1,153 @@
+"""Speed of .ecdc compression and decompression, ours against the official package, on the same weights.
+
+Times ``compress`` and ``decompress`` for both models, with and without the LM, single-threaded, on an excerpt of a
+real recording from the embedded evaluation set. Uses the official weights when they are in the torch hub cache,
+otherwise the same random weights for both implementations (speed does not depend on the values; the LM's coding
+rate does, so ``measured_kbps`` with random weights says nothing about compression). Also checks that both write the
+same bytes.
+
+    python benchmarks/speed_compress.py [--seconds 10] [--bandwidth 6] [--repeats 3]
+
+Writes ``benchmarks/results/speed_compress.csv`` (one row per model x LM x implementation, appended as they finish)
+and ``speed_compress.machine.json`` (machine, versions, load average).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from codec import audio  # noqa: E402
+from codec.encodec.checkpoints import OFFICIAL_FILES, OFFICIAL_LM_FILES, find_official_checkpoint, load_model  # noqa: E402
+from codec.encodec.compress import compress, decompress  # noqa: E402
+from codec.encodec.config import EncodecConfig  # noqa: E402
+from codec.encodec.lm import load_lm  # noqa: E402
+from encodec_eval.run.environment import environment  # noqa: E402
+from tests.oracles import official_encodec  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+SOURCE = ROOT / "encodec_eval" / "data" / "default" / "music" / "fluidr3_render_k525_mvt1_48k.wav"
+FIELDS = ["model", "bandwidth_kbps", "lm", "implementation", "weights", "audio_seconds", "compress_seconds",
+          "decompress_seconds", "compress_x_realtime", "decompress_x_realtime", "file_bytes", "measured_kbps",
+          "bytes_identical_to_official", "torch_threads"]
+
+
+def official_pair(name: str, folder: Path):
+    """The official model and LM (pretrained if cached, else random), and the files to load them into ours."""
+    from encodec.model import EncodecModel, LMModel
+
+    model_file, lm_file = find_official_checkpoint(OFFICIAL_FILES[name]), find_official_checkpoint(OFFICIAL_LM_FILES[name])
+    builder = getattr(EncodecModel, f"encodec_model_{name.split('_')[1]}")
+    if model_file is not None and lm_file is not None:
+        reference = builder(pretrained=False)
+        reference.load_state_dict(torch.load(model_file, map_location="cpu"))
+        reference_lm = LMModel(reference.quantizer.n_q, 1024, num_layers=5, dim=200,
+                               past_context=int(3.5 * reference.frame_rate))
+        reference_lm.load_state_dict(torch.load(lm_file, map_location="cpu"))
+        weights = "official"
+    else:
+        torch.manual_seed(0)
+        reference = builder(pretrained=False)
+        for key, value in reference.state_dict().items():
+            if key.endswith("_codebook.embed"):
+                value.copy_(torch.randn_like(value))
+            elif key.endswith("inited"):
+                value.fill_(1)
+        reference_lm = LMModel(reference.quantizer.n_q, 1024, num_layers=5, dim=200,
+                               past_context=int(3.5 * reference.frame_rate))
+        model_file, lm_file = folder / f"{name}.th", folder / f"{name}-lm.th"
+        torch.save(reference.state_dict(), model_file)
+        torch.save(reference_lm.state_dict(), lm_file)
+        weights = "random"
+    reference.name = name
+    reference.eval(), reference_lm.eval()
+    return reference, reference_lm, model_file, lm_file, weights
+
+
+def best_time(fn, repeats: int):
+    """Fastest of ``repeats`` calls (seconds) and the last result: the least disturbed by other work."""
+    best, result = float("inf"), None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - start)
+    return best, result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=10.0, help="audio excerpt length")
+    parser.add_argument("--bandwidth", type=float, default=6.0, help="kbps, for both models")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (LM runs: 1)")
+    parser.add_argument("--out", type=Path, default=RESULTS / "speed_compress.csv")
+    args = parser.parse_args()
+
+    torch.set_num_threads(1)
+    official_encodec()
+    ecomp = importlib.import_module("encodec.compress")  # encodec/__init__ shadows the module with the function
+    from encodec.model import EncodecModel
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    machine = environment() | {"load_average_1_5_15": os.getloadavg(), "torch_threads": torch.get_num_threads(),
+                               "audio": str(SOURCE.relative_to(ROOT)), "seconds": args.seconds}
+    args.out.with_suffix(".machine.json").write_text(json.dumps(machine, indent=2) + "\n")
+
+    wav, sr = audio.load(SOURCE)
+    plan = [(name, lm) for name in ("encodec_24khz", "encodec_48khz") for lm in (False, True)]
+    with tempfile.TemporaryDirectory() as tmp, open(args.out, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, FIELDS)
+        writer.writeheader()
+        for name, use_lm in tqdm(plan, desc="configurations"):
+            config = EncodecConfig.preset(name)
+            reference, reference_lm, model_file, lm_file, weights = official_pair(name, Path(tmp))
+            ours, ours_lm = load_model(model_file), load_lm(lm_file, config)
+            ecomp.MODELS[name] = lambda reference=reference: reference
+            EncodecModel.get_lm_model = lambda self, lm=reference_lm: lm
+            x = torch.from_numpy(audio.convert(wav, sr, config.sample_rate, config.channels))
+            x = x[:, : int(args.seconds * config.sample_rate)].contiguous()
+            seconds = x.shape[-1] / config.sample_rate
+            reference.set_target_bandwidth(args.bandwidth)
+            repeats = 1 if use_lm else args.repeats
+            runs = {
+                "ours": (lambda: compress(ours, x, use_lm=use_lm, bandwidth=args.bandwidth, lm=ours_lm),
+                         lambda data: decompress(data, model=ours, lm=ours_lm)),
+                "official-encodec-0.1.1": (lambda: ecomp.compress(reference, x, use_lm=use_lm), ecomp.decompress),
+            }
+            rows = []
+            for implementation, (encode, decode) in runs.items():
+                with torch.no_grad():
+                    decode(encode())  # warm-up: lazy initialisation (numba cache load, kv-cache check) is not timed
+                    compress_s, data = best_time(encode, repeats)
+                    decompress_s, _ = best_time(lambda: decode(data), repeats)
+                rows.append({
+                    "model": name, "bandwidth_kbps": args.bandwidth, "lm": use_lm, "implementation": implementation,
+                    "weights": weights, "audio_seconds": round(seconds, 3),
+                    "compress_seconds": round(compress_s, 4), "decompress_seconds": round(decompress_s, 4),
+                    "compress_x_realtime": round(seconds / compress_s, 2),
+                    "decompress_x_realtime": round(seconds / decompress_s, 2),
+                    "file_bytes": len(data), "measured_kbps": round(len(data) * 8 / seconds / 1000, 3),
+                    "torch_threads": torch.get_num_threads(), "_data": data,
+                })
+            identical = rows[0]["_data"] == rows[1]["_data"]
+            for row in rows:
+                del row["_data"]
+                writer.writerow(row | {"bytes_identical_to_official": identical})
+            handle.flush()
+    print(f"wrote {args.out} and {args.out.with_suffix('.machine.json')}")
+
+
+if __name__ == "__main__":
+    main()
