@@ -351,6 +351,7 @@ class StreamingEncoder(_Streaming):
         super().__init__(model, model.encoder)
         self.bandwidth = model.bandwidth if bandwidth is None else bandwidth
         self.num_codebooks = model.config.num_codebooks(self.bandwidth)
+        self.dtype = next(model.parameters()).dtype
         self.samples_received = 0
 
     @property
@@ -377,7 +378,7 @@ class StreamingEncoder(_Streaming):
         if wav.shape[-1]:
             audio.check_finite(wav)
         self.samples_received += wav.shape[-1]
-        return self._codes(self._net.step(wav.to(self._dtype())))
+        return self._codes(self._net.step(wav.to(self.dtype)))
 
     @torch.inference_mode()
     def flush(self) -> Tensor:
@@ -385,9 +386,6 @@ class StreamingEncoder(_Streaming):
         if self.samples_received == 0 and self._batch is not None:
             raise audio.AudioError("audio is empty (0 samples)")
         return self._codes(self._flush())
-
-    def _dtype(self) -> torch.dtype:
-        return next(self.model.parameters()).dtype
 
     def _codes(self, latents: Tensor) -> Tensor:
         if latents.shape[-1] == 0:
