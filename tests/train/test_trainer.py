@@ -119,3 +119,12 @@ def test_command_line_trains_and_resumes(tiny_corpus, tmp_path):
     assert main(["--config", str(config), "--corpus", str(tiny_corpus), "--out", str(out), "--steps", "3"]) == 0
     steps = [json.loads(line)["step"] for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3]
+
+
+def test_stereo_48k_training_judges_channels_separately(tiny_corpus, tmp_path):
+    trainer = _trainer(tiny_corpus, tmp_path, model="encodec_48khz", adversaries=["msstft"],
+                       model_overrides={"target_bandwidths": [12.0, 24.0]})
+    assert trainer.disc_probability == 0.5
+    assert trainer.adversaries["msstft"].net.per_bandwidth[0].separate_channels
+    record = trainer.train_step()
+    assert record["bandwidth_kbps"] in (12.0, 24.0) and record["mel"] == record["mel"]

@@ -57,11 +57,15 @@ def broadcast_parameters(params: Iterable[torch.Tensor]) -> None:
 
 
 def average_gradients(params: Iterable[torch.nn.Parameter]) -> None:
-    """All-reduce and average gradients in one flat buffer (parameters without a gradient count as zero)."""
+    """All-reduce and average gradients in one flat buffer.
+
+    Parameters without a gradient (the adversaries of other bandwidths) are left alone, as Adam skips them in a
+    single process too; every rank draws the same bandwidth, so all ranks agree on which those are.
+    """
     if world_size() == 1:
         return
-    params = [p for p in params if p.requires_grad]
-    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    params = [p for p in params if p.grad is not None]
+    grads = [p.grad for p in params]
     flat = torch.cat([g.reshape(-1) for g in grads])
     dist.all_reduce(flat)
     flat /= world_size()
