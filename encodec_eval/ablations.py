@@ -10,6 +10,8 @@ embedded default evaluation set (never part of the training corpus) at each eval
 of encode and decode (audio seconds per wall-clock second, one thread; > 1 is faster than real time). One row per
 config x bandwidth x category (plus ``all``); rows already in the CSV for the same config hash and budget are kept,
 so an interrupted run resumes. The budget overrides (steps, batch, segment, bandwidths) are recorded in each row.
+A finished checkpoint already in ``--work/<config>/`` (for instance from ``torchrun -m codec.encodec.train`` on GPUs)
+is scored instead of training again.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from codec import audio
 from codec.encodec.model import EncodecModel
 from codec.encodec.train.config import TrainConfig
 from codec.encodec.train.data import SegmentSampler, read_manifest
-from codec.encodec.train.trainer import Trainer
+from codec.encodec.train.trainer import CHECKPOINT_NAME, Trainer
 from encodec_eval.metrics import get_metric
 
 REPO = Path(__file__).resolve().parent.parent
@@ -150,7 +152,8 @@ def run(configs: list[Path], corpus: Path, out: Path, work: Path, steps: int, ma
         sampler.load_state_dict({"rng": np.random.default_rng(config.seed).bit_generator.state})
         trainer = Trainer(config, sampler.batch, work / config.name, sampler_state=sampler)
         t0 = time.monotonic()
-        trainer.fit(steps, max_seconds=None if max_minutes is None else 60 * max_minutes)
+        if not load_finished_run(trainer, work / config.name / CHECKPOINT_NAME, steps):
+            trainer.fit(steps, max_seconds=None if max_minutes is None else 60 * max_minutes)
         train_seconds = time.monotonic() - t0
         last = trainer_last_record(work / config.name)
         base.update(steps_done=trainer.step, train_seconds=round(train_seconds, 1),
@@ -164,6 +167,29 @@ def run(configs: list[Path], corpus: Path, out: Path, work: Path, steps: int, ma
         write_rows(out, rows)
         print(f"[ablations] {config.name}: {trainer.step} steps in {train_seconds:.0f} s, rows written", flush=True)
     return rows
+
+
+def load_finished_run(trainer: Trainer, checkpoint: Path, steps: int) -> bool:
+    """Use a run trained elsewhere (e.g. with torchrun on GPUs, same --work folder) when it reached ``steps``.
+
+    Only the weights are taken, so a run made with any number of ranks can be scored; its settings must match the
+    config's, apart from the step count and logging cadence.
+    """
+    if not checkpoint.exists():
+        return False
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    if state["step"] < steps:
+        return False
+    ignored = {"steps", "log_every", "checkpoint_every"}
+    ours = trainer.config.to_dict()
+    differing = sorted(k for k in ours if k not in ignored and state["config"].get(k) != ours[k])
+    if differing:
+        raise ValueError(f"{checkpoint}: trained with other settings ({', '.join(differing)}); "
+                         f"use another --work folder or the same settings")
+    trainer.model.load_state_dict(state["model"])
+    trainer.ema.load_state_dict(state["ema"])
+    trainer.step = state["step"]
+    return True
 
 
 def trainer_last_record(run_dir: Path) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 import csv
 
 import numpy as np
+import pytest
 import yaml
 
 from encodec_eval import ablations
@@ -36,3 +37,31 @@ def test_runner_trains_scores_and_writes_a_tidy_resumable_table(tiny_corpus, tmp
                   eval_bandwidths=[6.0, 12.0], eval_seconds=1.0)
     assert not (tmp_path / "work2").exists()
     assert len(list(csv.DictReader(out.open()))) == 12
+
+
+def test_runner_scores_a_run_trained_elsewhere(tiny_corpus, tmp_path, monkeypatch):
+    from codec.encodec.train.__main__ import main as train_main
+
+    t = np.arange(24000) / 24000
+    items = [("tone.wav", "music", (0.3 * np.sin(2 * np.pi * 440 * t))[None].astype(np.float32), 24000)]
+    monkeypatch.setattr(ablations, "eval_items", lambda seconds: items)
+    monkeypatch.setattr(ablations, "METRICS", ("si_snr_db",))
+    config = tmp_path / "elsewhere.yaml"
+    config.write_text(yaml.safe_dump(dict(tiny(adversaries=[]), ablation={"table": "Table 3"})))
+    work = tmp_path / "work"
+    assert train_main(["--config", str(config), "--corpus", str(tiny_corpus), "--out", str(work / "elsewhere"),
+                       "--steps", "3"]) == 0
+    log_lines = (work / "elsewhere" / "train_log.jsonl").read_text()
+    out = tmp_path / "ablations.csv"
+    ablations.run([config], tiny_corpus, out, work, steps=3, max_minutes=None, overrides={},
+                  eval_bandwidths=[6.0], eval_seconds=1.0)
+    assert (work / "elsewhere" / "train_log.jsonl").read_text() == log_lines  # scored, not retrained
+    rows = list(csv.DictReader(out.open()))
+    assert rows[0]["steps_done"] == "3"
+    other = tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump(dict(tiny(adversaries=[], lr=1e-3), ablation={"table": "Table 3"})))
+    (work / "other").mkdir()
+    (work / "other" / "checkpoint.pt").write_bytes((work / "elsewhere" / "checkpoint.pt").read_bytes())
+    with pytest.raises(ValueError, match=r"other settings \(lr, name\)"):
+        ablations.run([other], tiny_corpus, out, work, steps=3, max_minutes=None, overrides={},
+                      eval_bandwidths=[6.0], eval_seconds=1.0)
