@@ -1,0 +1,31 @@
+"""Checking the bitrate a codec produced against the one asked for, and saying so once when it differs."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+from codec.base import CodecError
+
+# A codec "meets" a request when it spends at most this much more than asked (VBR codecs may spend less).
+OVERSHOOT_TOLERANCE = 0.10
+_warned: set[str] = set()
+
+
+def rate_report(spec: str, requested_kbps: float, measured_kbps: float, why: str = "") -> dict[str, Any]:
+    """Metadata comparing measured and requested kbps; warns once per spec when the request was not met."""
+    met = measured_kbps <= requested_kbps * (1 + OVERSHOOT_TOLERANCE)
+    report: dict[str, Any] = {"requested_kbps": requested_kbps, "bitrate_request_met": met}
+    if not met:
+        text = (f"{spec}: asked for {requested_kbps:g} kbps but the codec produced {measured_kbps:.2f} kbps"
+                + (f" ({why})" if why else ""))
+        report["bitrate_warning"] = text
+        if spec not in _warned:
+            _warned.add(spec)
+            warnings.warn(text, stacklevel=3)
+    return report
+
+
+def unknown_option(codec: str, option: str, allowed: str) -> CodecError:
+    """The error for a variant option a codec does not know."""
+    return CodecError(f"{codec}: unknown option {option!r}; options: {allowed}")
