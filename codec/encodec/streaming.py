@@ -378,7 +378,8 @@ class StreamingEncoder(_Streaming):
         if wav.shape[-1]:
             audio.check_finite(wav)
         self.samples_received += wav.shape[-1]
-        return self._codes(self._net.step(wav.to(self.dtype)))
+        # a copy: the first layers keep unconsumed samples, and callers often refill one buffer in place
+        return self._codes(self._net.step(wav.to(self.dtype, copy=True)))
 
     @torch.inference_mode()
     def flush(self) -> Tensor:

@@ -141,6 +141,18 @@ def test_frames_come_out_as_soon_as_they_are_complete(model):
     assert encoder.flush().shape[-1] == 0  # the stream ended on a frame boundary: nothing held back
 
 
+def test_a_refilled_input_buffer_does_not_change_the_held_samples(model):
+    x = 0.1 * torch.randn(1, 1, 2000, generator=torch.Generator().manual_seed(3))
+    encoder, piece = StreamingEncoder(model, 1.5), torch.empty(1, 1, 4)  # 4 < the first conv's 7-sample start
+    codes = []
+    for offset in range(0, 2000, 4):
+        piece.copy_(x[..., offset: offset + 4])
+        codes.append(encoder.push(piece))
+    codes.append(encoder.flush())
+    with torch.no_grad():
+        assert torch.equal(torch.cat(codes, dim=-1), model.encode(x, 1.5)[0].codes)
+
+
 def test_short_streams_flush_everything():
     # Below the start-up the stream emits nothing until flush, which then applies the one-shot short-input rule.
     model = varied_model(EncodecConfig.encodec_24khz(), seed=5)
