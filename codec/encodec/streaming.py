@@ -314,6 +314,8 @@ class _Streaming:
         self._net = _stream_of(network.model)
         self._flushed = False
         self._batch: Optional[int] = None
+        parameter = next(model.parameters())
+        self.device, self.dtype = parameter.device, parameter.dtype
 
     @property
     def frame_latency_samples(self) -> int:
@@ -351,7 +353,6 @@ class StreamingEncoder(_Streaming):
         super().__init__(model, model.encoder)
         self.bandwidth = model.bandwidth if bandwidth is None else bandwidth
         self.num_codebooks = model.config.num_codebooks(self.bandwidth)
-        self.dtype = next(model.parameters()).dtype
         self.samples_received = 0
 
     @property
@@ -379,7 +380,7 @@ class StreamingEncoder(_Streaming):
             audio.check_finite(wav)
         self.samples_received += wav.shape[-1]
         # a copy: the first layers keep unconsumed samples, and callers often refill one buffer in place
-        return self._codes(self._net.step(wav.to(self.dtype, copy=True)))
+        return self._codes(self._net.step(wav.to(self.device, self.dtype, copy=True)))
 
     @torch.inference_mode()
     def flush(self) -> Tensor:
@@ -390,7 +391,7 @@ class StreamingEncoder(_Streaming):
 
     def _codes(self, latents: Tensor) -> Tensor:
         if latents.shape[-1] == 0:
-            return torch.empty((latents.shape[0], self.num_codebooks, 0), dtype=torch.long)
+            return torch.empty((latents.shape[0], self.num_codebooks, 0), dtype=torch.long, device=self.device)
         return self.model.quantizer.encode(latents, self.num_codebooks).transpose(0, 1)
 
 
@@ -427,14 +428,16 @@ class StreamingDecoder(_Streaming):
             raise ValueError(f"codes must lie in 0..{bins - 1}")
         self.frames_received += codes.shape[-1]
         if codes.shape[-1] == 0:
-            latents = torch.empty((codes.shape[0], self.model.config.dimension, 0))
+            latents = torch.empty((codes.shape[0], self.model.config.dimension, 0), device=self.device,
+                                  dtype=self.dtype)
         else:
-            latents = self.model.quantizer.decode(codes.long().transpose(0, 1))
+            latents = self.model.quantizer.decode(codes.to(self.device, torch.long).transpose(0, 1))
         return self._net.step(latents)
 
     @torch.inference_mode()
     def flush(self) -> Tensor:
-        """End the stream: audio of the frames the start-up held back, if the stream was that short."""
+        """End the stream: audio still held back (all of it for a stream shorter than the start-up; the last
+        samples of a transposed conv that trims on both sides, when ``trim_right_ratio`` < 1)."""
         if self.frames_received == 0 and self._batch is not None:
             raise ValueError("no code frames to decode")
         return self._flush()
