@@ -151,3 +151,25 @@ def test_ablations_notebook_states_findings_from_the_data(tmp_path, monkeypatch)
     assert "Table A.3, encode RTF (x real time): reproduced" in text
     assert "Table A.4, SI-SNR (dB): reproduced" in text
     assert "Table A.4, ViSQOL: nothing to score" in text
+
+
+@pytest.mark.slow
+def test_benchmark_notebook_reads_a_real_encodec_bench_run(tmp_path, monkeypatch):
+    """End to end on the real harness: a tiny encodec-bench run on the embedded data, then the notebook on it."""
+    import subprocess
+    import sys
+
+    run = tmp_path / "run"
+    bench = Path(sys.executable).parent / "encodec-bench"
+    result = subprocess.run(
+        [str(bench), "--codecs", "opus", "--bw", "6,12", "--anchors", "reference", "--metrics",
+         "si_snr_db,mel_distance@24k", "--limit-per-category", "1", "--repeats", "1", "--workers", "1",
+         "--no-progress", "--out", str(run)],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    monkeypatch.setenv("ENCODEC_RUN_DIR", str(run))
+    monkeypatch.setenv("ENCODEC_N_BOOT", "100")
+    text, images = _execute_text(NOTEBOOKS["benchmark"], tmp_path)
+    assert images == 2 + 1  # two rate-quality figures and the RTF chart
+    assert "opus" in text and "EnCodec 24 kHz" in text
+    assert "No listening-test ratings" in text
