@@ -16,10 +16,25 @@ EXTRA_COLUMNS = ("kbps_measured", "delay_ms", "encode_rtf_1thread", "decode_rtf_
 
 
 def _cell(values: pd.Series) -> dict[str, float]:
-    numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
-    interval = bootstrap_interval(numbers)
+    """Mean, 95 % bootstrap bounds, count and NaN count; an infinite score (SI-SNR of an exact copy) makes the
+    mean infinite and the interval undefined rather than being dropped."""
+    numbers = pd.to_numeric(values.replace({"inf": np.inf, "-inf": -np.inf}), errors="coerce").to_numpy(dtype=float)
+    scored = numbers[~np.isnan(numbers)]
+    if np.isinf(scored).any():
+        return {"mean": float(scored.mean()), "ci_low": float("nan"), "ci_high": float("nan"), "n": int(scored.size),
+                "n_nan": int(numbers.size - scored.size)}
+    interval = bootstrap_interval(scored)
     return {"mean": interval.mean, "ci_low": interval.low, "ci_high": interval.high, "n": interval.n,
-            "n_nan": int(np.isnan(numbers).sum())}
+            "n_nan": int(numbers.size - scored.size)}
+
+
+def _note(group: pd.DataFrame, failed: pd.DataFrame) -> str:
+    """The first failure, else the first codec warning (e.g. a bitrate it could not reach)."""
+    if not failed.empty:
+        return f"{failed['status'].iloc[0]}: {failed['error'].iloc[0]}"[:300]
+    warned = group["codec_warnings"].dropna() if "codec_warnings" in group else pd.Series(dtype=str)
+    warned = warned[warned != ""]
+    return f"warning ({len(warned)} items): {warned.iloc[0]}"[:300] if not warned.empty else ""
 
 
 def summarise(rows: Sequence[dict[str, Any]], metrics: Sequence[str]) -> pd.DataFrame:
@@ -37,7 +52,7 @@ def summarise(rows: Sequence[dict[str, Any]], metrics: Sequence[str]) -> pd.Data
                 "category": category, "codec": group["codec"].iloc[0], "codec_spec": spec,
                 "kbps_nominal": group["kbps_nominal"].iloc[0], "n_items": len(group), "n_ok": len(ok),
                 "n_failed": len(failed),
-                "note": "" if failed.empty else f"{failed['status'].iloc[0]}: {failed['error'].iloc[0]}"[:300],
+                "note": _note(group, failed),
             }
             for column in list(EXTRA_COLUMNS) + list(metrics):
                 values = ok[column] if column in ok else pd.Series(dtype=float)
@@ -51,8 +66,10 @@ def summarise(rows: Sequence[dict[str, Any]], metrics: Sequence[str]) -> pd.Data
 
 
 def _fmt(mean: float, low: float, high: float) -> str:
-    if not np.isfinite(mean):
+    if np.isnan(mean):
         return "nan"
+    if np.isinf(mean):
+        return str(mean)
     if not (np.isfinite(low) and np.isfinite(high)):
         return f"{mean:.3g}"
     return f"{mean:.3g} [{low:.3g}, {high:.3g}]"

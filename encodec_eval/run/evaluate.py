@@ -6,6 +6,7 @@ import contextlib
 import os
 import socket
 import traceback
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -34,11 +35,19 @@ class RunOptions:
     concurrent_processes: int = 1
 
 
+class CodecBuildError(RuntimeError):
+    """A codec spec names a known codec that could not be built here (e.g. its weights are missing)."""
+
+
 @dataclass
 class _CodecCache:
-    """Codecs built once per process (EnCodec loads its weights); a spec that cannot be built is remembered too."""
+    """Codecs built once per process (EnCodec loads its weights); a spec that cannot be built is remembered too.
 
-    built: dict[str, "Codec | CodecError"] = field(default_factory=dict)
+    ``CodecError`` means the codec cannot do what the spec asks (e.g. that bitrate): the row is ``unsupported``.
+    Any other failure (missing weights, a broken library) becomes ``CodecBuildError``: the row is ``error``.
+    """
+
+    built: dict[str, "Codec | Exception"] = field(default_factory=dict)
 
     def get(self, spec: str) -> Codec:
         if spec not in self.built:
@@ -46,8 +55,10 @@ class _CodecCache:
                 self.built[spec] = create(spec)
             except CodecError as exc:
                 self.built[spec] = exc
+            except Exception as exc:  # noqa: BLE001 - reported in every row of this spec, with its cause
+                self.built[spec] = CodecBuildError(f"{spec}: cannot build the codec: {type(exc).__name__}: {exc}")
         found = self.built[spec]
-        if isinstance(found, CodecError):
+        if isinstance(found, Exception):
             raise found
         return found
 
@@ -61,6 +72,8 @@ def describe_codec(spec: str) -> dict[str, Any]:
         return CODECS.get(spec).describe()
     except CodecError as exc:
         return {"unsupported": str(exc)}
+    except CodecBuildError as exc:
+        return {"error": str(exc)}
 
 
 def _base_row(job: Job, options: RunOptions) -> dict[str, Any]:
@@ -83,6 +96,9 @@ def evaluate(job: Job, options: RunOptions, timing_lock: Any = None) -> dict[str
     except CodecError as exc:
         row.update(status="unsupported", error=str(exc))
         return row
+    except CodecBuildError as exc:
+        row.update(status="error", error=str(exc))
+        return row
     try:
         _run_codec(job, codec, options, row, timing_lock)
     except (CodecError, AudioError) as exc:
@@ -103,9 +119,11 @@ def _run_codec(job: Job, codec: Codec, options: RunOptions, row: dict[str, Any],
                codec_sample_rate=codec_sr, codec_channels=prepared.channels,
                conversion=f"{prepared.conversion} (soxr HQ resampling; channels mean-downmixed or copied)")
 
-    with torch_threads(1):  # warm-up pass; its output is the one scored
+    with torch_threads(1), warnings.catch_warnings(record=True) as caught:  # warm-up pass; its output is scored
+        warnings.simplefilter("always")
         encoded = codec.encode(codec_in, codec_sr)
         decoded, decoded_sr = codec.decode(encoded)
+    row["codec_warnings"] = " | ".join(dict.fromkeys(str(w.message) for w in caught))
     decoded = np.asarray(decoded, dtype=np.float32)
     check_finite(decoded, f"{job.codec_spec} output for {job.item.item_id}")
     if decoded_sr == codec_sr:
@@ -136,7 +154,9 @@ def _timings(codec: Codec, codec_in: np.ndarray, codec_sr: int, encoded: Encoded
              options: RunOptions, timing_lock: Any) -> dict[str, Any]:
     threads = all_threads()
     lock = timing_lock if timing_lock is not None else contextlib.nullcontext()
-    with lock:  # one process times at a time, so pool workers do not slow each other's clocks
+    # One process times at a time, so pool workers do not slow each other's clocks; warnings were recorded once.
+    with lock, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         times = {
             "encode_rtf_1thread": median_seconds(lambda: codec.encode(codec_in, codec_sr), options.repeats, 1),
             "decode_rtf_1thread": median_seconds(lambda: codec.decode(encoded), options.repeats, 1),

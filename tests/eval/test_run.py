@@ -96,6 +96,7 @@ def test_resume_redoes_only_missing_rows(small_manifest, tmp_path, monkeypatch):
     assert len(pd.read_csv(out / "rows.csv")) == 4
 
 
+@pytest.mark.slow  # two spawned workers import torch and the metric libraries: about 30 s
 def test_process_pool_gives_the_same_scores(small_manifest, tmp_path):
     serial = RunFolder(run(_config(small_manifest, tmp_path / "serial", bitrates=[64]))).read_rows()
     pooled = RunFolder(run(_config(small_manifest, tmp_path / "pool", bitrates=[64], workers=2))).read_rows()
@@ -104,3 +105,15 @@ def test_process_pool_gives_the_same_scores(small_manifest, tmp_path):
         for column in METRICS:
             assert (a[column] is None and b[column] is None) or math.isclose(a[column], b[column], rel_tol=1e-9)
     assert all(r["timing_concurrent_processes"] == 2 for r in pooled)
+
+
+def test_a_codec_that_cannot_be_built_is_reported_in_its_rows(small_manifest, tmp_path):
+    out = run(_config(small_manifest, tmp_path / "run", codecs=["toybroken", "toymulaw"], bitrates=[128],
+                      metrics=["si_snr_db"]))
+    rows = RunFolder(out).read_rows()
+    broken = [r for r in rows if r["codec"] == "toybroken"]
+    assert len(broken) == 2 and all(r["status"] == "error" for r in broken)
+    assert "cannot build the codec: FileNotFoundError: toybroken weights not found" in broken[0]["error"]
+    assert all(r["status"] == "ok" for r in rows if r["codec"] == "toymulaw")
+    info = json.loads((out / "run.json").read_text())
+    assert "weights not found" in info["codecs"]["toybroken@128"]["error"]

@@ -53,3 +53,9 @@ def _make(spec: CodecSpec) -> ToyMuLaw:
     if spec.kbps is None or spec.kbps % 16 or not 2 <= spec.kbps // 16 <= 8:
         raise CodecError(f"toymulaw: {spec.kbps} kbps is not 16 kHz x 2..8 bits a sample")
     return ToyMuLaw(int(spec.kbps // 16))
+
+
+@register("toybroken")
+def _make_broken(spec: CodecSpec) -> ToyMuLaw:
+    """Stands for a codec whose weights are missing on this machine."""
+    raise FileNotFoundError("toybroken weights not found in ~/.cache/toy")
