@@ -87,13 +87,13 @@ class Codec2Codec(Codec):
 
     def decode(self, encoded: Encoded) -> tuple[np.ndarray, int]:
         self.check_encoded(encoded)
+        if encoded.metadata.get("mode") != MODE_NAMES[self.mode_bps]:
+            raise CodecError(f"codec2: bitstream is mode {encoded.metadata.get('mode')}, this decoder is "
+                             f"{MODE_NAMES[self.mode_bps]}")
         frames = encoded.metadata.get("frames")
         bits = np.unpackbits(np.frombuffer(encoded.payload, dtype=np.uint8))
         if not isinstance(frames, int) or len(bits) < frames * self.bits_per_frame:
             raise CodecError(f"codec2: payload of {len(encoded.payload)} bytes is too short for {frames} frames")
-        if encoded.metadata.get("mode") != MODE_NAMES[self.mode_bps]:
-            raise CodecError(f"codec2: bitstream is mode {encoded.metadata.get('mode')}, this decoder is "
-                             f"{MODE_NAMES[self.mode_bps]}")
         state = self.pycodec2.Codec2(self.mode_bps)
         out = [state.decode(np.packbits(bits[i * self.bits_per_frame:(i + 1) * self.bits_per_frame]).tobytes())
                for i in range(frames)]
