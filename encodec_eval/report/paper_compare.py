@@ -297,7 +297,22 @@ def describe_findings(findings: pd.DataFrame, beside: Optional[pd.DataFrame] = N
                     f"{row['scored']} scored comparisons.")
         sentences[row["paper_table"], row["metric"]] = text
     order = {table_id: i for i, table_id in enumerate(ABLATION_TABLES)}
-    return [sentences[key] for key in sorted(sentences, key=lambda k: (order.get(k[0], 99), k[1]))]
+
+    def rank(key: tuple[str, str]) -> tuple[int, int]:
+        metrics = ABLATION_METRICS.get(key[0], ())
+        return order.get(key[0], 99), metrics.index(key[1]) if key[1] in metrics else 99
+
+    return [sentences[key] for key in sorted(sentences, key=rank)]
+
+
+def undertrained_warning(ours: pd.DataFrame, floor_db: float = 0.0) -> Optional[str]:
+    """A warning when our median SI-SNR is below ``floor_db``: such models are barely trained, so the directions
+    compared above say more about noise than about the design choices."""
+    snr = pd.to_numeric(ours.get("si_snr_db", pd.Series(dtype=float)), errors="coerce").dropna()
+    if snr.empty or snr.median() >= floor_db:
+        return None
+    return (f"Our runs are barely trained: their median SI-SNR is {snr.median():.1f} dB (the paper's models reach "
+            f"6-10 dB), so agreement or disagreement with the paper's directions is mostly noise at this budget.")
 
 
 # --------------------------------------------------------------------------------------------------------------------

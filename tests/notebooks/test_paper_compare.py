@@ -203,3 +203,9 @@ def test_listener_scores_are_put_beside_table1_by_category_codec_and_rate():
     assert table.loc[("speech_clean", "encodec:24khz@6"), "mushra_mean"] == pytest.approx(81.5)
     assert np.isnan(table.loc[("music", "encodec:24khz@24"), "paper_mushra_mean"])  # not in Table 1
     assert table.xs("general")["paper_mushra_mean"].isna().all()  # no Table 1 category
+
+
+def test_undertrained_runs_are_flagged():
+    assert "barely trained" in pc.undertrained_warning(pd.DataFrame({"si_snr_db": [-64.0, -60.0, 2.0]}))
+    assert pc.undertrained_warning(pd.DataFrame({"si_snr_db": [3.0, 5.0]})) is None
+    assert pc.undertrained_warning(pd.DataFrame({"visqol": [3.0]})) is None
