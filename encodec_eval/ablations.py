@@ -2,7 +2,7 @@
 
     python -m encodec_eval.ablations --corpus DIR [--configs benchmarks/ablations/*.yaml] [--steps 150]
         [--max-minutes 4] [--batch-size 4] [--segment-seconds 0.5] [--bandwidths 6] [--eval-seconds 4]
-        [--out benchmarks/results/ablations.csv] [--work runs/ablations]
+        [--out benchmarks/results/ablations.csv] [--work runs/ablations] [--eval-weights ema|raw]
 
 Every config is trained from scratch with the same budget and seed, then its EMA weights are scored on the
 embedded default evaluation set (never part of the training corpus) at each evaluation bandwidth: SI-SNR
@@ -40,7 +40,7 @@ from encodec_eval.metrics import get_metric
 REPO = Path(__file__).resolve().parent.parent
 EVAL_SET = Path(__file__).resolve().parent / "data" / "default"
 METRICS = ("si_snr_db", "mel_distance@24k", "visqol_audio@48k")
-FIELDS = ["config", "config_hash", "paper_table", "variant", "budget", "steps_done", "train_seconds",
+FIELDS = ["config", "config_hash", "paper_table", "variant", "budget", "weights", "steps_done", "train_seconds",
           "final_train_mel", "final_train_l1", "bandwidth_kbps", "category", "n_items", *METRICS,
           "rtf_encode", "rtf_decode", "eval_set", "note"]
 
@@ -118,12 +118,17 @@ def write_rows(path: Path, rows: list[dict]) -> None:
 
 
 def run(configs: list[Path], corpus: Path, out: Path, work: Path, steps: int, max_minutes: Optional[float],
-        overrides: dict[str, Any], eval_bandwidths: list[float], eval_seconds: float) -> list[dict]:
+        overrides: dict[str, Any], eval_bandwidths: list[float], eval_seconds: float,
+        weights: str = "ema") -> list[dict]:
+    """Train (or reuse) and score each config; ``weights`` is "ema" (the generator EMA) or "raw" (the last step's
+    weights, the meaningful choice for budgets of a few dozen steps, where the EMA is still mostly the init)."""
+    if weights not in ("ema", "raw"):
+        raise ValueError(f"weights must be 'ema' or 'raw', got {weights!r}")
     rows = existing_rows(out)
     items = eval_items(eval_seconds)
     corpus_items = read_manifest(corpus)
     samplers: dict[tuple[int, int, float], SegmentSampler] = {}
-    budget = f"steps={steps};max_minutes={max_minutes};" + ";".join(f"{k}={v}" for k, v in sorted(overrides.items()))
+    budget = f"steps={steps};max_minutes={max_minutes};weights={weights};" + ";".join(f"{k}={v}" for k, v in sorted(overrides.items()))
     done_hashes: dict[str, list[dict]] = {}
     for row in rows:
         if row["budget"] == budget:
@@ -136,7 +141,8 @@ def run(configs: list[Path], corpus: Path, out: Path, work: Path, steps: int, ma
             print(f"[ablations] {config.name}: already in {out} for this budget, skipped", flush=True)
             continue
         base = {"config": config.name, "config_hash": digest, "paper_table": meta.get("table", ""),
-                "variant": meta.get("variant", config.name), "budget": budget, "eval_set": "default (embedded)",
+                "variant": meta.get("variant", config.name), "budget": budget, "weights": weights,
+                "eval_set": "default (embedded)",
                 "note": meta.get("note", "")}
         if digest in done_hashes:  # the same settings under another name (e.g. the streamable baseline)
             twin = done_hashes[digest]
@@ -158,7 +164,7 @@ def run(configs: list[Path], corpus: Path, out: Path, work: Path, steps: int, ma
         last = trainer_last_record(work / config.name)
         base.update(steps_done=trainer.step, train_seconds=round(train_seconds, 1),
                     final_train_mel=last.get("mel", ""), final_train_l1=last.get("l1", ""))
-        model = trainer.ema_model()
+        model = trainer.ema_model() if weights == "ema" else trainer.model
         for bandwidth in eval_bandwidths:
             item_rows, rtf_enc, rtf_dec = score_model(model, items, bandwidth)
             rows += summarise(item_rows, dict(base, bandwidth_kbps=bandwidth, rtf_encode=round(rtf_enc, 2),
@@ -212,6 +218,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--bandwidths", type=float, nargs="+", default=None, help="training bandwidths (kbps)")
     parser.add_argument("--eval-bandwidths", type=float, nargs="+", default=[6.0])
     parser.add_argument("--eval-seconds", type=float, default=4.0)
+    parser.add_argument("--eval-weights", choices=("ema", "raw"), default="ema",
+                        help="score the EMA generator (default) or the last step's weights (short budgets)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -223,7 +231,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                  "bandwidths": args.bandwidths}
     overrides = {k: v for k, v in overrides.items() if v is not None}
     run(paths, args.corpus, args.out, args.work, args.steps, args.max_minutes, overrides, args.eval_bandwidths,
-        args.eval_seconds)
+        args.eval_seconds, args.eval_weights)
     return 0
 
 
