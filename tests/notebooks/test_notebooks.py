@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -32,6 +34,10 @@ def _outputs(notebook: nbformat.NotebookNode) -> tuple[str, int]:
             images += "image/png" in data
             texts.append(output.get("text", "") + data.get("text/markdown", "") + data.get("text/plain", ""))
     return "\n".join(texts), images
+
+
+def _execute_text(path: Path, cwd: Path) -> tuple[str, int]:
+    return _outputs(_execute(path, cwd))
 
 
 @pytest.mark.parametrize("name", sorted(NOTEBOOKS))
@@ -93,7 +99,7 @@ def test_benchmark_notebook_runs_on_a_synthetic_run(run_folder, tmp_path, monkey
     monkeypatch.setenv("ENCODEC_REPO", str(tmp_path))  # default run = newest under <repo>/runs
     monkeypatch.setenv("ENCODEC_MUSHRA_RATINGS", str(_mushra_export(tmp_path / "ratings.csv")))
     monkeypatch.setenv("ENCODEC_N_BOOT", "200")
-    text, images = _outputs(_execute(NOTEBOOKS["benchmark"], tmp_path))
+    text, images = _execute_text(NOTEBOOKS["benchmark"], tmp_path)
     assert str(run_folder) in text
     assert "opus cannot code" not in text and "unsupported" in text  # the failed row is listed
     assert images == len(METRICS) + 1 + len(METRICS) + 1  # rate-quality and vs-MUSHRA per metric, RTF, Table 1
@@ -107,10 +113,6 @@ def test_benchmark_notebook_without_listening_test(run_folder, monkeypatch):
     monkeypatch.setenv("ENCODEC_N_BOOT", "100")
     text, _ = _execute_text(NOTEBOOKS["benchmark"], run_folder)
     assert "No listening-test ratings" in text
-
-
-def _execute_text(path: Path, cwd: Path) -> tuple[str, int]:
-    return _outputs(_execute(path, cwd))
 
 
 def _ablation_row(config, table, variant, si_snr, visqol, rtf=(20.0, 25.0), digest=None):
@@ -157,9 +159,6 @@ def test_ablations_notebook_states_findings_from_the_data(tmp_path, monkeypatch)
 @pytest.mark.slow
 def test_benchmark_notebook_reads_a_real_encodec_bench_run(tmp_path, monkeypatch):
     """End to end on the real harness: a tiny encodec-bench run on the embedded data, then the notebook on it."""
-    import subprocess
-    import sys
-
     run = tmp_path / "run"
     bench = Path(sys.executable).parent / "encodec-bench"
     result = subprocess.run(
