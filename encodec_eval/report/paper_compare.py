@@ -392,17 +392,33 @@ def mushra_scores(ratings: pd.DataFrame, condition: str = "condition", score: st
 def ratings_from_mushra_export(export: pd.DataFrame) -> pd.DataFrame:
     """Scored trials of a ``mushra-web export`` CSV as (participant, item, condition, condition_kind, score).
 
-    Training trials are dropped; post-screening is the listening-test report's job and is not repeated here.
+    Training and unsubmitted trials are dropped, as in the listening-test report. Post-screening is the report's job:
+    apply its decisions with :func:`apply_screening`.
     """
     needed = ["participant_id", "item_id", "condition", "score", "is_training"]
     missing = [c for c in needed if c not in export.columns]
     if missing:
         raise PaperCompareError(f"not a mushra-web ratings export: no column(s) {missing}")
     training = export["is_training"].astype(str).str.lower().isin(["true", "1"])
-    kept = export.loc[~training & export["score"].notna()]
+    unfinished = export["trial_status"].ne("submitted") if "trial_status" in export.columns else False
+    kept = export.loc[~training & ~unfinished & export["score"].notna()]
     return kept.rename(columns={"participant_id": "participant", "item_id": "item"})[
         ["participant", "item", "condition", "condition_kind", "score"]
         if "condition_kind" in kept.columns else ["participant", "item", "condition", "score"]]
+
+
+def apply_screening(ratings: pd.DataFrame, report: dict, policy: str = "encodec_2022") -> tuple[pd.DataFrame, str]:
+    """Drop the participants a ``mushra-web report`` (report.json) excluded under ``policy``; returns the kept ratings
+    and a sentence saying who was excluded and why. The rules themselves live in the listening-test app."""
+    screening = report.get("screening", {})
+    if policy not in screening:
+        raise PaperCompareError(f"the listening-test report has no {policy!r} screening; it has {sorted(screening)}")
+    result = screening[policy]
+    excluded = result.get("excluded", {})
+    kept = ratings[~ratings["participant"].isin(list(excluded))]
+    reasons = "; ".join(f"{pid}: {', '.join(why)}" for pid, why in excluded.items()) or "nobody"
+    return kept, (f"Post-screening {policy} ({result.get('description', '')}): excluded {len(excluded)} of "
+                  f"{result.get('n_before', '?')} participants — {reasons}.")
 
 
 def bench_rows_for_mushra(rows: pd.DataFrame) -> pd.DataFrame:

@@ -88,7 +88,7 @@ def _mushra_export(path: Path) -> Path:
     rows = [{"participant_id": f"p{p}", "item_id": f"{cat}__item{i}", "is_training": False, "condition": cond,
              "condition_kind": "hidden_reference" if cond == "reference" else "condition",
              "score": float(np.clip(q + rng.normal(0, 5), 0, 100))}
-            for p in range(5) for cat in ("speech_clean", "music") for i in range(3) for cond, q in quality.items()]
+            for p in range(6) for cat in ("speech_clean", "music") for i in range(3) for cond, q in quality.items()]
     rows.append({"participant_id": "p0", "item_id": "music__item0", "is_training": True, "condition": "opus@6",
                  "condition_kind": "condition", "score": 100.0})
     pd.DataFrame(rows).to_csv(path, index=False)
@@ -98,12 +98,17 @@ def _mushra_export(path: Path) -> Path:
 def test_benchmark_notebook_runs_on_a_synthetic_run(run_folder, tmp_path, monkeypatch):
     monkeypatch.setenv("ENCODEC_REPO", str(tmp_path))  # default run = newest under <repo>/runs
     monkeypatch.setenv("ENCODEC_MUSHRA_RATINGS", str(_mushra_export(tmp_path / "ratings.csv")))
+    report = {"screening": {"encodec_2022": {"description": "paper rule", "n_before": 6,
+                                             "excluded": {"p5": ["lp3500 rated above 80 in 4/6 trials"]}}}}
+    (tmp_path / "report.json").write_text(json.dumps(report))
+    monkeypatch.setenv("ENCODEC_MUSHRA_REPORT", str(tmp_path / "report.json"))
     monkeypatch.setenv("ENCODEC_N_BOOT", "200")
     text, images = _execute_text(NOTEBOOKS["benchmark"], tmp_path)
     assert str(run_folder) in text
     assert "opus cannot code" not in text and "unsupported" in text  # the failed row is listed
     assert images == len(METRICS) + 1 + len(METRICS) + 1  # rate-quality and vs-MUSHRA per metric, RTF, Table 1
     assert "EnCodec 24 kHz" in text and "pearson_r" in text
+    assert "excluded 1 of 6 participants — p5: lp3500 rated above 80" in text
     assert "5 listeners" in text and "18 (condition, item) pairs" in text  # 3 bench conditions x 6 items; the reference has no bench row
 
 
@@ -113,6 +118,10 @@ def test_benchmark_notebook_without_listening_test(run_folder, monkeypatch):
     monkeypatch.setenv("ENCODEC_N_BOOT", "100")
     text, _ = _execute_text(NOTEBOOKS["benchmark"], run_folder)
     assert "No listening-test ratings" in text
+    (run_folder / "mushra").mkdir()
+    _mushra_export(run_folder / "mushra" / "ratings.csv")  # found by the default path, without a report
+    text, _ = _execute_text(NOTEBOOKS["benchmark"], run_folder)
+    assert "ratings are NOT post-screened" in text and "6 listeners" in text
 
 
 def _ablation_row(config, table, variant, si_snr, visqol, rtf=(20.0, 25.0), digest=None):

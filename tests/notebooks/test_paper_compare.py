@@ -209,3 +209,27 @@ def test_undertrained_runs_are_flagged():
     assert "barely trained" in pc.undertrained_warning(pd.DataFrame({"si_snr_db": [-64.0, -60.0, 2.0]}))
     assert pc.undertrained_warning(pd.DataFrame({"si_snr_db": [3.0, 5.0]})) is None
     assert pc.undertrained_warning(pd.DataFrame({"visqol": [3.0]})) is None
+
+
+def test_ratings_export_keeps_submitted_trials_and_screening_comes_from_the_report():
+    export = pd.DataFrame([
+        {"participant_id": "p1", "item_id": "a", "condition": "opus@6", "condition_kind": "condition", "score": 30,
+         "is_training": False, "trial_status": "submitted"},
+        {"participant_id": "p1", "item_id": "a", "condition": "opus@6", "condition_kind": "condition", "score": 99,
+         "is_training": True, "trial_status": "submitted"},
+        {"participant_id": "p2", "item_id": "a", "condition": "opus@6", "condition_kind": "condition", "score": 10,
+         "is_training": False, "trial_status": "started"},
+        {"participant_id": "p3", "item_id": "a", "condition": "opus@6", "condition_kind": "condition", "score": 50,
+         "is_training": False, "trial_status": "submitted"},
+    ])
+    ratings = pc.ratings_from_mushra_export(export)
+    assert ratings["score"].tolist() == [30, 50]
+    report = {"screening": {"encodec_2022": {"description": "paper rule", "n_before": 2,
+                                             "excluded": {"p3": ["hidden_reference rated below 90 in 3/5 trials"]}}}}
+    kept, sentence = pc.apply_screening(ratings, report)
+    assert kept["participant"].tolist() == ["p1"]
+    assert "excluded 1 of 2" in sentence and "p3: hidden_reference rated below 90" in sentence
+    with pytest.raises(pc.PaperCompareError, match="bs1534_3"):
+        pc.apply_screening(ratings, report, policy="bs1534_3")
+    with pytest.raises(pc.PaperCompareError, match="score"):
+        pc.ratings_from_mushra_export(export.drop(columns="score"))
