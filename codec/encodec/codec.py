@@ -1,0 +1,303 @@
+"""EnCodec as a benchmark codec: our model, weights chosen by a flag, the real ``.ecdc`` bytes as the bitstream.
+
+Spec: ``encodec:24khz@6``, ``encodec:48khz@12``, ``encodec:32khz@2.2``; options after the model, joined by ``-``:
+a weights source and ``lm`` (entropy-code the codes with the official language model, as the paper's "after LM"
+bitrates; needs the official LM file). Weights sources:
+
+- ``official``: the official ``.th`` file from ``$ENCODEC_WEIGHTS`` or the torch hub cache;
+- ``hf``: the Hugging Face ``facebook/encodec_*`` folder from the hub cache;
+- ``project``: the project's own trained weights (``$ENCODEC_EVAL_PROJECT_WEIGHTS`` or ``codec/encodec/weights/``,
+  a ``save_project`` file named ``encodec_24khz.pt`` ...); none are shipped yet, so this is an error for now;
+- ``random``: a randomly initialised model (torch seed ``RANDOM_SEED``), for running the pipeline without weights;
+- ``auto`` (default): official, else Hugging Face, else project, else random with a warning.
+
+Without an option, ``$ENCODEC_EVAL_WEIGHTS`` chooses: one of the sources above or a path (official ``.th``, Hugging
+Face folder or ``save_project`` file); it reaches the benchmark's worker processes too. ``describe()`` and every
+``Encoded.metadata`` name the weights (``weights``: source and file, ``weights_sha256``); a random model says
+``random-init`` there, never a file name.
+
+The payload is the ``.ecdc`` file of ``codec.encodec.compress`` (header, codes at 10 bits each or LM-coded, scales).
+The 32 kHz model has no ``.ecdc`` layout; its payload packs the codes at ``bits_per_codebook`` bits each, with a
+float32 scale per segment when the model normalises, and the frame counts travel in the metadata.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from codec.base import Codec, CodecError, CodecSpec, Encoded, register
+from codec.encodec import checkpoints
+from codec.encodec.config import EncodecConfig
+from codec.encodec.model import EncodedFrame, EncodecModel
+
+VARIANTS = {"24khz": "encodec_24khz", "48khz": "encodec_48khz", "32khz": "encodec_32khz"}
+SOURCES = ("auto", "official", "hf", "project", "random")
+WEIGHTS_ENV = "ENCODEC_EVAL_WEIGHTS"
+PROJECT_WEIGHTS_ENV = "ENCODEC_EVAL_PROJECT_WEIGHTS"
+PROJECT_WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+RANDOM_SEED = 0
+DEFAULT_KBPS = 6.0
+_warned_random: set[str] = set()
+
+
+@dataclass(frozen=True)
+class Weights:
+    """A loaded model and what names its weights in every result row."""
+
+    model: EncodecModel
+    source: str  # official, hf, project, path or random
+    label: str  # the file or folder, or random-init (seed N)
+    sha256: str
+
+
+def project_weights_path(name: str) -> Path:
+    """Where the project's own trained weights for model ``name`` are expected."""
+    folder = Path(os.environ[PROJECT_WEIGHTS_ENV]) if os.environ.get(PROJECT_WEIGHTS_ENV) else PROJECT_WEIGHTS_DIR
+    return folder / f"{name}.pt"
+
+
+def random_model(config: EncodecConfig, seed: int = RANDOM_SEED) -> EncodecModel:
+    """An untrained model, the same for the same seed; codebooks random too (k-means needs training data)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = EncodecModel(config.with_(kmeans_init=False))
+    return model.eval().fold_weight_norm()
+
+
+def state_sha256(model: EncodecModel) -> str:
+    """sha256 over the state dict (names, shapes and float32 bytes): names weights that have no file."""
+    digest = hashlib.sha256()
+    for key, value in model.state_dict().items():
+        digest.update(f"{key}:{tuple(value.shape)};".encode())
+        digest.update(value.detach().to(torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _file_sha256(path: Path) -> str:
+    """sha256 of a weights file, or of the weights file inside a Hugging Face folder."""
+    if path.is_dir():
+        files = sorted(path.glob("*.safetensors")) or sorted(path.glob("pytorch_model.bin"))
+        if not files:
+            raise checkpoints.WeightsNotFoundError(f"{path}: no weights file in this folder")
+        path = files[0]
+    return checkpoints.sha256_of(path)
+
+
+def _from_path(path: Path, source: str) -> Weights:
+    model = checkpoints.load_model(path)
+    return Weights(model, source, str(path), _file_sha256(path))
+
+
+def _official(name: str) -> Optional[Path]:
+    filename = checkpoints.OFFICIAL_FILES.get(name)
+    return checkpoints.find_official_checkpoint(filename) if filename else None
+
+
+def _hf(name: str) -> Optional[Path]:
+    return checkpoints.find_hf_checkpoint(f"facebook/{name}")
+
+
+def load_weights(name: str, source: str) -> Weights:
+    """The model ``name`` (``encodec_24khz`` ...) with weights from ``source`` (one of SOURCES, or a path)."""
+    config = EncodecConfig.preset(name)
+    if source == "random":
+        model = random_model(config)
+        return Weights(model, "random", f"random-init (seed {RANDOM_SEED}, untrained)", state_sha256(model))
+    finders = {"official": _official, "hf": _hf, "project": lambda n: _existing(project_weights_path(n))}
+    if source in finders:
+        found = finders[source](name)
+        if found is None:
+            raise checkpoints.WeightsNotFoundError(_missing_message(name, source))
+        weights = _from_path(found, source)
+    elif source == "auto":
+        for candidate in ("official", "hf", "project"):
+            found = finders[candidate](name)
+            if found is not None:
+                weights = _from_path(found, candidate)
+                break
+        else:
+            if name not in _warned_random:
+                _warned_random.add(name)
+                warnings.warn(f"{name}: no trained weights on this machine ({_missing_message(name, 'auto')}); "
+                              f"using a RANDOMLY INITIALISED model (seed {RANDOM_SEED}): its scores mean nothing",
+                              stacklevel=3)
+            return load_weights(name, "random")
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise checkpoints.WeightsNotFoundError(f"weights {source!r}: neither a source ({', '.join(SOURCES)}) "
+                                                   "nor an existing file or folder")
+        weights = _from_path(path, "path")
+    if weights.model.config.name != name:
+        raise CodecError(f"weights {weights.label} are for {weights.model.config.name}, not {name}")
+    return weights
+
+
+def _existing(path: Path) -> Optional[Path]:
+    return path if path.is_file() else None
+
+
+def _missing_message(name: str, source: str) -> str:
+    official = checkpoints.OFFICIAL_FILES.get(name)
+    where = {
+        "official": f"official {official or '(none exists for this model)'} in "
+                    f"{', '.join(map(str, checkpoints.official_search_dirs()))}",
+        "hf": f"facebook/{name} in {', '.join(map(str, checkpoints.hf_cache_dirs()))}",
+        "project": f"the project's own weights {project_weights_path(name)} (not shipped yet: the project has not "
+                   f"trained its model; set {PROJECT_WEIGHTS_ENV} to a folder holding {name}.pt)",
+    }
+    if source == "auto":
+        return "looked for " + "; ".join(where.values())
+    return f"no {source} weights for {name}: looked for {where[source]}"
+
+
+class EncodecCodec(Codec):
+    """One EnCodec model at one bandwidth."""
+
+    name = "encodec"
+
+    def __init__(self, weights: Weights, kbps: float, use_lm: bool = False) -> None:
+        self.weights = weights
+        self.model = weights.model
+        config = self.model.config
+        if kbps not in config.target_bandwidths:
+            valid = ", ".join(f"{b:g}" for b in config.target_bandwidths)
+            raise CodecError(f"encodec {config.name}: {kbps:g} kbps is not one of its bandwidths ({valid})")
+        self.kbps = float(kbps)
+        self.sample_rate = config.sample_rate
+        self.channels = config.channels
+        self.use_lm = use_lm
+        self.ecdc = config.name in _ecdc_models()
+        if use_lm and not self.ecdc:
+            raise CodecError(f"encodec {config.name}: LM coding needs the .ecdc layout, which only "
+                             f"{', '.join(_ecdc_models())} have")
+        self.lm = _official_lm(config) if use_lm else None
+
+    @property
+    def latency_samples(self) -> int:
+        """Samples a streaming user waits: one frame (24 kHz) or one segment (48 kHz); -1 needs the whole item."""
+        seconds = self.model.latency_seconds
+        return -1 if math.isinf(seconds) else round(seconds * self.sample_rate)
+
+    def encode(self, wav: np.ndarray, sample_rate: int) -> Encoded:
+        prepared = self.prepare(wav, sample_rate)
+        tensor = torch.from_numpy(prepared.wav)
+        with torch.inference_mode():
+            if self.ecdc:
+                from codec.encodec.compress import compress
+
+                payload = compress(self.model, tensor, use_lm=self.use_lm, bandwidth=self.kbps, lm=self.lm)
+                extra = {"payload_format": "ecdc" + ("+lm" if self.use_lm else "")}
+            else:
+                payload, extra = _pack_frames(self.model.encode(tensor[None], self.kbps),
+                                              self.model.config.bits_per_codebook)
+        metadata = {"model": self.model.config.name, "bandwidth_kbps": self.kbps,
+                    "num_codebooks": self.model.config.num_codebooks(self.kbps), **self._weights_info(), **extra}
+        if self.latency_samples < 0:
+            metadata["latency_samples"] = prepared.num_samples
+        return prepared.encoded(payload, metadata)
+
+    def decode(self, encoded: Encoded) -> tuple[np.ndarray, int]:
+        self.check_encoded(encoded)
+        if encoded.metadata.get("model") != self.model.config.name:
+            raise CodecError(f"encodec: bitstream is from {encoded.metadata.get('model')}, this codec runs "
+                             f"{self.model.config.name}")
+        with torch.inference_mode():
+            if self.ecdc:
+                from codec.encodec.bitstream import EcdcError
+                from codec.encodec.compress import decompress
+
+                try:
+                    wav, _ = decompress(encoded.payload, model=self.model, lm=self.lm)
+                except EcdcError as exc:
+                    raise CodecError(f"encodec: bad .ecdc payload: {exc}") from exc
+            else:
+                frames = _unpack_frames(encoded.payload, encoded.metadata, self.model.config)
+                wav = self.model.decode(frames)[0, :, :encoded.num_samples]
+        return np.ascontiguousarray(wav.numpy(), dtype=np.float32), self.sample_rate
+
+    def _weights_info(self) -> dict[str, Any]:
+        return {"weights": f"{self.weights.source}: {self.weights.label}", "weights_sha256": self.weights.sha256}
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "implementation": f"encodec-eval EncodecModel (torch {torch.__version__})",
+                "model": self.model.config.name, "bandwidth_kbps": self.kbps, "lm": self.use_lm,
+                **self._weights_info()}
+
+
+def _ecdc_models() -> tuple[str, ...]:
+    from codec.encodec.bitstream import MODELS
+
+    return tuple(MODELS)
+
+
+def _official_lm(config: EncodecConfig):
+    from codec.encodec.compress import official_lm
+
+    return official_lm(config)
+
+
+def _pack_frames(frames: list[EncodedFrame], bits: int) -> tuple[bytes, dict[str, Any]]:
+    """Codes at ``bits`` bits each (MSB first), segment after segment, then the float32 scales."""
+    codes = np.concatenate([f.codes[0].numpy().reshape(-1) for f in frames]).astype(np.uint32)
+    as_bits = ((codes[:, None] >> np.arange(bits - 1, -1, -1, dtype=np.uint32)) & 1).astype(np.uint8)
+    scales = [float(f.scale.reshape(-1)[0]) for f in frames if f.scale is not None]
+    payload = np.packbits(as_bits.reshape(-1)).tobytes() + np.asarray(scales, dtype="<f4").tobytes()
+    return payload, {"payload_format": f"packed codes ({bits} bits each) + float32 scales",
+                     "frames_per_segment": [int(f.codes.shape[-1]) for f in frames],
+                     "has_scales": bool(scales)}
+
+
+def _unpack_frames(payload: bytes, metadata: dict[str, Any], config: EncodecConfig) -> list[EncodedFrame]:
+    counts, bits = metadata.get("frames_per_segment"), config.bits_per_codebook
+    num_codebooks = metadata.get("num_codebooks")
+    if not isinstance(counts, list) or not isinstance(num_codebooks, int):
+        raise CodecError("encodec: metadata lacks frames_per_segment / num_codebooks")
+    total = num_codebooks * sum(counts)
+    code_bytes = -(-total * bits // 8)
+    scale_bytes = 4 * len(counts) if metadata.get("has_scales") else 0
+    if len(payload) != code_bytes + scale_bytes:
+        raise CodecError(f"encodec: payload has {len(payload)} bytes, expected {code_bytes + scale_bytes}")
+    flat = np.unpackbits(np.frombuffer(payload[:code_bytes], dtype=np.uint8))[:total * bits].reshape(total, bits)
+    codes = (flat.astype(np.int64) << np.arange(bits - 1, -1, -1)).sum(axis=1)
+    scales = np.frombuffer(payload[code_bytes:], dtype="<f4") if scale_bytes else [None] * len(counts)
+    frames, offset = [], 0
+    for count, scale in zip(counts, scales):
+        block = torch.from_numpy(codes[offset:offset + num_codebooks * count].reshape(1, num_codebooks, count))
+        offset += num_codebooks * count
+        frames.append(EncodedFrame(block, None if scale is None else torch.tensor([[float(scale)]])))
+    return frames
+
+
+@register("encodec")
+def _encodec(spec: CodecSpec) -> EncodecCodec:
+    options = spec.options
+    if not options or options[0] not in VARIANTS:
+        raise CodecError(f"encodec needs a model: encodec:{'|'.join(VARIANTS)}[-{'|'.join(SOURCES)}][-lm]@kbps, "
+                         f"got {str(spec)!r}")
+    name = VARIANTS[options[0]]
+    source, use_lm = None, False
+    for option in options[1:]:
+        if option in SOURCES and source is None:
+            source = option
+        elif option == "lm" and not use_lm:
+            use_lm = True
+        else:
+            raise CodecError(f"encodec: unknown or repeated option {option!r}; options: {', '.join(SOURCES)}, lm")
+    source = source or os.environ.get(WEIGHTS_ENV) or "auto"
+    config = EncodecConfig.preset(name)
+    kbps = spec.kbps if spec.kbps is not None else (
+        DEFAULT_KBPS if DEFAULT_KBPS in config.target_bandwidths else max(config.target_bandwidths))
+    if kbps not in config.target_bandwidths:  # before loading weights: a wrong rate is the cheaper error
+        valid = ", ".join(f"{b:g}" for b in config.target_bandwidths)
+        raise CodecError(f"encodec {name}: {kbps:g} kbps is not one of its bandwidths ({valid})")
+    return EncodecCodec(load_weights(name, source), kbps, use_lm)
