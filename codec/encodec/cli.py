@@ -4,7 +4,7 @@ Same grammar, defaults, file-name rules and overwrite protection as ``python -m 
 ``encodec [-b BW] [-f] [-q] [-l] INPUT [OUTPUT]`` compresses audio to ``.ecdc`` (or round-trips to ``.wav``),
 ``encodec [-f] [-r] FILE.ecdc [OUTPUT.wav]`` decompresses. Additions users asked for: ``--weights`` (an official
 ``.th``, a Hugging Face folder or one of our checkpoints), ``--lm-weights``, ``--device``, several inputs at once
-(three or more paths, or any number with ``-o DIR``) and a progress bar for long files.
+(three or more paths, or any number with ``-o DIR``) and progress bars (files, and LM coding of long files).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Optional
 
 import torch
+from tqdm import tqdm
 
 from codec import audio
 from codec.encodec.bitstream import read_metadata
@@ -172,7 +173,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         jobs = plan_jobs(args)
         resources = Resources(args)
-        for job in jobs:
+        for job in tqdm(jobs, unit="file", disable=len(jobs) < 2):
             try:
                 run_job(job, resources)
             except (ValueError, OSError) as exc:  # our error types (EcdcError, AudioError, ...) are ValueErrors

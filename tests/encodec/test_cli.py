@@ -17,7 +17,7 @@ import soundfile as sf
 import torch
 
 from codec import audio
-from codec.encodec.checkpoints import OFFICIAL_FILES, OFFICIAL_LM_FILES
+from codec.encodec.checkpoints import OFFICIAL_FILES, OFFICIAL_LM_FILES, load_model, save_hf
 from codec.encodec.cli import main, save_wav
 from codec.encodec.compress import compress, decompress
 from tests.encodec.test_bitstream import Pair, build_pair, official_module
@@ -167,3 +167,14 @@ def test_decompress_uses_given_weights_folder(weights, tmp_path, monkeypatch):
     expected, _ = decompress(data, model=pairs["encodec_24khz"].ours)
     np.testing.assert_allclose(out, expected[0].clamp(-0.99, 0.99).numpy(), atol=1 / 32768 + 1e-5)
     assert main([str(tmp_path / "a.ecdc"), "-f", "--weights", str(pairs["encodec_48khz"].model_path)]) == 1
+
+
+def test_hugging_face_folder_as_weights(weights, tmp_path):
+    """--weights takes a Hugging Face folder too: same bytes as the official-format file of the same weights."""
+    folder, pairs = weights
+    pair = pairs["encodec_24khz"]
+    save_hf(load_model(pair.model_path, fold=False), tmp_path / "hf")
+    source = _excerpt("speech_clean/cmu_arctic_a0007_16k.wav", tmp_path, 0.4, "s.wav")
+    assert main([str(source), str(tmp_path / "hf.ecdc"), "-b", "3", "--weights", str(tmp_path / "hf")]) == 0
+    assert main([str(source), str(tmp_path / "th.ecdc"), "-b", "3", "--weights", str(pair.model_path)]) == 0
+    assert (tmp_path / "hf.ecdc").read_bytes() == (tmp_path / "th.ecdc").read_bytes()
