@@ -7,8 +7,9 @@ quality (default 2). Input is converted to 48 kHz; LAME then picks its own outpu
 resamples back to 48 kHz.
 
 Delay: LAME's encoder delay (576) plus the decoder's (529) put the decoded audio 1105 samples (at the MP3's rate)
-late, and the stream carries no gapless tag that libsndfile would honour; decode removes them, so the output is
-time-aligned. ``latency_samples`` adds one MP3 frame of buffering.
+late, and the stream carries no gapless tag that libsndfile would honour; decode removes them and the padding of
+the last frame (``padding_samples_at_mp3_rate``), so the output is time-aligned and as long as the input.
+``latency_samples`` adds one MP3 frame of buffering.
 """
 
 from __future__ import annotations
@@ -102,11 +103,14 @@ class Mp3Codec(Codec):
 
     def encode(self, wav: np.ndarray, sample_rate: int) -> Encoded:
         prepared = self.prepare(wav, sample_rate)
-        mp3_rate = self._stream_format(prepared.channels)[0]
-        encoded = prepared.encoded(self._encode_pcm(prepared.wav), {
+        stream = self._encode_pcm(prepared.wav)
+        info = sf.info(io.BytesIO(stream))
+        wanted = round(prepared.num_samples * info.samplerate / SAMPLE_RATE)
+        encoded = prepared.encoded(stream, {
             "mp3_kbps": self.mp3_kbps,
-            "mp3_sample_rate": mp3_rate,
+            "mp3_sample_rate": info.samplerate,
             "delay_compensated_samples_at_mp3_rate": CODEC_DELAY,
+            "padding_samples_at_mp3_rate": info.frames - CODEC_DELAY - wanted,
             "latency_samples": self._latency(prepared.channels),
             "bitrate_note": "the MP3 file: frames with their headers, no ID3 or gapless tag",
         })

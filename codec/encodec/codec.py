@@ -297,7 +297,11 @@ def _encodec(spec: CodecSpec) -> EncodecCodec:
     config = EncodecConfig.preset(name)
     kbps = spec.kbps if spec.kbps is not None else (
         DEFAULT_KBPS if DEFAULT_KBPS in config.target_bandwidths else max(config.target_bandwidths))
-    if kbps not in config.target_bandwidths:  # before loading weights: a wrong rate is the cheaper error
+    # Settings errors come before loading weights: they are the cheaper ones to find.
+    if kbps not in config.target_bandwidths:
         valid = ", ".join(f"{b:g}" for b in config.target_bandwidths)
         raise CodecError(f"encodec {name}: {kbps:g} kbps is not one of its bandwidths ({valid})")
+    if use_lm and name not in _ecdc_models():
+        raise CodecError(f"encodec {name}: LM coding needs the .ecdc layout, which only "
+                         f"{', '.join(_ecdc_models())} have")
     return EncodecCodec(load_weights(name, source), kbps, use_lm)

@@ -112,3 +112,14 @@ def test_decode_to_input_restores_rate_channels_and_length(music_44k):
     back = codec.decode_to_input(encoded)
     assert back.shape == stereo.shape and back.dtype == np.float32
     np.testing.assert_array_equal(back[0], back[1])  # a mono codec's output is copied to both channels
+
+
+@pytest.mark.parametrize("module, spec, install", [
+    ("opuslib", "opus@6", "pip install opuslib"),
+    ("lameenc", "mp3@64", "pip install lameenc"),
+    ("pycodec2", "codec2@1.2", "pip install pycodec2"),
+])
+def test_a_missing_codec_library_is_a_codec_error_saying_what_to_install(monkeypatch, module, spec, install):
+    monkeypatch.setitem(sys.modules, module, None)  # makes `import module` fail as if it were not installed
+    with pytest.raises(CodecError, match=install):
+        create(spec)

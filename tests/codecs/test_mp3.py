@@ -19,6 +19,7 @@ def test_stereo_music_at_64_kbps_the_papers_reference(music_stereo_48k):
     assert encoded.metadata["mp3_kbps"] == 64 and encoded.metadata["bitrate_request_met"] is True
     assert 60 <= encoded.measured_kbps <= 68
     assert encoded.metadata["mp3_sample_rate"] == 24000  # LAME's own choice for 64 kbps stereo, as `lame -b 64`
+    assert 0 <= encoded.metadata["padding_samples_at_mp3_rate"] < 2 * 576  # at most a frame plus LAME's flush
     decoded, rate = codec.decode(encoded)
     assert rate == 48000 and decoded.shape == wav.shape
     assert lag_of(wav, decoded, 3000) == 0
