@@ -15,6 +15,7 @@ def write_plots(summary: pd.DataFrame, metrics: Sequence[str], out_dir: Path) ->
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
 
     if summary.empty:
         return []
@@ -26,15 +27,23 @@ def write_plots(summary: pd.DataFrame, metrics: Sequence[str], out_dir: Path) ->
                                  sharey=True)
         for ax, category in zip(axes[0], categories):
             part = summary[summary["category"] == category]
-            for codec, curve in part.groupby("codec", sort=True):
+            # one curve per codec over its bitrates; one line per anchor spec (no bitrate)
+            lines = np.where(part["kbps_nominal"].isna(), part["codec_spec"], part["codec"])
+            for codec, curve in part.groupby(lines, sort=True):
                 curve = curve[np.isfinite(curve[f"{column}_mean"])].sort_values("kbps_measured_mean")
                 if curve.empty:
                     continue
                 mean = curve[f"{column}_mean"].to_numpy()
+                if curve["kbps_nominal"].isna().all():  # anchors (reference, low-pass) have no rate to choose
+                    ax.axhline(mean[0], linestyle="--", linewidth=1, color="grey", label=f"{codec} (anchor)")
+                    continue
                 low = np.nan_to_num(mean - curve[f"{column}_ci_low"].to_numpy())
                 high = np.nan_to_num(curve[f"{column}_ci_high"].to_numpy() - mean)
                 ax.errorbar(curve["kbps_measured_mean"], mean, yerr=[low, high], marker="o", capsize=3,
                             label=codec)
+            ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(ScalarFormatter())
+            ax.xaxis.set_minor_formatter(NullFormatter())
             ax.set_title(category)
             ax.set_xlabel("measured bitrate (kbps)")
             ax.grid(alpha=0.3)
