@@ -39,7 +39,7 @@ def pcm_format(spec: CodecSpec, default: str = "pcm16") -> str:
 
 
 class ReferenceCodec(Codec):
-    """Passes audio through unchanged at the input's rate and channels; the payload is PCM (``pcm16`` or ``float32``)."""
+    """Passes audio through at the input's rate and channels; the payload is PCM (``pcm16`` or ``float32``)."""
 
     sample_rate = None
     channels = None

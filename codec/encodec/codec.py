@@ -37,7 +37,7 @@ import torch
 from codec.base import Codec, CodecError, CodecSpec, Encoded, register
 from codec.encodec import checkpoints
 from codec.encodec.config import EncodecConfig
-from codec.encodec.model import EncodedFrame, EncodecModel
+from codec.encodec.model import EncodecModel, EncodedFrame
 
 VARIANTS = {"24khz": "encodec_24khz", "48khz": "encodec_48khz", "32khz": "encodec_32khz"}
 SOURCES = ("auto", "official", "hf", "project", "random")
@@ -271,7 +271,7 @@ def _unpack_frames(payload: bytes, metadata: dict[str, Any], config: EncodecConf
     codes = (flat.astype(np.int64) << np.arange(bits - 1, -1, -1)).sum(axis=1)
     scales = np.frombuffer(payload[code_bytes:], dtype="<f4") if scale_bytes else [None] * len(counts)
     frames, offset = [], 0
-    for count, scale in zip(counts, scales):
+    for count, scale in zip(counts, scales, strict=True):
         block = torch.from_numpy(codes[offset:offset + num_codebooks * count].reshape(1, num_codebooks, count))
         offset += num_codebooks * count
         frames.append(EncodedFrame(block, None if scale is None else torch.tensor([[float(scale)]])))
