@@ -148,7 +148,7 @@ def test_missing_official_weights_and_lm_are_clear_errors(no_weights):
     with pytest.raises(checkpoints.WeightsNotFoundError, match="no hf weights"):
         create("encodec:48khz-hf@6")
     from codec.encodec.lm import LMWeightsError
-    with pytest.raises(LMWeightsError, match="not in the torch hub cache"):
+    with pytest.raises(LMWeightsError, match="official LM encodec_lm_24khz"):
         create("encodec:24khz-random-lm@6")
 
 
