@@ -1,7 +1,8 @@
 """EnCodec as a benchmark codec: our model, weights chosen by a flag, the real ``.ecdc`` bytes as the bitstream.
 
-Spec: ``encodec:24khz@6``, ``encodec:48khz@12``, ``encodec:32khz@2.2``; options after the model, joined by ``-``:
-a weights source and ``lm`` (entropy-code the codes with the official language model, as the paper's "after LM"
+Spec: ``encodec:24khz@6``, ``encodec:48khz@12``, ``encodec:32khz@2.2`` (``encodec@6`` is the 24 kHz model; the
+default bitrate is 6 kbps, or the 32 kHz model's only one); options joined by ``-`` after the model: a weights
+source and ``lm`` (entropy-code the codes with the official language model, as the paper's "after LM"
 bitrates; needs the official LM file). Weights sources:
 
 - ``official``: the official ``.th`` file from ``$ENCODEC_WEIGHTS`` or the torch hub cache;
@@ -46,6 +47,7 @@ PROJECT_WEIGHTS_ENV = "ENCODEC_EVAL_PROJECT_WEIGHTS"
 PROJECT_WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 RANDOM_SEED = 0
 DEFAULT_KBPS = 6.0
+DEFAULT_VARIANT = "24khz"
 _warned_random: set[str] = set()
 
 
@@ -160,6 +162,16 @@ def _missing_message(name: str, source: str) -> str:
     return f"no {source} weights for {name}: looked for {where[source]}"
 
 
+def check_settings(config: EncodecConfig, kbps: float, use_lm: bool) -> None:
+    """A bandwidth the model has, and LM coding only where the .ecdc layout exists."""
+    if kbps not in config.target_bandwidths:
+        valid = ", ".join(f"{b:g}" for b in config.target_bandwidths)
+        raise CodecError(f"encodec {config.name}: {kbps:g} kbps is not one of its bandwidths ({valid})")
+    if use_lm and config.name not in _ecdc_models():
+        raise CodecError(f"encodec {config.name}: LM coding needs the .ecdc layout, which only "
+                         f"{', '.join(_ecdc_models())} have")
+
+
 class EncodecCodec(Codec):
     """One EnCodec model at one bandwidth."""
 
@@ -169,17 +181,12 @@ class EncodecCodec(Codec):
         self.weights = weights
         self.model = weights.model
         config = self.model.config
-        if kbps not in config.target_bandwidths:
-            valid = ", ".join(f"{b:g}" for b in config.target_bandwidths)
-            raise CodecError(f"encodec {config.name}: {kbps:g} kbps is not one of its bandwidths ({valid})")
+        check_settings(config, kbps, use_lm)
         self.kbps = float(kbps)
         self.sample_rate = config.sample_rate
         self.channels = config.channels
         self.use_lm = use_lm
         self.ecdc = config.name in _ecdc_models()
-        if use_lm and not self.ecdc:
-            raise CodecError(f"encodec {config.name}: LM coding needs the .ecdc layout, which only "
-                             f"{', '.join(_ecdc_models())} have")
         self.lm = _official_lm(config) if use_lm else None
 
     @property
@@ -280,28 +287,21 @@ def _unpack_frames(payload: bytes, metadata: dict[str, Any], config: EncodecConf
 
 @register("encodec")
 def _encodec(spec: CodecSpec) -> EncodecCodec:
-    options = spec.options
-    if not options or options[0] not in VARIANTS:
-        raise CodecError(f"encodec needs a model: encodec:{'|'.join(VARIANTS)}[-{'|'.join(SOURCES)}][-lm]@kbps, "
-                         f"got {str(spec)!r}")
-    name = VARIANTS[options[0]]
-    source, use_lm = None, False
-    for option in options[1:]:
-        if option in SOURCES and source is None:
+    variant, source, use_lm = None, None, False
+    for option in spec.options:
+        if option in VARIANTS and variant is None:
+            variant = option
+        elif option in SOURCES and source is None:
             source = option
         elif option == "lm" and not use_lm:
             use_lm = True
         else:
-            raise CodecError(f"encodec: unknown or repeated option {option!r}; options: {', '.join(SOURCES)}, lm")
+            raise CodecError(f"encodec: unknown or repeated option {option!r} in {str(spec)!r}; "
+                             f"encodec[:{'|'.join(VARIANTS)}][-{'|'.join(SOURCES)}][-lm][@kbps]")
+    name = VARIANTS[variant or DEFAULT_VARIANT]
     source = source or os.environ.get(WEIGHTS_ENV) or "auto"
     config = EncodecConfig.preset(name)
     kbps = spec.kbps if spec.kbps is not None else (
         DEFAULT_KBPS if DEFAULT_KBPS in config.target_bandwidths else max(config.target_bandwidths))
-    # Settings errors come before loading weights: they are the cheaper ones to find.
-    if kbps not in config.target_bandwidths:
-        valid = ", ".join(f"{b:g}" for b in config.target_bandwidths)
-        raise CodecError(f"encodec {name}: {kbps:g} kbps is not one of its bandwidths ({valid})")
-    if use_lm and name not in _ecdc_models():
-        raise CodecError(f"encodec {name}: LM coding needs the .ecdc layout, which only "
-                         f"{', '.join(_ecdc_models())} have")
+    check_settings(config, kbps, use_lm)  # before loading weights: the cheaper error to find
     return EncodecCodec(load_weights(name, source), kbps, use_lm)

@@ -35,6 +35,7 @@ def test_default_without_weights_is_a_labelled_random_model(no_weights, speech_1
     with pytest.warns(UserWarning, match="RANDOMLY INITIALISED"):
         codec = create("encodec:24khz@6")
     described = codec.describe()
+    assert described["model"] == "encodec_24khz" and create("encodec").describe()["bandwidth_kbps"] == 6.0
     assert described["weights"] == "random: random-init (seed 0, untrained)"
     assert described["weights_sha256"] == adapter.state_sha256(codec.model)
     assert (codec.sample_rate, codec.channels, codec.latency_samples) == (24000, 1, 320)
@@ -129,8 +130,8 @@ def test_weights_from_an_official_file_a_path_and_the_project_flag(no_weights, m
 
 
 @pytest.mark.parametrize("spec, message", [
-    ("encodec@6", "needs a model"),
-    ("encodec:16khz@6", "needs a model"),
+    ("encodec:16khz@6", "unknown or repeated option '16khz'"),
+    ("encodec:24khz-48khz@6", "unknown or repeated option '48khz'"),
     ("encodec:24khz@5", r"not one of its bandwidths \(1.5, 3, 6, 12, 24\)"),
     ("encodec:48khz@1.5", "not one of its bandwidths"),
     ("encodec:24khz-random-hf@6", "unknown or repeated option 'hf'"),
