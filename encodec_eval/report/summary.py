@@ -97,6 +97,17 @@ def format_summary(summary: pd.DataFrame, metrics: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
-def print_summary(summary: pd.DataFrame, metrics: Sequence[str], run_dir: Path) -> None:
+def format_codecs(codecs: dict[str, dict[str, Any]]) -> str:
+    """One line per codec spec: implementation and weights (or why it could not run), as recorded in run.json."""
+    lines = ["codecs:"]
+    for spec, info in codecs.items():
+        facts = [str(info[key]) for key in ("unsupported", "error", "implementation", "weights") if key in info]
+        lines.append(f"  {spec}: " + "; ".join(facts or [str(info.get("codec", "?"))]))
+    return "\n".join(lines)
+
+
+def print_summary(summary: pd.DataFrame, metrics: Sequence[str], run_dir: Path,
+                  codecs: dict[str, dict[str, Any]]) -> None:
     print(format_summary(summary, metrics))
+    print(format_codecs(codecs))
     print(f"\nrun folder: {run_dir} (rows.jsonl, rows.csv, summary.csv, plots/)")

@@ -10,6 +10,17 @@ from encodec_eval.data import Dataset, Item
 from encodec_eval.run.folder import row_key
 
 
+# The paper's main model when a codec is named without its model: `--codecs encodec` means `encodec:24khz`.
+# Rows and run.json always carry the explicit spec.
+DEFAULT_VARIANTS = {"encodec": "24khz"}
+
+
+def _with_default_variant(parsed: CodecSpec) -> CodecSpec:
+    if parsed.variant is None and parsed.name in DEFAULT_VARIANTS:
+        return CodecSpec(parsed.name, DEFAULT_VARIANTS[parsed.name], parsed.kbps)
+    return parsed
+
+
 @dataclass(frozen=True)
 class Job:
     codec_spec: str
@@ -23,9 +34,9 @@ class Job:
 def codec_specs(codecs: Sequence[str], bitrates: Optional[Sequence[float]], anchors: Sequence[str] = ()) -> list[str]:
     """Cross codec names with bitrates (kbps); an entry that names its bitrate (``opus@24``) and every anchor
     (``reference``: no bitrate to choose) stay as they are."""
-    specs: list[str] = [str(CodecSpec.parse(text)) for text in anchors]
+    specs: list[str] = [str(_with_default_variant(CodecSpec.parse(text))) for text in anchors]
     for text in codecs:
-        parsed = CodecSpec.parse(text)
+        parsed = _with_default_variant(CodecSpec.parse(text))
         if parsed.kbps is not None or not bitrates:
             specs.append(str(parsed))
         else:

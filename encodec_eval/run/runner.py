@@ -203,5 +203,5 @@ def run(config: RunConfig) -> Optional[Path]:
     info.update(finished=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), rows=len(all_rows),
                 rows_by_status={s: sum(r["status"] == s for r in all_rows) for s in {r["status"] for r in all_rows}})
     folder.write_info(info)
-    print_summary(summary, config.metrics, folder.path)
+    print_summary(summary, config.metrics, folder.path, info.get("codecs", {}))
     return folder.path
