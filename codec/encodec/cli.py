@@ -100,6 +100,17 @@ class Resources:
         return self.lms[name]
 
 
+def check_device(name: str) -> None:
+    """Refuse a device this machine lacks before loading anything on it."""
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise CommandError(f"unknown device {name!r} ({exc})") from exc
+    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if not available.get(device.type, False):
+        raise CommandError(f"device {name!r} is not available on this machine")
+
+
 def plan_jobs(args: argparse.Namespace) -> list[Job]:
     """Inputs and outputs with the official naming rules, checked before any work starts."""
     paths: list[Path] = args.paths
@@ -171,6 +182,7 @@ def run_job(job: Job, resources: Resources) -> None:
 def main(argv: Optional[list[str]] = None) -> int:
     args = get_parser().parse_args(argv)
     try:
+        check_device(args.device)
         jobs = plan_jobs(args)
         resources = Resources(args)
         for job in tqdm(jobs, unit="file", disable=len(jobs) < 2):

@@ -24,13 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from codec.encodec.checkpoints import OFFICIAL_LM_FILES, find_official_checkpoint, official_search_dirs
 from codec.encodec.config import EncodecConfig
-
-#: Official LM checkpoints, by the name of the codec they belong to.
-OFFICIAL_LM_CHECKPOINTS = {
-    "encodec_24khz": "encodec_lm_24khz-1608e3c0.th",
-    "encodec_48khz": "encodec_lm_48khz-7add9fc3.th",
-}
 
 _STABLE_ROWS_CANDIDATES = (16, 32, 64)
 _stable_rows_found: dict[tuple, Optional[int]] = {}
@@ -278,16 +273,13 @@ def load_lm(path: Union[str, Path], config: EncodecConfig, device: Union[str, to
 
 
 def find_official_lm(config: EncodecConfig) -> Path:
-    """Where the official LM for ``config``'s codec sits in the torch hub cache; LMWeightsError if it is not there."""
-    from codec.encodec.checkpoints import find_official_checkpoint
-
-    filename = OFFICIAL_LM_CHECKPOINTS.get(config.name)
+    """Where the official LM for ``config``'s codec is on this machine; LMWeightsError if it is not there."""
+    filename = OFFICIAL_LM_FILES.get(config.name)
     if filename is None:
-        raise LMWeightsError(f"no official LM exists for {config.name}; known: {', '.join(OFFICIAL_LM_CHECKPOINTS)}")
+        raise LMWeightsError(f"no official LM exists for {config.name}; known: {', '.join(OFFICIAL_LM_FILES)}")
     path = find_official_checkpoint(filename)
     if path is None:
-        hub = Path(torch.hub.get_dir()) / "checkpoints"
-        raise LMWeightsError(f"the official LM {filename} is not in the torch hub cache ({hub}); put it there or "
-                             "pass the path of an LM checkpoint")
+        raise LMWeightsError(f"the official LM {filename} is not on this machine; looked in "
+                             f"{', '.join(map(str, official_search_dirs()))}. Copy it there (or set ENCODEC_WEIGHTS), "
+                             "or pass the path of an LM checkpoint")
     return path
-

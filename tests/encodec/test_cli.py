@@ -133,7 +133,11 @@ def test_user_errors_are_messages_not_tracebacks(weights, tmp_path, capsys, monk
         ([str(source), str(tmp_path / "nofolder" / "s.ecdc")], "Output folder"),
         ([str(source), "--hq", "-b", "1.5"], "Bandwidth 1.5 is not supported by the model encodec_48khz"),
         ([str(source), "--weights", str(tmp_path / "nowhere.th")], "neither a known model"),
+        ([str(source), "--device", "tpu9"], "unknown device"),
+        ([str(source), "--lm", "--lm-weights", str(tmp_path / "nowhere-lm.th")], "no such LM checkpoint"),
     ]
+    if not torch.cuda.is_available():
+        cases.append(([str(source), "--device", "cuda"], "not available"))
     corrupt = tmp_path / "bad.ecdc"
     corrupt.write_bytes(b"ECDC\x00\x00\x00\x00\x05[1,2]")
     cases.append(([str(corrupt)], "must be a JSON object"))
