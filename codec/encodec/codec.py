@@ -177,7 +177,8 @@ class EncodecCodec(Codec):
 
     name = "encodec"
 
-    def __init__(self, weights: Weights, kbps: float, use_lm: bool = False) -> None:
+    def __init__(self, weights: Weights, kbps: float, use_lm: bool = False, lm: Optional[Any] = None) -> None:
+        """``lm``: the entropy-coding LM to use with ``use_lm`` (default: the official one for the model)."""
         self.weights = weights
         self.model = weights.model
         config = self.model.config
@@ -187,7 +188,7 @@ class EncodecCodec(Codec):
         self.channels = config.channels
         self.use_lm = use_lm
         self.ecdc = config.name in _ecdc_models()
-        self.lm = _official_lm(config) if use_lm else None
+        self.lm = (lm if lm is not None else _official_lm(config)) if use_lm else None
 
     @property
     def latency_samples(self) -> int:

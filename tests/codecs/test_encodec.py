@@ -167,3 +167,19 @@ def test_bad_audio_and_bitstreams(no_weights, speech_1s):
     other = create("encodec:48khz-random@6")
     with pytest.raises(CodecError, match="from encodec_24khz"):
         other.decode(codec.encode(wav, sr))
+
+
+def test_lm_coding_is_lossless_and_changes_only_the_bytes(no_weights, speech_1s):
+    from codec.encodec.lm import EntropyLM
+
+    weights = adapter.load_weights("encodec_24khz", "random")
+    torch.manual_seed(1)
+    tiny_lm = EntropyLM(32, 1024, dim=8, num_layers=1, num_heads=2, hidden_scale=1, past_context=262).eval()
+    plain = adapter.EncodecCodec(weights, 6.0)
+    coded = adapter.EncodecCodec(weights, 6.0, use_lm=True, lm=tiny_lm)
+    wav, sr = speech_1s
+    plain_encoded, coded_encoded = plain.encode(wav, sr), coded.encode(wav, sr)
+    assert coded_encoded.metadata["payload_format"] == "ecdc+lm"
+    assert read_metadata(coded_encoded.payload)[0].use_lm is True
+    assert coded_encoded.payload != plain_encoded.payload
+    np.testing.assert_array_equal(coded.decode(coded_encoded)[0], plain.decode(plain_encoded)[0])
