@@ -8,8 +8,10 @@ Spec: ``opus[:options]@kbps`` with options joined by ``-``: ``vbr`` (default) or
 the algorithmic latency, reported as ``latency_samples``.
 
 Bitrate: the payload is the raw Opus packets; their lengths travel beside them (``metadata["packet_sizes"]``) as
-RTP or Ogg would carry them, and are not counted, as in every published Opus bitrate. With VBR and 20 ms frames,
-libopus 1.3 does not go below about 4.1 kbps on speech: such requests are flagged (``bitrate_request_met``).
+RTP or Ogg would carry them, and are not counted, as in every published Opus bitrate
+(``metadata["kbps_with_packet_lengths"]`` adds a self-delimiting length byte per packet, 0.4 kbps at 20 ms).
+With VBR and 20 ms frames, libopus 1.3 does not go below about 4.1 kbps on speech (4.4-4.9 on music): such
+requests are flagged (``bitrate_request_met``).
 """
 
 from __future__ import annotations
@@ -92,8 +94,12 @@ class OpusCodec(Codec):
         interleaved = np.ascontiguousarray(padded.T)
         packets = [encoder.encode_float(interleaved[i * self.frame_size:(i + 1) * self.frame_size].tobytes(),
                                         self.frame_size) for i in range(frames)]
+        sizes = [len(p) for p in packets]
+        # Self-delimiting framing (RFC 6716 appendix B) would add 1 byte per packet (2 from 252 bytes on).
+        length_bytes = sum(1 if size < 252 else 2 for size in sizes)
         encoded = prepared.encoded(b"".join(packets), {
-            "packet_sizes": [len(p) for p in packets],
+            "packet_sizes": sizes,
+            "kbps_with_packet_lengths": (sum(sizes) + length_bytes) * 8 / (prepared.num_samples / SAMPLE_RATE) / 1000,
             "lookahead_samples": self.lookahead,
             "delay_compensated": True,
             "frame_size": self.frame_size,

@@ -21,6 +21,9 @@ def test_vbr_round_trip_on_speech_stays_within_the_request(speech_48k, kbps):
     decoded, rate = codec.decode(encoded)
     assert rate == 48000 and decoded.shape == wav.shape and decoded.dtype == np.float32
     assert sum(encoded.metadata["packet_sizes"]) == len(encoded.payload)
+    packets = len(encoded.metadata["packet_sizes"])
+    framed = encoded.metadata["kbps_with_packet_lengths"]
+    assert framed == pytest.approx(encoded.measured_kbps + packets * 8 / encoded.seconds / 1000)
 
 
 def test_cbr_spends_exactly_the_request(music_44k):
