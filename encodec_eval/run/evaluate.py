@@ -108,6 +108,13 @@ def evaluate(job: Job, options: RunOptions, timing_lock: Any = None) -> dict[str
     return row
 
 
+def _conversion(summary: str, from_sr: int, to_sr: int, from_ch: int, to_ch: int) -> str:
+    """The codec's own record of the conversion, with how it was done (codec.audio.convert)."""
+    how = (["soxr HQ resampling"] if from_sr != to_sr else []) + (
+        ["mean downmix"] if to_ch < from_ch else ["channel copied"] if to_ch > from_ch else [])
+    return f"{summary} ({', '.join(how)})" if how else summary
+
+
 def _run_codec(job: Job, codec: Codec, options: RunOptions, row: dict[str, Any], timing_lock: Any) -> None:
     wav, sr = job.item.load()
     check_finite(wav, str(job.item.path))
@@ -117,7 +124,7 @@ def _run_codec(job: Job, codec: Codec, options: RunOptions, row: dict[str, Any],
     codec_in, codec_sr = prepared.wav, prepared.sample_rate
     row.update(item_seconds=seconds, item_sample_rate=sr, item_channels=wav.shape[0],
                codec_sample_rate=codec_sr, codec_channels=prepared.channels,
-               conversion=f"{prepared.conversion} (soxr HQ resampling; channels mean-downmixed or copied)")
+               conversion=_conversion(prepared.conversion, sr, codec_sr, wav.shape[0], prepared.channels))
 
     with torch_threads(1), warnings.catch_warnings(record=True) as caught:  # warm-up pass; its output is scored
         warnings.simplefilter("always")
