@@ -8,8 +8,9 @@ same bytes.
 
     python benchmarks/speed_compress.py [--seconds 10] [--bandwidth 6] [--repeats 3]
 
-Writes ``benchmarks/results/speed_compress.csv`` (one row per model x LM x implementation, appended as they finish)
-and ``speed_compress.machine.json`` (machine, versions, load average).
+Writes ``benchmarks/results/speed_compress.csv`` (one row per model x LM x implementation, appended as they finish),
+``speed_compress.coder.csv`` (the arithmetic coder alone: quantized CDF + coding per symbol, 1024 symbols) and
+``speed_compress.machine.json`` (machine, versions, load average).
 """
 
 from __future__ import annotations
@@ -91,12 +92,67 @@ def best_time(fn, repeats: int):
     return best_wall, best_cpu, result
 
 
+def time_coder(path: Path, symbols: int = 4000, per_frame: int = 8) -> None:
+    """Per-symbol cost of building the quantized CDF and coding, ours (numba, a frame at a time) and official."""
+    import io
+
+    from encodec.quantization.ac import ArithmeticCoder, ArithmeticDecoder, build_stable_quantized_cdf
+
+    from codec.encodec import entropy
+
+    generator = torch.Generator().manual_seed(0)
+    pdfs = torch.softmax(torch.randn(symbols, 1024, generator=generator) * 3, dim=-1)
+    codes = torch.multinomial(pdfs, 1, generator=generator)[:, 0]
+    frames = range(0, symbols, per_frame)
+
+    def ours_encode():
+        encoder = entropy.ArithmeticEncoder()
+        for i in frames:
+            encoder.push(codes[i:i + per_frame].numpy(), entropy.quantized_cdfs(pdfs[i:i + per_frame]))
+        return encoder.finish()
+
+    def ours_decode(data):
+        decoder = entropy.ArithmeticDecoder(data)
+        return [decoder.pull(entropy.quantized_cdfs(pdfs[i:i + per_frame])) for i in frames]
+
+    def official_encode():
+        out = io.BytesIO()
+        coder = ArithmeticCoder(out)
+        for pdf, code in zip(pdfs, codes.tolist()):
+            coder.push(code, build_stable_quantized_cdf(pdf, 24, check=False))
+        coder.flush()
+        return out.getvalue()
+
+    def official_decode(data):
+        decoder = ArithmeticDecoder(io.BytesIO(data))
+        return [decoder.pull(build_stable_quantized_cdf(pdf, 24, check=False)) for pdf in pdfs]
+
+    ours_decode(ours_encode())  # warm-up (numba cache load)
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, ["implementation", "symbols", "alphabet", "encode_cpu_us_per_symbol",
+                                         "decode_cpu_us_per_symbol", "bytes", "bytes_identical_to_official"])
+        writer.writeheader()
+        results = {}
+        for name, encode, decode in [("ours", ours_encode, ours_decode),
+                                     ("official-encodec-0.1.1", official_encode, official_decode)]:
+            _, encode_cpu, data = best_time(encode, 3)
+            _, decode_cpu, _ = best_time(lambda: decode(data), 3)
+            results[name] = (encode_cpu, decode_cpu, data)
+        identical = results["ours"][2] == results["official-encodec-0.1.1"][2]
+        for name, (encode_cpu, decode_cpu, data) in results.items():
+            writer.writerow({"implementation": name, "symbols": symbols, "alphabet": 1024,
+                             "encode_cpu_us_per_symbol": round(encode_cpu / symbols * 1e6, 2),
+                             "decode_cpu_us_per_symbol": round(decode_cpu / symbols * 1e6, 2),
+                             "bytes": len(data), "bytes_identical_to_official": identical})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="audio excerpt length")
     parser.add_argument("--bandwidth", type=float, default=6.0, help="kbps, for both models")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (LM runs: 1)")
     parser.add_argument("--out", type=Path, default=RESULTS / "speed_compress.csv")
+    parser.add_argument("--coder-only", action="store_true", help="only time the arithmetic coder")
     args = parser.parse_args()
 
     torch.set_num_threads(1)
@@ -109,6 +165,9 @@ def main() -> None:
                                "audio": str(SOURCE.relative_to(ROOT)), "seconds": args.seconds}
     args.out.with_suffix(".machine.json").write_text(json.dumps(machine, indent=2) + "\n")
 
+    time_coder(args.out.with_suffix(".coder.csv"))
+    if args.coder_only:
+        return
     wav, sr = audio.load(SOURCE)
     plan = [(name, lm) for name in ("encodec_24khz", "encodec_48khz") for lm in (False, True)]
     with tempfile.TemporaryDirectory() as tmp, open(args.out, "w", newline="") as handle:
@@ -153,7 +212,7 @@ def main() -> None:
                 del row["_data"]
                 writer.writerow(row | {"bytes_identical_to_official": identical})
             handle.flush()
-    print(f"wrote {args.out} and {args.out.with_suffix('.machine.json')}")
+    print(f"wrote {args.out}, {args.out.with_suffix('.coder.csv')} and {args.out.with_suffix('.machine.json')}")
 
 
 if __name__ == "__main__":
