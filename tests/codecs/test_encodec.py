@@ -183,3 +183,37 @@ def test_lm_coding_is_lossless_and_changes_only_the_bytes(no_weights, speech_1s)
     assert read_metadata(coded_encoded.payload)[0].use_lm is True
     assert coded_encoded.payload != plain_encoded.payload
     np.testing.assert_array_equal(coded.decode(coded_encoded)[0], plain.decode(plain_encoded)[0])
+
+
+@pytest.mark.filterwarnings("ignore:.*weight_norm.*:FutureWarning")  # the official package's own
+@pytest.mark.parametrize("name, kbps", [("24khz", 6.0), ("48khz", 12.0)])
+def test_official_weights_give_the_official_packages_bytes_and_audio(no_weights, monkeypatch, official_encodec,
+                                                                     speech_1s, name, kbps):
+    """Oracle: official-format random weights in the weights folder; the adapter's payload is byte for byte what
+    the official package's compress writes for the converted audio, and its decoded audio is the official one."""
+    from encodec.compress import compress as official_compress
+    from encodec.model import EncodecModel as OfficialModel
+
+    torch.manual_seed(3)
+    reference = getattr(OfficialModel, f"encodec_model_{name}")(pretrained=False).eval()
+    reference.name = f"encodec_{name}"
+    for key, value in reference.state_dict().items():
+        if key.endswith("_codebook.embed"):  # k-means codebooks start at zero: give them content
+            value.copy_(torch.randn_like(value))
+        elif key.endswith("inited"):
+            value.fill_(1)
+    folder = no_weights / "official"
+    folder.mkdir()
+    torch.save(reference.state_dict(), folder / checkpoints.OFFICIAL_FILES[f"encodec_{name}"])
+    monkeypatch.setenv("ENCODEC_WEIGHTS", str(folder))
+
+    codec = create(f"encodec:{name}-official@{kbps:g}")
+    wav, sr = speech_1s
+    encoded = codec.encode(wav, sr)
+    converted = torch.from_numpy(codec.prepare(wav, sr).wav)
+    reference.set_target_bandwidth(kbps)
+    with torch.no_grad():
+        assert encoded.payload == official_compress(reference, converted, use_lm=False)
+        official_audio = reference(converted[None])[0]
+    decoded, _ = codec.decode(encoded)
+    np.testing.assert_allclose(decoded, official_audio.numpy(), atol=1e-4)
