@@ -8,14 +8,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 from typing import Optional, Sequence
 
 from codec.audio import AudioError
 from codec.base import CodecError, CodecSpec, known_codecs
 from encodec_eval.data import DataError
 from encodec_eval.metrics import DEFAULT_METRICS, MetricError, get_metric, known_metrics
-from encodec_eval.run.folder import RunFolderError
-from encodec_eval.run.runner import PluginError, RunConfig, import_plugins, run
+from encodec_eval.run.folder import RunFolder, RunFolderError
+from encodec_eval.run.runner import PluginError, RunConfig, import_plugins, report, run
 
 DEFAULT_CODECS = ("encodec", "opus")
 DEFAULT_BITRATES = (1.5, 3.0, 6.0, 12.0)
@@ -64,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=_positive, default=os.cpu_count() or 1,
                         help="processes on this machine (under torchrun: 1 per rank)")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats per RTF (0: no timing)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="rebuild rows.csv, summary.csv and plots of the run in --out (finished or not), and print")
     parser.add_argument("--keep-audio", action="store_true", help="save reference and decoded audio in audio/")
     parser.add_argument("--plugins", type=_csv, default=[],
                         help="Python modules to import first (in every worker) so that they register extra codecs "
@@ -88,8 +91,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 raise CodecError(f"unknown codec {name!r}; known codecs: {', '.join(codecs)}")
         for column in args.metrics:
             get_metric(column)
-        if args.resume and not args.out:
-            raise RunFolderError("--resume needs --out: the run folder to continue")
+        if (args.resume or args.report_only) and not args.out:
+            raise RunFolderError("--resume and --report-only need --out: the run folder")
+        if args.report_only:
+            report(RunFolder(Path(args.out)))
+            return 0
         workers = 1 if int(os.environ.get("WORLD_SIZE", "1")) > 1 else args.workers
         config = RunConfig(codecs=args.codecs, anchors=args.anchors, bitrates=args.bw, metrics=args.metrics, data=args.data, out=args.out,
                            runs_dir=args.runs_dir, name=args.name, resume=args.resume, workers=workers,

@@ -22,7 +22,7 @@ from encodec_eval.data import Dataset, load_dataset
 from encodec_eval.metrics import get_metric
 from encodec_eval.run.environment import environment
 from encodec_eval.run.evaluate import RunOptions, describe_codec, evaluate
-from encodec_eval.run.folder import RunFolder, new_run_dir
+from encodec_eval.run.folder import RunFolder, RunFolderError, new_run_dir
 from encodec_eval.run.plan import Job, codec_specs, plan
 from encodec_eval.run.timing import torch_threads
 
@@ -151,9 +151,6 @@ def _sharded_rows(jobs: list[Job], options: RunOptions, rank: int, world: int) -
 
 def run(config: RunConfig) -> Optional[Path]:
     """Run the benchmark and write the run folder; returns its path on rank 0 (None on other ranks)."""
-    from encodec_eval.report.plots import write_plots
-    from encodec_eval.report.summary import print_summary, summarise
-
     import_plugins(config.plugins)
     rank, world = _distributed()
     dataset = load_dataset(config.data, config.limit_per_category)
@@ -194,14 +191,27 @@ def run(config: RunConfig) -> Optional[Path]:
     if rank != 0:
         return None
 
-    all_rows = folder.read_rows()
-    folder.write_csv(all_rows)
-    summary = summarise(all_rows, config.metrics)
-    summary.to_csv(folder.path / "summary.csv", index=False)
-    write_plots(summary, config.metrics, folder.path / "plots")
-    info = folder.read_info()
-    info.update(finished=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), rows=len(all_rows),
-                rows_by_status={s: sum(r["status"] == s for r in all_rows) for s in {r["status"] for r in all_rows}})
-    folder.write_info(info)
-    print_summary(summary, config.metrics, folder.path, info.get("codecs", {}))
+    report(folder, finished=True)
     return folder.path
+
+
+def report(folder: RunFolder, finished: bool = False) -> None:
+    """rows.csv, summary.csv, plots and the printed tables from the rows on disk (also for a partial run)."""
+    from encodec_eval.report.plots import write_plots
+    from encodec_eval.report.summary import print_summary, summarise
+
+    info = folder.read_info()
+    metrics = info["config"]["metrics"]
+    all_rows = folder.read_rows()
+    if not all_rows:
+        raise RunFolderError(f"{folder.path}: no rows yet")
+    folder.write_csv(all_rows)
+    summary = summarise(all_rows, metrics)
+    summary.to_csv(folder.path / "summary.csv", index=False)
+    write_plots(summary, metrics, folder.path / "plots")
+    info.update(rows=len(all_rows),
+                rows_by_status={s: sum(r["status"] == s for r in all_rows) for s in {r["status"] for r in all_rows}})
+    if finished:
+        info["finished"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    folder.write_info(info)
+    print_summary(summary, metrics, folder.path, info.get("codecs", {}))

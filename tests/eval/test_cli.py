@@ -66,7 +66,8 @@ def test_end_to_end_on_a_small_subset(small_manifest, tmp_path):
     (["--codecs", "nosuchcodec"], "unknown codec 'nosuchcodec'"),
     (["--metrics", "pesq"], "unknown metric 'pesq'"),
     (["--data", "/nonexistent/folder"], "no such data folder"),
-    (["--resume"], "--resume needs --out"),
+    (["--resume"], "--resume and --report-only need --out"),
+    (["--report-only", "--out", "/nonexistent/run"], "cannot read"),
     (["--plugins", "no_such_module_xyz"], "cannot import plugin module 'no_such_module_xyz'"),
 ])
 def test_bad_arguments_fail_with_a_clear_message(args, message, capsys):

@@ -10,7 +10,7 @@ import pytest
 
 from encodec_eval.run import runner
 from encodec_eval.run.folder import RunFolder, RunFolderError
-from encodec_eval.run.runner import RunConfig, run
+from encodec_eval.run.runner import RunConfig, report, run
 from tests.eval.conftest import PLUGIN
 
 METRICS = ("si_snr_db", "pesq_wb@16k", "mel_distance@24k")
@@ -78,6 +78,8 @@ def test_resume_redoes_only_missing_rows(small_manifest, tmp_path, monkeypatch):
     lines = folder.rows_path.read_text().splitlines()
     assert len(lines) == 4
     folder.rows_path.write_text("\n".join(lines[:2]) + "\n" + lines[2][:40])  # interrupted mid-write
+    report(folder)  # a partial run can be summarised as it stands
+    assert len(pd.read_csv(out / "rows.csv")) == 2 and json.loads((out / "run.json").read_text())["rows"] == 2
 
     with pytest.raises(RunFolderError, match="already holds a run; pass --resume"):
         run(_config(small_manifest, out, bitrates=[64, 128]))
