@@ -172,6 +172,7 @@ def _timings(codec: Codec, codec_in: np.ndarray, codec_sr: int, encoded: Encoded
             "decode_rtf_allthreads": median_seconds(lambda: codec.decode(encoded), options.repeats, threads),
         }
     out: dict[str, Any] = {column: value / seconds for column, value in times.items()}
+    # The machine's 1-minute load average when timing ended: RTFs measured on a busy machine say so.
     out.update(threads_all=threads, timing_repeats=options.repeats,
-               timing_concurrent_processes=options.concurrent_processes)
+               timing_concurrent_processes=options.concurrent_processes, timing_load_avg_1min=os.getloadavg()[0])
     return out

@@ -28,7 +28,8 @@ from encodec_eval.run.timing import torch_threads
 
 DEFINITIONS = {
     "rtf": "processing seconds / audio seconds (lower is faster); the first encode+decode is the warm-up and the "
-           "scored output, then the median of `timing_repeats` calls at 1 thread and at `threads_all` threads",
+           "scored output, then the median of `timing_repeats` calls at 1 thread and at `threads_all` threads; "
+           "pool workers take turns to time; `timing_load_avg_1min` is the machine's load when timing ended",
     "kbps_nominal": "the bitrate asked for in the codec spec",
     "kbps_measured": "payload bytes * 8 / item seconds / 1000 (every byte the codec emits for the item)",
     "latency_ms": "algorithmic latency the codec declares",
