@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import subprocess
@@ -25,6 +26,17 @@ def git_commit(path: Path) -> str:
         return commit + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+# The packages whose versions every row carries (the full list is in run.json).
+ROW_PACKAGES = ("encodec-eval", "torch", "numpy", "soxr", "visqol-python", "pesq", "pystoi", "opuslib")
+
+
+@functools.lru_cache(maxsize=None)
+def row_versions() -> str:
+    """Compact versions for each row: the project's git commit and the packages that shape the numbers."""
+    packages = ", ".join(f"{name} {package_version(name)}" for name in ROW_PACKAGES)
+    return f"git {git_commit(Path(__file__).resolve().parents[2])}; {packages}"
 
 
 def environment() -> dict[str, Any]:

@@ -17,6 +17,7 @@ from codec.audio import AudioError, check_finite
 from codec.base import Codec, CodecError, CodecSpec, Encoded, create
 from encodec_eval.metrics import get_metric
 from encodec_eval.metrics.delay import measure_delay
+from encodec_eval.run.environment import row_versions
 from encodec_eval.run.folder import RunFolder
 from encodec_eval.run.plan import Job
 from encodec_eval.run.timing import all_threads, median_seconds, torch_threads
@@ -83,6 +84,7 @@ def _base_row(job: Job, options: RunOptions) -> dict[str, Any]:
         "codec_spec": job.codec_spec, "codec": spec.name, "codec_variant": spec.variant or "",
         "kbps_nominal": spec.kbps if spec.kbps is not None else float("nan"), "status": "ok", "error": "",
         "host": socket.gethostname(), "rank": int(os.environ.get("RANK", "0")), "pid": os.getpid(),
+        "versions": row_versions(),
     }
     row.update({column: float("nan") for column in options.metrics})
     return row

@@ -41,6 +41,7 @@ def test_rows_summary_and_run_json(small_manifest, tmp_path, capsys):
     assert speech["pesq_wb@16k"] > 3.0 and speech["nan_reasons"] == {}
     for column in ("encode_rtf_1thread", "decode_rtf_1thread", "encode_rtf_allthreads", "decode_rtf_allthreads"):
         assert 0 < speech[column] < 1
+    assert speech["versions"].startswith("git ") and "visqol-python 3.8.0" in speech["versions"]
     assert speech["timing_repeats"] == 1 and speech["timing_load_avg_1min"] >= 0
     general = by_key[("toymulaw@128", "general/sonicpi_perc_till")]
     assert general["conversion"] == "44100Hz/1ch -> 16000Hz/1ch (soxr HQ resampling)"
