@@ -51,7 +51,9 @@ def load_weights(weights: Optional[str]) -> tuple[EncodecModel, str]:
         if weights:
             raise
     config = EncodecConfig.encodec_24khz().with_(kmeans_init=False)  # codebooks drawn at random, not all zero
-    return EncodecModel(config).eval().fold_weight_norm(), "random-init (official checkpoint not on this machine)"
+    torch.manual_seed(0)
+    model = EncodecModel(config).eval().fold_weight_norm()
+    return model, "random-init, seed 0 (official checkpoint not on this machine)"
 
 
 def stream_audio(seconds: float, sample_rate: int) -> tuple[torch.Tensor, list[str]]:

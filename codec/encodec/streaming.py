@@ -15,8 +15,8 @@ would read:
 - a transposed conv overlap-adds the tail of the previous piece; the LSTMs carry (h, c); a residual block sums
   its shortcut and its (later-starting) block branch once both are there.
 
-Weights are read once, when a stream is created (weight norm folded into plain weights), so later changes to the
-model do not reach a running stream.
+A stream computes weight-normed weights once, when it is created, and shares every other tensor with the model:
+create streams after loading weights, and do not train the model while they run.
 """
 
 from __future__ import annotations
