@@ -30,11 +30,13 @@ class EncodedFrame(NamedTuple):
 def linear_overlap_add(frames: Sequence[Tensor], stride: int) -> Tensor:
     """Overlap-add decoded segments with a triangular window, normalised by the summed weights.
 
-    The window is sized by the first segment; a shorter last segment takes the window's rising start.
+    The window is sized by the first segment; a shorter last segment takes the window's rising start. The output
+    spans the furthest segment end: upstream assumes the last segment ends last, which fails when a first segment
+    shorter than 1 s, rounded up to whole frames, reaches past the short last one (47520 < length < 48000 at 48 kHz).
     """
     first = frames[0]
     size = first.shape[-1]
-    total = stride * (len(frames) - 1) + frames[-1].shape[-1]
+    total = max(index * stride + frame.shape[-1] for index, frame in enumerate(frames))
     t = torch.linspace(0, 1, size + 2, device=first.device, dtype=first.dtype)[1:-1]
     weight = 0.5 - (t - 0.5).abs()
     out = torch.zeros(*first.shape[:-1], total, device=first.device, dtype=first.dtype)

@@ -197,9 +197,6 @@ def test_model_and_file_must_agree(pairs):
         compress(pairs["encodec_24khz"].ours, torch.zeros(1, 1, 2400))
 
 
-@pytest.mark.xfail(reason="EncodecModel.decode (model.py, linear_overlap_add) fails when the first 48 kHz segment is "
-                          "shorter than 1 s but longer than the stride (47520 < al < 48000); the official package has "
-                          "the same bug, but its encoder writes such files", strict=False)
 def test_decodes_48k_files_between_stride_and_segment_length(pairs):
     pair = pairs["encodec_48khz"]
     data = compress(pair.ours, _wav(2, 47760, seed=6), bandwidth=3.0)

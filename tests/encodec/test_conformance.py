@@ -49,6 +49,22 @@ def test_codes_and_audio_match_official_for_every_bandwidth(pair, length):
         assert (our_audio - ref_audio).abs().max().item() <= 1e-5
 
 
+@pytest.mark.parametrize("length", [47521, 47700, 47999 + 47520])
+def test_48k_lengths_where_the_first_segment_reaches_past_the_last(length):
+    """The official decoder fails here (its output ends where the last segment ends); ours spans every segment."""
+    from codec.encodec.model import EncodecModel
+
+    model = EncodecModel(EncodecConfig.encodec_48khz()).eval()
+    x = 0.1 * torch.randn(1, 2, length, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        frames = model.encode(x, 6.0)
+        audio = model.decode(frames)
+        first = model.decode_segment(frames[0])
+    assert audio.shape[-1] >= length and torch.isfinite(audio).all()
+    # where only the first segment contributes, overlap-add must give it back
+    assert torch.allclose(audio[..., :47520], first[..., :47520], atol=1e-6)
+
+
 def test_random_weights_give_varied_codes(pair):
     # Guards the comparison above against a degenerate codebook that maps everything to one code.
     _, ours = pair
