@@ -6,6 +6,7 @@ all live in the database, so ``serve --workers N`` against PostgreSQL behaves li
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional
 
+import anyio
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -23,10 +25,11 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.requests import ClientDisconnect
 
 from mushra_web import auth
-from mushra_web.db import (Experiment, ItemUse, Participant, Rating, Stimulus, Trial, init_db, make_engine,
-                           session_factory, utcnow)
+from mushra_web.db import (REQUEST_THREADS, Experiment, ItemUse, Participant, Rating, Stimulus, Trial, begin_write,
+                           init_db, make_engine, session_factory, utcnow)
 from mushra_web.schema import TestConfig
 
 STATIC = Path(__file__).parent / "static"
@@ -118,7 +121,10 @@ class _Guard(BaseHTTPMiddleware):
             length = request.headers.get("content-length")
             if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
                 return JSONResponse({"detail": f"request body over {MAX_BODY} bytes"}, status_code=413)
-            body = await request.body()
+            try:
+                body = await request.body()
+            except ClientDisconnect:
+                return Response(status_code=400)
             if len(body) > MAX_BODY:
                 return JSONResponse({"detail": f"request body over {MAX_BODY} bytes"}, status_code=413)
             ctype = request.headers.get("content-type", "")
@@ -136,6 +142,28 @@ class _Guard(BaseHTTPMiddleware):
         return response
 
 
+def _releases_session(handler):  # noqa: ANN001, ANN202
+    """Close the request's session when the handler returns or raises, inside the handler's own thread.
+
+    FastAPI would close it later, in another thread-pool task: until then a SQLite write lock (or a pooled
+    connection) would be held by a request that needs a free thread to let go of it.
+    """
+    @functools.wraps(handler)
+    def run(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        try:
+            return handler(*args, **kwargs)
+        finally:
+            kwargs["session"].close()
+
+    return run
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(_app: FastAPI):  # noqa: ANN202
+    anyio.to_thread.current_default_thread_limiter().total_tokens = REQUEST_THREADS
+    yield
+
+
 def create_app(settings: Optional[Settings] = None) -> FastAPI:
     """The ASGI app; tables are created if missing, so a fresh database needs no separate step."""
     settings = settings or Settings.from_env()
@@ -143,7 +171,7 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
     init_db(engine)
     sessions: sessionmaker = session_factory(engine)
     data_dir = Path(settings.data_dir).resolve()
-    app = FastAPI(title="mushra-web", docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(title="mushra-web", docs_url=None, redoc_url=None, openapi_url=None, lifespan=_lifespan)
     app.state.engine = engine
     app.state.settings = settings
     app.add_middleware(_Guard)
@@ -153,12 +181,8 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
         with sessions() as session:
             yield session
 
-    secret_cache: list[bytes] = []
-
-    def secret(session: Session) -> bytes:
-        if not secret_cache:  # immutable once made; every worker reads the same value from the database
-            secret_cache.append(auth.server_secret(session))
-        return secret_cache[0]
+    with sessions() as session:  # made once and kept in the database: every worker reads the same key
+        url_key = auth.server_secret(session)
 
     def cookie_name(slug: str) -> str:
         return f"mushra_p_{slug}"
@@ -202,7 +226,7 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
         return {"code": p.completion_code, "redirect_url": url}
 
     def audio_url(session: Session, exp: Experiment, p: Participant, position: int, button: str) -> str:
-        mac = auth.sign(secret(session), p.public_id, position, button)
+        mac = auth.sign(url_key, p.public_id, position, button)
         return f"/e/{exp.slug}/a/{position}/{button}/{mac}"
 
     def set_participant_cookie(response: Response, slug: str, token: str) -> None:
@@ -213,13 +237,16 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
 
     @app.get("/e/{slug}", response_class=HTMLResponse)
     @app.get("/e/{slug}/", response_class=HTMLResponse)
+    @_releases_session
     def participant_page(slug: str, session: Session = Depends(db)) -> FileResponse:
         experiment(session, slug)
         return FileResponse(STATIC / "participant.html", media_type="text/html")
 
     @app.post("/e/{slug}/api/join")
+    @_releases_session
     def join(slug: str, body: JoinBody, request: Request, response: Response,
              session: Session = Depends(db)) -> dict:
+        begin_write(session)
         exp = experiment(session, slug)
         cfg = _config(exp.config_json)
         token = request.cookies.get(cookie_name(slug))
@@ -265,6 +292,7 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
         return state(session, exp, p)
 
     @app.get("/e/{slug}/api/state")
+    @_releases_session
     def get_state(slug: str, request: Request, session: Session = Depends(db)) -> dict:
         exp = experiment(session, slug)
         return state(session, exp, participant(request, session, exp))
@@ -279,14 +307,12 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
         return trial
 
     @app.get("/e/{slug}/api/trials/{position}")
+    @_releases_session
     def get_trial(slug: str, position: int, request: Request, session: Session = Depends(db)) -> dict:
         exp = experiment(session, slug)
         cfg = _config(exp.config_json)
         p = participant(request, session, exp)
         trial = open_trial(session, p, position)
-        if trial.started_at is None:
-            trial.started_at = utcnow()
-            session.commit()
         ratings = session.execute(select(Rating).where(Rating.trial_id == trial.id)
                                   .order_by(Rating.button_index)).scalars().all()
         _, n = current_position(session, p)
@@ -325,8 +351,10 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
             trial.loop = body.loop.model_dump()
 
     @app.put("/e/{slug}/api/trials/{position}")
+    @_releases_session
     def save_trial(slug: str, position: int, body: SaveBody, request: Request,
                    session: Session = Depends(db)) -> dict:
+        begin_write(session)
         exp = experiment(session, slug)
         p = participant(request, session, exp)
         trial = open_trial(session, p, position)
@@ -335,11 +363,17 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
         return {"saved": True, "seq": body.seq}
 
     @app.post("/e/{slug}/api/trials/{position}/submit")
+    @_releases_session
     def submit_trial(slug: str, position: int, body: SaveBody, request: Request,
                      session: Session = Depends(db)) -> dict:
+        begin_write(session)
         exp = experiment(session, slug)
         cfg = _config(exp.config_json)
         p = participant(request, session, exp)
+        done = session.scalar(select(Trial).where(Trial.participant_id == p.id, Trial.position == position,
+                                                  Trial.status == "submitted"))
+        if done is not None:  # a retry of a submit whose answer was lost: same answer, nothing changed
+            return state(session, exp, p)
         trial = open_trial(session, p, position)
         apply_save(session, trial, body)
         session.flush()
@@ -353,11 +387,16 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
             session.rollback()
             raise HTTPException(422, {"message": "rate every sound before going on", "unrated": unrated})
         trial.status, trial.submitted_at = "submitted", utcnow()
+        following = session.scalar(select(Trial).where(Trial.participant_id == p.id, Trial.position == position + 1))
+        if following is not None:
+            following.started_at = trial.submitted_at
         session.commit()
         return state(session, exp, p)
 
     @app.post("/e/{slug}/api/finish")
+    @_releases_session
     def finish(slug: str, request: Request, session: Session = Depends(db)) -> dict:
+        begin_write(session)
         exp = experiment(session, slug)
         p = participant(request, session, exp)
         current, n = current_position(session, p)
@@ -370,11 +409,12 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
         return completion(_config(exp.config_json), p)
 
     @app.get("/e/{slug}/a/{position}/{button}/{mac}")
+    @_releases_session
     def audio(slug: str, position: int, button: str, mac: str, request: Request,
               session: Session = Depends(db)) -> FileResponse:
         exp = experiment(session, slug)
         p = participant(request, session, exp)
-        if not auth.signature_ok(secret(session), mac, p.public_id, position, button):
+        if not auth.signature_ok(url_key, mac, p.public_id, position, button):
             raise HTTPException(403, "this audio link is not for this session")
         trial = session.scalar(select(Trial).where(Trial.participant_id == p.id, Trial.position == position))
         if trial is None:
@@ -411,7 +451,9 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
         return FileResponse(STATIC / "admin.html", media_type="text/html")
 
     @app.post("/admin/api/login")
+    @_releases_session
     def login(body: LoginBody, response: Response, session: Session = Depends(db)) -> dict:
+        begin_write(session)
         user = auth.check_password(session, body.username, body.password)
         if user is None:
             raise HTTPException(401, "wrong user name or password")
@@ -422,12 +464,14 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
         return {"username": user.username, "csrf": csrf}
 
     @app.get("/admin/api/me")
+    @_releases_session
     def me(row=Depends(admin), session: Session = Depends(db)) -> dict:  # noqa: ANN001
         from mushra_web.db import AdminUser
 
         return {"username": session.get(AdminUser, row.user_id).username, "csrf": row.csrf_token}
 
     @app.post("/admin/api/logout")
+    @_releases_session
     def logout(response: Response, row=Depends(admin), session: Session = Depends(db)) -> dict:  # noqa: ANN001
         session.delete(session.merge(row))
         session.commit()
@@ -435,12 +479,14 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
         return {"ok": True}
 
     @app.get("/admin/api/experiments")
+    @_releases_session
     def experiments(_=Depends(admin), session: Session = Depends(db)) -> list[dict]:  # noqa: ANN001
         from mushra_web.export import progress
 
         return [progress(session, exp) for exp in session.scalars(select(Experiment).order_by(Experiment.id))]
 
     @app.post("/admin/api/experiments/{slug}/status")
+    @_releases_session
     def set_status(slug: str, body: StatusBody, _=Depends(admin), session: Session = Depends(db)) -> dict:  # noqa: ANN001
         exp = experiment(session, slug)
         exp.status = body.status
@@ -448,6 +494,7 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
         return {"slug": slug, "status": exp.status}
 
     @app.delete("/admin/api/experiments/{slug}/participants/{public_id}")
+    @_releases_session
     def delete_participant(slug: str, public_id: str, _=Depends(admin),  # noqa: ANN001
                            session: Session = Depends(db)) -> dict:
         exp = experiment(session, slug)
@@ -469,6 +516,7 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
         return {"deleted": public_id}
 
     @app.get("/admin/api/experiments/{slug}/export.{fmt}")
+    @_releases_session
     def export(slug: str, fmt: str, _=Depends(admin), session: Session = Depends(db)) -> Response:  # noqa: ANN001
         from mushra_web import export as ex
 
@@ -486,6 +534,7 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
         raise HTTPException(404, "export formats: csv, parquet, json")
 
     @app.get("/admin/api/experiments/{slug}/report", response_class=HTMLResponse)
+    @_releases_session
     def report(slug: str, _=Depends(admin), session: Session = Depends(db)) -> HTMLResponse:  # noqa: ANN001
         from mushra_web.export import export_rows
         from mushra_web.report import build_report, report_html

@@ -84,7 +84,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.workers > 1 and database_url(args.db).startswith("sqlite"):
         print("mushra-web: several workers on SQLite serialise every write; use PostgreSQL for hosting",
               file=sys.stderr)
-    init_db(make_engine(args.db))  # before the workers start, so they do not race to create tables
+    from mushra_web.auth import server_secret
+
+    engine = make_engine(args.db)
+    init_db(engine)  # tables and the URL-signing key are made before the workers start, so they never race
+    with session_factory(engine)() as session:
+        server_secret(session)
+    engine.dispose()
     uvicorn.run("mushra_web.app:app_from_env", factory=True, host=args.host, port=args.port, workers=args.workers,
                 proxy_headers=args.proxy_headers, forwarded_allow_ips=args.forwarded_allow_ips,
                 root_path=args.root_path, log_level=args.log_level)

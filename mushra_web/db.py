@@ -12,9 +12,12 @@ from typing import Optional
 from sqlalchemy import (JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint,
                         create_engine, event)
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 DEFAULT_URL = "sqlite:///mushra.db"
+# Request threads per worker process. Each pool holds more connections than there are threads, so a request that
+# waits for a connection can never starve the requests holding them of a thread to finish on.
+REQUEST_THREADS = 24
 
 
 def utcnow() -> dt.datetime:
@@ -152,10 +155,11 @@ def database_url(url: Optional[str] = None) -> str:
 
 
 def make_engine(url: Optional[str] = None) -> Engine:
-    """An engine; SQLite gets WAL, a busy timeout and BEGIN IMMEDIATE so read-then-write never races."""
+    """An engine; SQLite gets WAL, a busy timeout, and BEGIN IMMEDIATE for transactions marked by ``begin_write``."""
     url = database_url(url)
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
+        engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False},
+                               pool_size=5, max_overflow=REQUEST_THREADS)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):  # noqa: ANN001
@@ -168,10 +172,21 @@ def make_engine(url: Optional[str] = None) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn):  # noqa: ANN001
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            immediate = conn.get_execution_options().get("sqlite_immediate", False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=REQUEST_THREADS - 4)
+
+
+def begin_write(session: Session) -> None:
+    """Open the session's transaction as a writer, before its first read.
+
+    On SQLite this takes the write lock up front (BEGIN IMMEDIATE), so a read followed by a write cannot fail on a
+    lock upgrade; reads elsewhere stay deferred and never block writers (WAL). Elsewhere it only begins.
+    Call it inside the request handler, which then commits: a lock never outlives the handler's thread.
+    """
+    session.connection(execution_options={"sqlite_immediate": True})
 
 
 def init_db(engine: Engine) -> None:

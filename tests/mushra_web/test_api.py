@@ -190,3 +190,34 @@ def test_injection_and_traversal_change_nothing(app_env):
         assert session.execute(text("SELECT count(*) FROM rating")).scalar() == 5 * 3 * N_BUTTONS
         scores = sorted(s for s in session.scalars(select(Rating.score)) if s is not None)
         assert scores == [11.0, 12.0, 13.0, 14.0]
+
+
+def test_plans_are_randomised_per_participant_and_stored(app_env):
+    from mushra_web.db import Stimulus, Trial
+
+    app_env.create()
+    for _ in range(8):
+        app_env.client().post("/e/t1/api/join", json={})
+    with session_factory(app_env.engine)() as session:
+        orders, maps = set(), set()
+        for p in session.scalars(select(Participant)):
+            trials = session.scalars(select(Trial).where(Trial.participant_id == p.id).order_by(Trial.position)).all()
+            orders.add(tuple(t.item_id for t in trials))
+            conds = session.execute(select(Rating.button_index, Stimulus.condition).join(Stimulus)
+                                    .where(Rating.trial_id == trials[0].id).order_by(Rating.button_index)).all()
+            maps.add(tuple(c for _, c in conds))
+            assert sorted(c for _, c in conds) == ["codec_a", "codec_b", "lp3500", "lp7000", "reference"]
+    assert len(orders) > 1 and len(maps) > 1
+
+
+def test_several_tests_at_once_keep_separate_sessions(app_env):
+    app_env.create()
+    app_env.create(test_id="t2", items=("x1",), conditions=("c1", "c2", "c3"))
+    client = app_env.client()
+    assert client.post("/e/t1/api/join", json={}).json()["n_trials"] == 3
+    assert client.get("/e/t2/api/state").status_code == 401  # a t1 session is no t2 session
+    assert client.post("/e/t2/api/join", json={}).json()["n_trials"] == 1
+    assert len(client.get("/e/t2/api/trials/0").json()["buttons"]) == 6
+    assert len(client.get("/e/t1/api/trials/0").json()["buttons"]) == N_BUTTONS
+    t1_audio = client.get("/e/t1/api/trials/0").json()["reference_url"]
+    assert client.get(t1_audio.replace("/e/t1/", "/e/t2/")).status_code == 403

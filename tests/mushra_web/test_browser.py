@@ -68,14 +68,24 @@ def server():
 
 
 @pytest.fixture(scope="module")
-def browser():
+def playwright():
     with sync_api.sync_playwright() as p:
-        user_data = tempfile.mkdtemp(prefix="mushra-chromium-")
-        context = p.chromium.launch_persistent_context(user_data, executable_path=CHROMIUM, headless=True,
-                                                       args=LAUNCH_ARGS, bypass_csp=True)
-        yield context
-        context.close()
-        shutil.rmtree(user_data, ignore_errors=True)
+        yield p
+
+
+def launch(playwright, user_data: str, **options):  # noqa: ANN001, ANN201
+    """Debian's Chromium with a fresh profile; never a browser build downloaded by Playwright."""
+    return playwright.chromium.launch_persistent_context(user_data, executable_path=CHROMIUM, headless=True,
+                                                         args=LAUNCH_ARGS, bypass_csp=True, **options)
+
+
+@pytest.fixture(scope="module")
+def browser(playwright):
+    user_data = tempfile.mkdtemp(prefix="mushra-chromium-")
+    context = launch(playwright, user_data)
+    yield context
+    context.close()
+    shutil.rmtree(user_data, ignore_errors=True)
 
 
 @pytest.fixture
@@ -278,8 +288,34 @@ def test_reload_resumes_the_trial_with_its_ratings(page, server):
     assert "trial 1 of 2" in page.locator("#welcome-status").text_content()
     page.click("#start")
     page.wait_for_selector("#trial:not([hidden])")
-    page.wait_for_function("!document.querySelector('#slider-0').classList.contains('unset')")
+    page.wait_for_function("document.querySelector('#slider-0')?.classList.contains('unset') === false")
     assert page.locator("#slider-0").input_value() == "7"
     assert page.locator("#slider-1").input_value() == "60"  # PageUp from an unset slider at 50
     assert page.locator("#slider-2").get_attribute("class") == "unset"
     assert page.locator("#btn-0").get_attribute("class") == "played"
+
+
+def test_phone_layout_is_usable_by_touch(playwright, server):
+    user_data = tempfile.mkdtemp(prefix="mushra-phone-")
+    phone = launch(playwright, user_data, viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True,
+                   device_scale_factor=3)
+    page = phone.new_page()
+    try:
+        page.goto(f"{server['url']}/e/bt?PROLIFIC_PID=phone1")
+        page.tap("#start")
+        page.wait_for_selector("#trial:not([hidden])")
+        width = page.evaluate("document.documentElement.clientWidth")
+        assert page.evaluate("document.documentElement.scrollWidth") <= width  # nothing runs off the side
+        for i in range(5):
+            box = page.locator(f"#slider-{i}").bounding_box()
+            assert box["width"] > 3 * box["height"] and box["x"] + box["width"] <= width  # horizontal sliders
+            btn = page.locator(f"#btn-{i}").bounding_box()
+            assert btn["height"] >= 44  # touch-sized targets
+        page.tap("#btn-0")
+        slider = page.locator("#slider-0").bounding_box()
+        page.touchscreen.tap(slider["x"] + slider["width"] * 0.9, slider["y"] + slider["height"] / 2)
+        page.wait_for_function("!document.querySelector('#slider-0').classList.contains('unset')")
+        assert int(page.locator("#slider-0").input_value()) >= 80
+    finally:
+        phone.close()
+        shutil.rmtree(user_data, ignore_errors=True)

@@ -1,0 +1,321 @@
+"""Load test of mushra-web: many simulated participants rating at once against one server on loopback, with the
+server killed (SIGKILL) and restarted in the middle; then every rating is checked against what the clients were told
+was saved.
+
+    .venv/bin/python benchmarks/mushra_load.py                  # SQLite (1 worker) and PostgreSQL (2 workers)
+    .venv/bin/python benchmarks/mushra_load.py --db sqlite --participants 300
+
+Writes benchmarks/results/mushra_load.json: p50/p99 latency of the save call (PUT of one trial's ratings), lost and
+duplicated ratings (both must be 0), retries caused by the restart, and the machine it ran on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import platform
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "mushra_load.json"
+CONDITIONS = ["codec_a", "codec_b", "codec_c"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_config(tmp: Path, n_items: int, per_participant: int) -> Path:
+    """A small test: n_items x 3 conditions of 1 s at 16 kHz; every participant rates a balanced subset."""
+    rng = np.random.default_rng(0)
+    items = []
+    for i in range(n_items):
+        ref = (0.3 * np.sin(2 * np.pi * (200 + 50 * i) * np.arange(16000) / 16000)).astype(np.float32)
+        files = {"reference": ref, **{c: ref + 0.01 * (k + 1) * rng.standard_normal(16000).astype(np.float32)
+                                      for k, c in enumerate(CONDITIONS)}}
+        for name, wav in files.items():
+            sf.write(tmp / f"i{i}_{name}.wav", wav, 16000, subtype="FLOAT")
+        items.append({"id": f"i{i}", "reference": f"i{i}_reference.wav",
+                      "conditions": {c: f"i{i}_{c}.wav" for c in CONDITIONS}})
+    cfg = {"id": "load", "sample_rate": 16000, "conditions": CONDITIONS, "items": items,
+           "design": {"items_per_participant": per_participant}, "crowd": {"platform": "generic"}}
+    path = tmp / "load.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+class Postgres:
+    """A throw-away PostgreSQL cluster on 127.0.0.1 (run as the postgres user when we are root)."""
+
+    def __init__(self, root: Path):
+        bindirs = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+        if not bindirs:
+            raise SystemExit("PostgreSQL is not installed (apt postgresql)")
+        self.bin, self.root, self.port = bindirs[-1].parent, root, free_port()
+        self.data = root / "pgdata"
+
+    def _run(self, *cmd: str) -> None:
+        prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        subprocess.run([*prefix, *cmd], check=True, capture_output=True)
+
+    def start(self) -> str:
+        if os.geteuid() == 0:
+            shutil.chown(self.root, "postgres", "postgres")
+        self._run(str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres", "-E", "UTF8")
+        opts = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c max_connections=200"
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", opts, "-l", str(self.root / "pg.log"),
+                  "-w", "start")
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def stop(self) -> None:
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "stop")
+
+
+class Server:
+    """``mushra-web serve`` in its own process group, so a kill takes its workers with it."""
+
+    def __init__(self, db: str, data_dir: Path, port: int, workers: int):
+        self.cmd = [sys.executable, "-m", "mushra_web.cli", "--db", db, "--data-dir", str(data_dir), "serve",
+                    "--port", str(port), "--workers", str(workers), "--log-level", "warning"]
+        self.url = f"http://127.0.0.1:{port}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self.cmd, start_new_session=True, cwd=ROOT,
+                                     env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+    def kill(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        self.proc.wait(20)
+
+
+async def wait_up(url: str, timeout: float = 60) -> None:
+    import httpx
+
+    end = time.monotonic() + timeout
+    async with httpx.AsyncClient() as client:
+        while time.monotonic() < end:
+            try:
+                if (await client.get(f"{url}/static/style.css")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)
+    raise TimeoutError("server did not come up")
+
+
+class Stats:
+    def __init__(self, expected_saves: int):
+        self.save_latency_ms: list[float] = []
+        self.retries = 0
+        self.expected_saves = expected_saves
+        self.restart_at = expected_saves // 2
+        self.restart_event = asyncio.Event()
+
+
+async def request(client, method: str, path: str, stats: Stats, body=None, latency: list | None = None):  # noqa: ANN001
+    """Send until the server answers 2xx: connection errors and 5xx during the restart are retried as-is
+    (every call is idempotent: saves carry a sequence number, joins a participant id)."""
+    import httpx
+
+    delay = 0.05
+    while True:
+        t0 = time.perf_counter()
+        try:
+            res = await client.request(method, path, json=body)
+            if res.status_code < 500:
+                if res.status_code >= 400:
+                    raise RuntimeError(f"{method} {path}: {res.status_code} {res.text}")
+                if latency is not None:
+                    latency.append(1000 * (time.perf_counter() - t0))
+                return res.json()
+        except httpx.TransportError:
+            pass
+        stats.retries += 1
+        await asyncio.sleep(delay + random.random() * delay)
+        delay = min(1.0, delay * 2)
+
+
+async def participant(url: str, k: int, stats: Stats, saves_per_trial: int, acked: dict) -> None:
+    import httpx
+
+    rng = random.Random(k)
+    limits = httpx.Limits(max_connections=1)
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
+        state = await request(client, "POST", "/e/load/api/join", stats, {"params": {"pid": f"worker-{k}"}})
+        for pos in range(state["n_trials"]):
+            trial = await request(client, "GET", f"/e/load/api/trials/{pos}", stats)
+            seq = trial["seq"]
+            scores = {b["index"]: None for b in trial["buttons"]}
+            order = list(scores) + [rng.choice(list(scores)) for _ in range(saves_per_trial - len(scores))]
+            for button in order:
+                scores[button] = rng.randint(0, 100)
+                seq += 1
+                body = {"seq": seq, "ratings": [{"button": b, "score": s, "plays": 1, "listen_ms": 100}
+                                                for b, s in scores.items()]}
+                await request(client, "PUT", f"/e/load/api/trials/{pos}", stats, body, stats.save_latency_ms)
+                for b, s in scores.items():
+                    acked[(f"worker-{k}", pos, b)] = s
+                if len(stats.save_latency_ms) >= stats.restart_at:
+                    stats.restart_event.set()
+                await asyncio.sleep(rng.random() * 0.05)
+            # the submit carries no ratings: what it finds stored must be what the saves left
+            await request(client, "POST", f"/e/load/api/trials/{pos}/submit", stats, {"seq": seq + 1, "ratings": []})
+        await request(client, "POST", "/e/load/api/finish", stats)
+
+
+def verify(db: str, acked: dict, n_participants: int) -> dict:
+    from sqlalchemy import func, select
+
+    from mushra_web.db import Participant, Rating, Trial, make_engine, session_factory
+
+    engine = make_engine(db)
+    with session_factory(engine)() as s:
+        stored = {(p, pos, b): score for p, pos, b, score in s.execute(
+            select(Participant.external_id, Trial.position, Rating.button_index, Rating.score)
+            .join(Trial, Trial.participant_id == Participant.id).join(Rating, Rating.trial_id == Trial.id))}
+        dup_groups = s.execute(select(Rating.trial_id, Rating.button_index).group_by(
+            Rating.trial_id, Rating.button_index).having(func.count() > 1)).all()
+        n_rows = s.scalar(select(func.count()).select_from(Rating))
+        participants = s.scalar(select(func.count()).select_from(Participant))
+        completed = s.scalar(select(func.count()).select_from(Participant).where(Participant.status == "completed"))
+        codes = s.scalars(select(Participant.completion_code)).all()
+        trials_open = s.scalar(select(func.count()).select_from(Trial).where(Trial.status != "submitted"))
+    engine.dispose()
+    lost = sum(1 for key, score in acked.items() if stored.get(key) != score)
+    return {"ratings_acknowledged": len(acked), "rating_rows_stored": n_rows, "lost_ratings": lost,
+            "duplicated_ratings": len(dup_groups) + (n_rows - len(stored)),
+            "participants_stored": participants, "participants_expected": n_participants,
+            "participants_completed": completed, "unique_completion_codes": len(set(codes)),
+            "trials_not_submitted": trials_open}
+
+
+async def run_load(server: Server, args: argparse.Namespace, db_kind: str) -> dict:
+    n_buttons = len(CONDITIONS) + 3
+    expected = args.participants * args.items_per_participant * args.saves_per_trial
+    stats = Stats(expected)
+    acked: dict = {}
+
+    async def restarter() -> float:
+        await stats.restart_event.wait()
+        t0 = time.perf_counter()
+        server.kill()
+        server.start()
+        await wait_up(server.url)
+        return time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    restart = asyncio.create_task(restarter())
+    await asyncio.gather(*(participant(server.url, k, stats, max(args.saves_per_trial, n_buttons), acked)
+                           for k in range(args.participants)))
+    wall = time.perf_counter() - t0
+    downtime = await restart
+    lat = np.asarray(stats.save_latency_ms)
+    return {"db": db_kind, "workers": args.workers if db_kind == "postgresql" else 1,
+            "participants": args.participants, "concurrent": args.participants,
+            "trials_per_participant": args.items_per_participant,
+            "saves": int(lat.size), "save_latency_ms_p50": float(np.percentile(lat, 50)),
+            "save_latency_ms_p99": float(np.percentile(lat, 99)), "save_latency_ms_max": float(lat.max()),
+            "saves_per_second": float(lat.size / wall), "wall_seconds": wall,
+            "restart": {"signal": "SIGKILL", "after_saves": stats.restart_at, "downtime_seconds": downtime,
+                        "requests_retried": stats.retries},
+            **verify(server_db(server), acked, args.participants)}
+
+
+def server_db(server: Server) -> str:
+    return server.cmd[server.cmd.index("--db") + 1]
+
+
+def one_run(db_kind: str, args: argparse.Namespace) -> dict:
+    from mushra_web.db import init_db, make_engine, session_factory
+    from mushra_web.ingest import create_experiment
+    from mushra_web.schema import load_config
+
+    tmp = Path(tempfile.mkdtemp(prefix=f"mushra-load-{db_kind}-"))
+    pg = None
+    try:
+        if db_kind == "postgresql":
+            pg = Postgres(tmp)
+            db = pg.start()
+        else:
+            db = f"sqlite:///{tmp / 'load.db'}"
+        engine = make_engine(db)
+        init_db(engine)
+        with session_factory(engine)() as s:
+            create_experiment(s, load_config(make_config(tmp, args.items, args.items_per_participant)), tmp / "data")
+            s.commit()
+        engine.dispose()
+        workers = args.workers if db_kind == "postgresql" else 1
+        server = Server(db, tmp / "data", free_port(), workers)
+        server.start()
+        try:
+            asyncio.run(wait_up(server.url))
+            result = asyncio.run(run_load(server, args, db_kind))
+        finally:
+            server.stop()
+        return result
+    finally:
+        if pg is not None:
+            pg.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main() -> int:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the clean-up (server, PostgreSQL) on kill
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
+    ap.add_argument("--participants", type=int, default=200)
+    ap.add_argument("--items", type=int, default=6)
+    ap.add_argument("--items-per-participant", type=int, default=2)
+    ap.add_argument("--saves-per-trial", type=int, default=8, help="autosaves per trial (at least one per button)")
+    ap.add_argument("--workers", type=int, default=2, help="server worker processes with PostgreSQL")
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args()
+    kinds = ["sqlite", "postgresql"] if args.db == "both" else [args.db]
+    runs = []
+    for kind in kinds:
+        print(f"mushra_load: {args.participants} participants against {kind} ...", flush=True)
+        result = one_run(kind, args)
+        runs.append(result)
+        print(json.dumps(result, indent=1), flush=True)
+    from mushra_web import __version__
+
+    report = {"benchmark": "mushra_load", "app_version": __version__,
+              "when": dt.datetime.now(dt.timezone.utc).isoformat(),
+              "machine": {"platform": platform.platform(), "python": platform.python_version(),
+                          "cpus": os.cpu_count()},
+              "what": "concurrent simulated participants over loopback HTTP; save = PUT of one trial's ratings; "
+                      "server SIGKILLed and restarted halfway; clients retry idempotently",
+              "runs": runs}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1) + "\n")
+    bad = [r for r in runs if r["lost_ratings"] or r["duplicated_ratings"] or r["participants_completed"]
+           != r["participants_expected"] or r["participants_stored"] != r["participants_expected"]]
+    print(f"wrote {args.out}; {'FAILED' if bad else 'ok'}: lost/duplicated = "
+          + ", ".join(f"{r['db']} {r['lost_ratings']}/{r['duplicated_ratings']}" for r in runs))
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
