@@ -9,7 +9,9 @@ would read:
   up to ``stride * i + stride - 1`` only, so it runs as soon as those samples are there;
 - the reference pads every conv on the left with a *reflection* of its first samples, so a conv can start only
   once it holds ``padding_total + 1`` samples. This costs a one-time start-up (6 frames at 24 kHz, caused by the
-  k7 convs at frame rate), after which one frame comes out per frame that goes in;
+  k7 convs at frame rate), after which one frame comes out per frame that goes in. A player that starts at the
+  first output and never skips stays 7 frames (93.3 ms) behind the input for good; one that drops or shortens
+  the start-up burst gets down to one frame (13.3 ms);
 - the right alignment padding depends on the total length, so it is applied at ``flush()`` (end of stream), and
   a stream shorter than a conv's padding falls back to the one-shot rule for short inputs;
 - a transposed conv overlap-adds the tail of the previous piece; the LSTMs carry (h, c); a residual block sums

@@ -170,14 +170,15 @@ def test_short_streams_flush_everything():
 
 @pytest.mark.parametrize("changes", [
     dict(n_filters=8, lstm=0, true_skip=True, n_residual_layers=2, trim_right_ratio=0.5, norm="none"),
-    dict(n_filters=8, lstm=1, n_residual_layers=3, dilation_base=3, ratios=(4, 4, 2), pad_mode="constant"),
-], ids=["no-lstm-dilated-half-trim", "constant-pad-hop-32"])
+    dict(n_filters=8, lstm=1, n_residual_layers=3, dilation_base=3, ratios=(4, 4, 2), pad_mode="constant",
+         channels=2),
+], ids=["no-lstm-dilated-half-trim", "stereo-constant-pad-hop-32"])
 def test_causal_ablation_variants_stream_exactly(changes):
     config = EncodecConfig.encodec_24khz().with_(name="ablation", **changes)
     model = varied_model(config, seed=11)
     gen = torch.Generator().manual_seed(4)
     for length in (1, 37, config.hop_length * 9 + 5, 9000):
-        x = 0.1 * torch.randn(1, 1, length, generator=gen)
+        x = 0.1 * torch.randn(1, config.channels, length, generator=gen)
         with torch.no_grad():
             reference = model.encode(x, 6.0)[0].codes
             reference_audio = model.decode([EncodedFrame(reference, None)])
