@@ -2,7 +2,7 @@
 server killed (SIGKILL) and restarted in the middle; then every rating is checked against what the clients were told
 was saved.
 
-    .venv/bin/python benchmarks/mushra_load.py                  # SQLite (1 worker) and PostgreSQL (2 workers)
+    .venv/bin/python benchmarks/mushra_load.py     # SQLite (1 worker) and PostgreSQL (2 workers), paced and stress
     .venv/bin/python benchmarks/mushra_load.py --db sqlite --participants 300
 
 Writes benchmarks/results/mushra_load.json: p50/p99 latency of the save call (PUT of one trial's ratings), lost and
@@ -34,6 +34,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "mushra_load.json"
 CONDITIONS = ["codec_a", "codec_b", "codec_c"]
+SCENARIOS = {"paced": (1.0, 4.0), "stress": (0.0, 0.05)}  # seconds a participant waits between two saves
 
 
 def free_port() -> int:
@@ -157,7 +158,8 @@ async def request(client, method: str, path: str, stats: Stats, body=None, laten
         delay = min(1.0, delay * 2)
 
 
-async def participant(url: str, k: int, stats: Stats, saves_per_trial: int, acked: dict) -> None:
+async def participant(url: str, k: int, stats: Stats, saves_per_trial: int, think_s: tuple[float, float],
+                      acked: dict) -> None:
     import httpx
 
     rng = random.Random(k)
@@ -179,7 +181,7 @@ async def participant(url: str, k: int, stats: Stats, saves_per_trial: int, acke
                     acked[(f"worker-{k}", pos, b)] = s
                 if len(stats.save_latency_ms) >= stats.restart_at:
                     stats.restart_event.set()
-                await asyncio.sleep(rng.random() * 0.05)
+                await asyncio.sleep(rng.uniform(*think_s))
             # the submit carries no ratings: what it finds stored must be what the saves left
             await request(client, "POST", f"/e/load/api/trials/{pos}/submit", stats, {"seq": seq + 1, "ratings": []})
         await request(client, "POST", "/e/load/api/finish", stats)
@@ -211,7 +213,7 @@ def verify(db: str, acked: dict, n_participants: int) -> dict:
             "trials_not_submitted": trials_open}
 
 
-async def run_load(server: Server, args: argparse.Namespace, db_kind: str) -> dict:
+async def run_load(server: Server, args: argparse.Namespace, db_kind: str, scenario: str) -> dict:
     n_buttons = len(CONDITIONS) + 3
     expected = args.participants * args.items_per_participant * args.saves_per_trial
     stats = Stats(expected)
@@ -227,12 +229,14 @@ async def run_load(server: Server, args: argparse.Namespace, db_kind: str) -> di
 
     t0 = time.perf_counter()
     restart = asyncio.create_task(restarter())
-    await asyncio.gather(*(participant(server.url, k, stats, max(args.saves_per_trial, n_buttons), acked)
+    think = SCENARIOS[scenario]
+    await asyncio.gather(*(participant(server.url, k, stats, max(args.saves_per_trial, n_buttons), think, acked)
                            for k in range(args.participants)))
     wall = time.perf_counter() - t0
     downtime = await restart
     lat = np.asarray(stats.save_latency_ms)
-    return {"db": db_kind, "workers": args.workers if db_kind == "postgresql" else 1,
+    return {"scenario": scenario, "think_seconds_between_saves": list(think), "db": db_kind,
+            "workers": args.workers if db_kind == "postgresql" else 1,
             "participants": args.participants, "concurrent": args.participants,
             "trials_per_participant": args.items_per_participant,
             "saves": int(lat.size), "save_latency_ms_p50": float(np.percentile(lat, 50)),
@@ -247,7 +251,7 @@ def server_db(server: Server) -> str:
     return server.cmd[server.cmd.index("--db") + 1]
 
 
-def one_run(db_kind: str, args: argparse.Namespace) -> dict:
+def one_run(db_kind: str, scenario: str, args: argparse.Namespace) -> dict:
     from mushra_web.db import init_db, make_engine, session_factory
     from mushra_web.ingest import create_experiment
     from mushra_web.schema import load_config
@@ -271,7 +275,7 @@ def one_run(db_kind: str, args: argparse.Namespace) -> dict:
         server.start()
         try:
             asyncio.run(wait_up(server.url))
-            result = asyncio.run(run_load(server, args, db_kind))
+            result = asyncio.run(run_load(server, args, db_kind, scenario))
         finally:
             server.stop()
         return result
@@ -290,13 +294,17 @@ def main() -> int:
     ap.add_argument("--items-per-participant", type=int, default=2)
     ap.add_argument("--saves-per-trial", type=int, default=8, help="autosaves per trial (at least one per button)")
     ap.add_argument("--workers", type=int, default=2, help="server worker processes with PostgreSQL")
+    ap.add_argument("--scenario", choices=[*SCENARIOS, "both"], default="both",
+                    help="paced: 1-4 s between a participant's saves (slider moves after listening); "
+                         "stress: 0-50 ms (every participant saving as fast as the server answers)")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
     kinds = ["sqlite", "postgresql"] if args.db == "both" else [args.db]
+    scenarios = list(SCENARIOS) if args.scenario == "both" else [args.scenario]
     runs = []
-    for kind in kinds:
-        print(f"mushra_load: {args.participants} participants against {kind} ...", flush=True)
-        result = one_run(kind, args)
+    for kind, scenario in [(k, sc) for sc in scenarios for k in kinds]:
+        print(f"mushra_load: {args.participants} participants against {kind}, {scenario} ...", flush=True)
+        result = one_run(kind, scenario, args)
         runs.append(result)
         print(json.dumps(result, indent=1), flush=True)
     from mushra_web import __version__
@@ -313,7 +321,7 @@ def main() -> int:
     bad = [r for r in runs if r["lost_ratings"] or r["duplicated_ratings"] or r["participants_completed"]
            != r["participants_expected"] or r["participants_stored"] != r["participants_expected"]]
     print(f"wrote {args.out}; {'FAILED' if bad else 'ok'}: lost/duplicated = "
-          + ", ".join(f"{r['db']} {r['lost_ratings']}/{r['duplicated_ratings']}" for r in runs))
+          + ", ".join(f"{r['db']} {r['scenario']} {r['lost_ratings']}/{r['duplicated_ratings']}" for r in runs))
     return 1 if bad else 0
 
 

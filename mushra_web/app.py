@@ -24,8 +24,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
-from starlette.middleware.base import BaseHTTPMiddleware
-from starlette.requests import ClientDisconnect
 
 from mushra_web import auth
 from mushra_web.db import (REQUEST_THREADS, Experiment, ItemUse, Participant, Rating, Stimulus, Trial, begin_write,
@@ -113,33 +111,74 @@ class StatusBody(_Payload):
 
 # ---- the app ----
 
-class _Guard(BaseHTTPMiddleware):
-    """Size limit on request bodies, JSON-only writes, and headers that keep pages from being framed or sniffed."""
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"), (b"referrer-policy", b"no-referrer"),
+    (b"cache-control", b"no-store"),
+    (b"content-security-policy",
+     b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; media-src 'self' blob:; "
+     b"connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"),
+]
 
-    async def dispatch(self, request: Request, call_next):  # noqa: ANN001, ANN201
-        if request.method in ("POST", "PUT", "DELETE", "PATCH"):
-            length = request.headers.get("content-length")
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class _Guard:
+    """Size limit on request bodies, JSON-only writes, and headers that keep pages from being framed or sniffed.
+
+    A plain ASGI middleware: it counts the body as it streams in instead of buffering it a second time.
+    """
+
+    def __init__(self, app) -> None:  # noqa: ANN001
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        if scope["method"] in ("POST", "PUT", "DELETE", "PATCH"):
+            length = headers.get(b"content-length")
             if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
-                return JSONResponse({"detail": f"request body over {MAX_BODY} bytes"}, status_code=413)
-            try:
-                body = await request.body()
-            except ClientDisconnect:
-                return Response(status_code=400)
-            if len(body) > MAX_BODY:
-                return JSONResponse({"detail": f"request body over {MAX_BODY} bytes"}, status_code=413)
-            ctype = request.headers.get("content-type", "")
-            if body and not ctype.startswith("application/json"):
-                return JSONResponse({"detail": "request bodies must be application/json"}, status_code=415)
-        response = await call_next(request)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("Referrer-Policy", "no-referrer")
-        response.headers.setdefault("Cache-Control", "no-store")
-        response.headers.setdefault(
-            "Content-Security-Policy",
-            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-            "media-src 'self' blob:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
-        return response
+                await _reject(send, 413, f"request body over {MAX_BODY} bytes")
+                return
+            has_body = (length is not None and length != b"0") or b"transfer-encoding" in headers
+            if has_body and not headers.get(b"content-type", b"").startswith(b"application/json"):
+                await _reject(send, 415, "request bodies must be application/json")
+                return
+        received, started = 0, False
+
+        async def counted_receive():  # noqa: ANN202
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > MAX_BODY:
+                raise _BodyTooLarge
+            return message
+
+        async def send_with_headers(message) -> None:  # noqa: ANN001
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                present = {k.lower() for k, _ in message.get("headers", [])}
+                message["headers"] = [*message.get("headers", []),
+                                      *((k, v) for k, v in SECURITY_HEADERS if k not in present)]
+            await send(message)
+
+        try:
+            await self.app(scope, counted_receive, send_with_headers)
+        except _BodyTooLarge:
+            if not started:
+                await _reject(send, 413, f"request body over {MAX_BODY} bytes")
+
+
+async def _reject(send, status: int, detail: str) -> None:  # noqa: ANN001
+    body = json.dumps({"detail": detail}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            *SECURITY_HEADERS]})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _releases_session(handler):  # noqa: ANN001, ANN202
@@ -322,7 +361,8 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
                 "buttons": [{"index": r.button_index, "url": audio_url(session, exp, p, position, str(r.button_index)),
                              "score": r.score, "plays": r.plays, "listen_ms": r.listen_ms, "n_moves": r.n_moves}
                             for r in ratings],
-                "seq": max((r.save_seq for r in ratings), default=0), "reference_plays": trial.reference_plays, "n_switches": trial.n_switches, "loop": trial.loop or None,
+                "seq": max((r.save_seq for r in ratings), default=0), "reference_plays": trial.reference_plays,
+                "n_switches": trial.n_switches, "loop": trial.loop or None,
                 "require": {"play_all": cfg.design.require_play_all, "rate_all": cfg.design.require_rate_all}}
 
     def apply_save(session: Session, trial: Trial, body: SaveBody) -> None:
@@ -444,6 +484,7 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
             sent = request.headers.get("x-csrf-token", "")
             if not secrets.compare_digest(sent, row.csrf_token):
                 raise HTTPException(403, "missing or wrong CSRF token")
+        session.commit()  # end the read here: the handler opens its own (write) transaction in its thread
         return row
 
     @app.get("/admin", response_class=HTMLResponse)
@@ -473,6 +514,7 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
     @app.post("/admin/api/logout")
     @_releases_session
     def logout(response: Response, row=Depends(admin), session: Session = Depends(db)) -> dict:  # noqa: ANN001
+        begin_write(session)
         session.delete(session.merge(row))
         session.commit()
         response.delete_cookie(ADMIN_COOKIE, path="/admin")
@@ -487,7 +529,9 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
 
     @app.post("/admin/api/experiments/{slug}/status")
     @_releases_session
-    def set_status(slug: str, body: StatusBody, _=Depends(admin), session: Session = Depends(db)) -> dict:  # noqa: ANN001
+    def set_status(slug: str, body: StatusBody, _=Depends(admin),  # noqa: ANN001
+                   session: Session = Depends(db)) -> dict:
+        begin_write(session)
         exp = experiment(session, slug)
         exp.status = body.status
         session.commit()
@@ -497,6 +541,7 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
     @_releases_session
     def delete_participant(slug: str, public_id: str, _=Depends(admin),  # noqa: ANN001
                            session: Session = Depends(db)) -> dict:
+        begin_write(session)
         exp = experiment(session, slug)
         p = session.scalar(select(Participant).where(Participant.experiment_id == exp.id,
                                                      Participant.public_id == public_id))

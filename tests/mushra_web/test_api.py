@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from sqlalchemy import func, select, text
 
 from mushra_web.db import ItemUse, Participant, Rating, session_factory
@@ -157,9 +156,11 @@ def test_payloads_are_validated(app_env):
     assert res.status_code == 422
     res = client.put("/e/t1/api/trials/0", json={"seq": 1, "ratings": [], "sneaky": 1})
     assert res.status_code == 422
-    res = client.put("/e/t1/api/trials/0", content=b"seq=1", headers={"content-type": "application/x-www-form-urlencoded"})
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    res = client.put("/e/t1/api/trials/0", content=b"seq=1", headers=form)
     assert res.status_code == 415
-    res = client.put("/e/t1/api/trials/0", content=b"{" + b" " * 70000 + b"}", headers={"content-type": "application/json"})
+    huge = b"{" + b" " * 70000 + b"}"
+    res = client.put("/e/t1/api/trials/0", content=huge, headers={"content-type": "application/json"})
     assert res.status_code == 413
     assert client.get("/e/t1/api/trials/9").status_code == 404
     assert client.get("/e/t1/api/trials/-1").status_code == 404

@@ -285,14 +285,13 @@ def test_reload_resumes_the_trial_with_its_ratings(page, server):
     page.wait_for_function("document.querySelector('#save-status').textContent.includes('Saved')")
     page.wait_for_timeout(400)
     page.reload()
-    assert "trial 1 of 2" in page.locator("#welcome-status").text_content()
+    expect = sync_api.expect
+    expect(page.locator("#welcome-status")).to_contain_text("at trial 1 of 2")
     page.click("#start")
-    page.wait_for_selector("#trial:not([hidden])")
-    page.wait_for_function("document.querySelector('#slider-0')?.classList.contains('unset') === false")
-    assert page.locator("#slider-0").input_value() == "7"
-    assert page.locator("#slider-1").input_value() == "60"  # PageUp from an unset slider at 50
-    assert page.locator("#slider-2").get_attribute("class") == "unset"
-    assert page.locator("#btn-0").get_attribute("class") == "played"
+    expect(page.locator("#slider-0")).to_have_value("7")
+    expect(page.locator("#slider-1")).to_have_value("60")  # PageUp from an unset slider at 50
+    expect(page.locator("#slider-2")).to_have_class("unset")
+    expect(page.locator("#btn-0")).to_have_class("played")
 
 
 def test_phone_layout_is_usable_by_touch(playwright, server):

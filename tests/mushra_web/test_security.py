@@ -131,3 +131,33 @@ def test_results_configs_and_stimuli_are_never_static_files(admin_env):
     assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
     assert page.headers["x-frame-options"] == "DENY" and page.headers["referrer-policy"] == "no-referrer"
     assert "codec_a" not in page.text
+
+
+def test_cli_manages_admin_users_with_hashed_passwords(admin_env, monkeypatch, capsys):
+    import sys
+
+    from sqlalchemy import select
+
+    from mushra_web.cli import main as cli
+    from mushra_web.db import AdminUser
+
+    base = ["--db", admin_env.url]
+    monkeypatch.setattr(sys, "stdin", io.StringIO("another good password\n"))
+    assert cli([*base, "admin", "add", "bob", "--password-stdin"]) == 0
+    monkeypatch.setattr(sys, "stdin", io.StringIO("short\n"))
+    assert cli([*base, "admin", "add", "carol", "--password-stdin"]) == 2
+    assert "at least 10 characters" in capsys.readouterr().err
+    assert cli([*base, "admin", "list"]) == 0
+    assert capsys.readouterr().out.split() == ["alice", "bob"]
+    with session_factory(admin_env.engine)() as session:
+        stored = session.scalar(select(AdminUser.password_hash).where(AdminUser.username == "bob"))
+    assert stored.startswith("$argon2id$") and "another" not in stored
+    client = admin_env.client()
+    login = {"username": "bob", "password": "another good password"}
+    assert client.post("/admin/api/login", json=login).status_code == 200
+    monkeypatch.setattr(sys, "stdin", io.StringIO("a brand new password\n"))
+    assert cli([*base, "admin", "passwd", "bob", "--password-stdin"]) == 0
+    assert client.get("/admin/api/experiments").status_code == 401  # a new password ends open sessions
+    assert cli([*base, "admin", "remove", "bob"]) == 0
+    login = {"username": "bob", "password": "a brand new password"}
+    assert client.post("/admin/api/login", json=login).status_code == 401
