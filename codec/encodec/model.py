@@ -7,7 +7,7 @@ overlap-adds the decoded segments with a triangular window.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional, Sequence
+from typing import TYPE_CHECKING, NamedTuple, Optional, Sequence
 
 import numpy as np
 import torch
@@ -18,6 +18,9 @@ from .config import EncodecConfig
 from .modules.conv import fold_weight_norm
 from .modules.seanet import SEANetDecoder, SEANetEncoder
 from .quantization.rvq import ResidualVectorQuantizer
+
+if TYPE_CHECKING:
+    from .streaming import StreamingDecoder, StreamingEncoder
 
 
 class EncodedFrame(NamedTuple):
@@ -94,6 +97,18 @@ class EncodecModel(nn.Module):
         """Turn weight-norm parameters into plain weights: same outputs, no norm recomputed per call."""
         fold_weight_norm(self)
         return self
+
+    def streaming_encoder(self, bandwidth: Optional[float] = None) -> "StreamingEncoder":
+        """A stateful encoder for pieces of audio of any size (causal models only)."""
+        from .streaming import StreamingEncoder
+
+        return StreamingEncoder(self, bandwidth)
+
+    def streaming_decoder(self) -> "StreamingDecoder":
+        """A stateful decoder that turns codes into audio as they arrive (causal models only)."""
+        from .streaming import StreamingDecoder
+
+        return StreamingDecoder(self)
 
     # ---- codes -------------------------------------------------------------------------------------------
     def encode(self, x: Tensor, bandwidth: Optional[float] = None) -> list[EncodedFrame]:

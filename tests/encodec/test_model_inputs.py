@@ -70,3 +70,15 @@ def test_reflect_padding_of_short_inputs():
 def test_latency_is_reported():
     assert EncodecModel(EncodecConfig.encodec_24khz()).latency_seconds == pytest.approx(320 / 24000)
     assert EncodecModel(EncodecConfig.encodec_48khz()).latency_seconds == pytest.approx(1.0)
+
+
+def test_streaming_from_the_model(model):
+    x = 0.1 * torch.randn(1, 1, 3000, generator=torch.Generator().manual_seed(0))
+    encoder, decoder = model.streaming_encoder(6.0), model.streaming_decoder()
+    codes = torch.cat([encoder.push(x[..., :1234]), encoder.push(x[..., 1234:]), encoder.flush()], dim=-1)
+    with torch.no_grad():
+        assert torch.equal(codes, model.encode(x, 6.0)[0].codes)
+    audio = torch.cat([decoder.push(codes), decoder.flush()], dim=-1)
+    assert audio.shape[-1] == 10 * 320
+    with pytest.raises(ValueError, match="cannot stream"):
+        EncodecModel(EncodecConfig.encodec_48khz()).streaming_encoder()

@@ -123,3 +123,14 @@ def test_buffers_stay_identical_across_ranks():
     for key in a:
         assert torch.equal(a[key], b[key]), key
     assert a["vq.layers.0._codebook.inited"].item() == 1
+
+
+def test_cached_codebook_norms_follow_every_codebook_change():
+    book = EuclideanCodebook(2, 3, kmeans_init=False).eval()
+    book.embed.copy_(torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]]))
+    x = torch.tensor([[9.0, 0.0]])
+    assert book.encode(x).item() == 1
+    book.embed[1] = torch.tensor([-10.0, 0.0])  # in place: the cache must notice
+    assert book.encode(x).item() == 0
+    book.load_state_dict({**book.state_dict(), "embed": torch.tensor([[5.0, 5.0], [9.0, 1.0], [0.0, 0.0]])})
+    assert book.encode(x).item() == 1

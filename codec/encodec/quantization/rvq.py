@@ -39,14 +39,19 @@ def _all_reduce_sum(tensor: Tensor) -> Tensor:
     return tensor
 
 
-def nearest_code(x: Tensor, codebook: Tensor) -> Tensor:
+def squared_norms(codebook: Tensor) -> Tensor:
+    """``|E|^2`` per codebook row as ``[1, bins]``, spelt as the reference spells it (same rounding)."""
+    return codebook.t().pow(2).sum(0, keepdim=True)
+
+
+def nearest_code(x: Tensor, codebook: Tensor, codebook_norms: Optional[Tensor] = None) -> Tensor:
     """Index of the nearest codebook row for each row of ``x`` ``[N, D]``; ties go to the lowest index.
 
     The distance is spelt as in the reference (``-(|x|^2 - 2 x.E^T + |E|^2)``) so that float32 rounding, and hence
-    every code, is identical.
+    every code, is identical. ``codebook_norms`` may pass ``squared_norms(codebook)`` computed beforehand.
     """
-    embed_t = codebook.t()
-    dist_ = -(x.pow(2).sum(1, keepdim=True) - 2 * x @ embed_t + embed_t.pow(2).sum(0, keepdim=True))
+    norms = squared_norms(codebook) if codebook_norms is None else codebook_norms
+    dist_ = -(x.pow(2).sum(1, keepdim=True) - 2 * x @ codebook.t() + norms)
     return dist_.max(dim=-1).indices
 
 
@@ -91,7 +96,16 @@ class EuclideanCodebook(nn.Module):
 
     def encode(self, x: Tensor) -> Tensor:
         """``[..., D]`` vectors to ``[...]`` code indices."""
-        return nearest_code(x.reshape(-1, self.dim), self.embed).view(*x.shape[:-1])
+        return nearest_code(x.reshape(-1, self.dim), self.embed, self._norms()).view(*x.shape[:-1])
+
+    def _norms(self) -> Tensor:
+        # Inference encodes with a fixed codebook: compute |E|^2 once, again only when the codebook changes
+        # (a new tensor, or an in-place update that bumps its version counter).
+        key = (self.embed.data_ptr(), self.embed._version, self.embed.device, self.embed.dtype)
+        if getattr(self, "_norms_key", None) != key:
+            self._norms_cache = squared_norms(self.embed)
+            self._norms_key = key
+        return self._norms_cache
 
     def decode(self, codes: Tensor) -> Tensor:
         """``[...]`` indices to ``[..., D]`` vectors."""
