@@ -120,10 +120,6 @@ SECURITY_HEADERS = [
 ]
 
 
-class _BodyTooLarge(Exception):
-    pass
-
-
 class _Guard:
     """Size limit on request bodies, JSON-only writes, and headers that keep pages from being framed or sniffed.
 
@@ -147,18 +143,23 @@ class _Guard:
             if has_body and not headers.get(b"content-type", b"").startswith(b"application/json"):
                 await _reject(send, 415, "request bodies must be application/json")
                 return
-        received, started = 0, False
+        received, started, rejected = 0, False, False
 
         async def counted_receive():  # noqa: ANN202
-            nonlocal received
+            nonlocal received, rejected
             message = await receive()
             received += len(message.get("body", b""))
-            if received > MAX_BODY:
-                raise _BodyTooLarge
+            if received > MAX_BODY and not rejected:
+                rejected = True  # answer now; the app sees a client that went away and its answer is dropped
+                if not started:
+                    await _reject(send, 413, f"request body over {MAX_BODY} bytes")
+                return {"type": "http.disconnect"}
             return message
 
         async def send_with_headers(message) -> None:  # noqa: ANN001
             nonlocal started
+            if rejected:
+                return
             if message["type"] == "http.response.start":
                 started = True
                 present = {k.lower() for k, _ in message.get("headers", [])}
@@ -166,11 +167,7 @@ class _Guard:
                                       *((k, v) for k, v in SECURITY_HEADERS if k not in present)]
             await send(message)
 
-        try:
-            await self.app(scope, counted_receive, send_with_headers)
-        except _BodyTooLarge:
-            if not started:
-                await _reject(send, 413, f"request body over {MAX_BODY} bytes")
+        await self.app(scope, counted_receive, send_with_headers)
 
 
 async def _reject(send, status: int, detail: str) -> None:  # noqa: ANN001

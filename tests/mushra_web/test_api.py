@@ -162,6 +162,9 @@ def test_payloads_are_validated(app_env):
     huge = b"{" + b" " * 70000 + b"}"
     res = client.put("/e/t1/api/trials/0", content=huge, headers={"content-type": "application/json"})
     assert res.status_code == 413
+    chunks = (b" " * 8192 for _ in range(10))  # no Content-Length: counted as it streams in
+    res = client.put("/e/t1/api/trials/0", content=chunks, headers={"content-type": "application/json"})
+    assert res.status_code == 413
     assert client.get("/e/t1/api/trials/9").status_code == 404
     assert client.get("/e/t1/api/trials/-1").status_code == 404
     assert client.get("/e/nope/api/state").status_code == 404

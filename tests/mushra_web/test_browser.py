@@ -318,3 +318,30 @@ def test_phone_layout_is_usable_by_touch(playwright, server):
     finally:
         phone.close()
         shutil.rmtree(user_data, ignore_errors=True)
+
+
+def test_admin_page_logs_in_and_shows_progress(page, server):
+    from mushra_web import auth
+    from mushra_web.db import make_engine, session_factory
+
+    engine = make_engine(server["db"])
+    with session_factory(engine)() as s:
+        auth.add_user(s, "root", "browser test password")
+        s.commit()
+    engine.dispose()
+    page.goto(f"{server['url']}/admin")
+    page.fill("#user", "root")
+    page.fill("#password", "wrong password!")
+    page.click("#login button")
+    sync_api.expect(page.locator("#login-error")).to_contain_text("wrong user name or password")
+    page.fill("#password", "browser test password")
+    page.click("#login button")
+    sync_api.expect(page.locator("#tests")).to_contain_text("(bt)")
+    sync_api.expect(page.locator("#tests")).to_contain_text("config sha256")
+    with page.expect_download() as download:
+        page.click("text=CSV")
+    assert download.value.suggested_filename.startswith("bt-") and download.value.suggested_filename.endswith(".csv")
+    page.click("text=Close test")
+    sync_api.expect(page.locator("#tests")).to_contain_text("status closed")
+    page.click("text=Open test")
+    sync_api.expect(page.locator("#tests")).to_contain_text("status open")
