@@ -11,15 +11,12 @@ import html
 import io
 import json
 import math
-import re
 from typing import Optional
 
 from encodec_eval.report.stats import bootstrap_interval, t_interval
 from mushra_web.db import Experiment
 from mushra_web.schema import TestConfig
 from mushra_web.screening import kept, screen
-
-NOT_METRICS = re.compile(r"(sample_rate|channels|seconds|rtf|latency|sha|_ms$|bytes|frames|^n_)")
 
 
 def _stats(values: list[float], clusters: list[str]) -> dict:
@@ -75,8 +72,12 @@ def objective_comparison(rows_csv: str, graded: list[dict]) -> dict:
         return {"error": "rows.csv lacks codec_spec or item_id columns"}
     objective = objective.assign(condition=objective["codec_spec"].astype(str),
                                  item=objective["item_id"].astype(str).str.replace("/", "__", regex=False))
-    metrics = [c for c in objective.columns if pd.api.types.is_numeric_dtype(objective[c])
-               and not NOT_METRICS.search(c) and objective[c].notna().any()]
+    from encodec_eval.metrics import known_metrics
+
+    # the bench's registered metric columns, and the bitrate it measured; never ids, timings or sample rates
+    wanted = [*known_metrics(), "kbps_measured"]
+    metrics = [c for c in wanted if c in objective.columns and pd.api.types.is_numeric_dtype(objective[c])
+               and objective[c].notna().any()]
     ratings = pd.DataFrame([{"condition": r["condition"], "item": r["item_id"], "participant": r["participant_id"],
                              "score": r["score"]} for r in graded if r["condition_kind"] == "condition"])
     if ratings.empty or not metrics:

@@ -99,8 +99,8 @@ def make_run(root: Path, items=("speech/a", "music/b"), codecs=("opus@6", "encod
             out = run / "audio" / codec / f"{item}.wav"
             out.parent.mkdir(parents=True, exist_ok=True)
             sf.write(out, noisy[: 23990].astype(np.float32), 24000)  # decoders crop or pad a little
-            rows.append({"item_id": item, "codec_spec": codec, "category": item.split("/")[0],
-                         "si_snr_db": 20 - 5 * k, "mel_distance": 0.5 + k, "item_seconds": 1.0})
+            rows.append({"item_id": item, "codec_spec": codec, "category": item.split("/")[0], "pid": 4000 + k,
+                         "si_snr_db": 20 - 5 * k, "mel_distance@24k": 0.5 + k, "item_seconds": 1.0})
     (run / "run.json").write_text(json.dumps({"command": "encodec-bench run"}))
     with open(run / "rows.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
