@@ -492,8 +492,13 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
     @_releases_session
     def login(body: LoginBody, response: Response, session: Session = Depends(db)) -> dict:
         begin_write(session)
+        if auth.login_blocked(session, body.username):
+            raise HTTPException(429, f"too many failed logins for this user; wait {auth.LOGIN_WINDOW.seconds // 60} "
+                                     "minutes")
         user = auth.check_password(session, body.username, body.password)
+        auth.record_login(session, body.username, user is not None)
         if user is None:
+            session.commit()
             raise HTTPException(401, "wrong user name or password")
         token, csrf = auth.open_admin_session(session, user)
         session.commit()

@@ -13,13 +13,15 @@ from typing import Optional
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from mushra_web.db import AdminSession, AdminUser, Meta, utcnow
+from mushra_web.db import AdminSession, AdminUser, LoginFailure, Meta, utcnow
 
 ADMIN_SESSION_HOURS = 12
+MAX_LOGIN_FAILURES = 10  # per user name within LOGIN_WINDOW; then logins wait
+LOGIN_WINDOW = dt.timedelta(minutes=15)
 _hasher = PasswordHasher()
 
 
@@ -99,6 +101,22 @@ def check_password(session: Session, username: str, password: str) -> Optional[A
     except (VerificationError, InvalidHashError):
         return None
     return user
+
+
+def login_blocked(session: Session, username: str) -> bool:
+    """Too many recent failures for this user name: refuse even a right password until the window passes."""
+    since = utcnow() - LOGIN_WINDOW
+    failures = session.scalar(select(func.count()).select_from(LoginFailure).where(
+        LoginFailure.username == username, LoginFailure.at > since)) or 0
+    return failures >= MAX_LOGIN_FAILURES
+
+
+def record_login(session: Session, username: str, ok: bool) -> None:
+    if ok:
+        session.execute(delete(LoginFailure).where(LoginFailure.username == username))
+    else:
+        session.execute(delete(LoginFailure).where(LoginFailure.at < utcnow() - LOGIN_WINDOW))
+        session.add(LoginFailure(username=username[:64]))
 
 
 def open_admin_session(session: Session, user: AdminUser) -> tuple[str, str]:

@@ -52,6 +52,15 @@ class AdminSession(Base):
     expires_at: Mapped[dt.datetime] = mapped_column(DateTime)
 
 
+class LoginFailure(Base):
+    """Failed admin logins, counted per user name to slow down password guessing (across all workers)."""
+
+    __tablename__ = "login_failure"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), index=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
 class Experiment(Base):
     __tablename__ = "experiment"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -161,3 +161,13 @@ def test_cli_manages_admin_users_with_hashed_passwords(admin_env, monkeypatch, c
     assert cli([*base, "admin", "remove", "bob"]) == 0
     login = {"username": "bob", "password": "a brand new password"}
     assert client.post("/admin/api/login", json=login).status_code == 401
+
+
+def test_password_guessing_is_throttled_per_user(admin_env):
+    client = admin_env.client()
+    for _ in range(10):
+        assert client.post("/admin/api/login", json={"username": "alice", "password": "guess guess"}).status_code == 401
+    res = client.post("/admin/api/login", json={"username": "alice", "password": PASSWORD})
+    assert res.status_code == 429 and "too many failed logins" in res.json()["detail"]
+    other = admin_env.client()  # another worker or process sees the same count: it lives in the database
+    assert other.post("/admin/api/login", json={"username": "alice", "password": PASSWORD}).status_code == 429
