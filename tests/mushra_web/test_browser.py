@@ -126,7 +126,11 @@ def start(page, server, pid: str, watch: list | None = None) -> None:
         page.on("response", lambda r: watch.append(r.text()) if r.request.resource_type in
                 ("document", "script", "fetch", "xhr", "stylesheet") and "audio" not in r.headers.get(
                     "content-type", "") else None)
+    audio_requests: list[str] = []
+    page.on("request", lambda r: audio_requests.append(r.url) if "/a/" in r.url else None)
     page.goto(f"{server['url']}/e/bt?PROLIFIC_PID={pid}&STUDY_ID=st&SESSION_ID=se")
+    page.wait_for_load_state("networkidle")
+    assert audio_requests == []  # nothing is fetched, and no participant exists, before the participant starts
     page.click("#start")
     page.wait_for_selector("#trial:not([hidden])")
     page.wait_for_function("document.querySelector('#save-status').textContent.includes('Saved')")
