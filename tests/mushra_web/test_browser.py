@@ -204,7 +204,7 @@ def test_switching_lands_on_the_scheduled_frame_and_keeps_the_playhead(page, ser
     page.click("#btn-ref")
     order = [codecs[0] + 1, 0, codecs[1] + 1, codecs[0] + 1]  # engine sources: 0 = reference, k = button k-1
     for source in order:
-        page.wait_for_timeout(250)
+        page.wait_for_timeout(300)
         page.click("#btn-ref" if source == 0 else f"#btn-{source - 1}")
     page.wait_for_timeout(250)
     page.evaluate("window.__mushraTest.tap(false)")
@@ -215,6 +215,8 @@ def test_switching_lands_on_the_scheduled_frame_and_keeps_the_playhead(page, ser
     def level(source: int) -> float:
         return LEVEL["reference"] if source == 0 else LEVEL[buttons[source - 1]]
 
+    frames = [s["frame"] for s in switches]
+    assert min(np.diff(frames)) > 2 * XFADE, "clicks bunched up: switches overlapped"
     prev = 0
     for s in switches[1:]:
         a, b = level(prev), level(s["source"])
