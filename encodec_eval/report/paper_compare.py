@@ -11,9 +11,11 @@ for the same loss weights) we check whether our difference has the paper's sign.
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
 import numpy as np
@@ -318,6 +320,41 @@ def undertrained_warning(ours: pd.DataFrame, floor_db: float = 0.0) -> Optional[
 # --------------------------------------------------------------------------------------------------------------------
 # Benchmark runs: rate-quality curves, real-time factors, listener scores
 # --------------------------------------------------------------------------------------------------------------------
+
+def locate_run(repo: Path, run_dir: str = "") -> tuple[Path, Path]:
+    """(run.json, rows.csv) of the run to analyse: ``run_dir`` if given, else the newest ``runs/*/`` folder, else the
+    default run committed as ``benchmarks/results/default_run_{run.json,rows.csv}``."""
+    if run_dir:
+        folder = Path(run_dir)
+        info, rows = folder / "run.json", folder / "rows.csv"
+    else:
+        newest = sorted((repo / "runs").glob("*/run.json"), key=lambda p: p.stat().st_mtime)
+        if newest:
+            info, rows = newest[-1], newest[-1].parent / "rows.csv"
+        else:
+            info = repo / "benchmarks" / "results" / "default_run_run.json"
+            rows = repo / "benchmarks" / "results" / "default_run_rows.csv"
+    for path in (info, rows):
+        if not path.is_file():
+            raise PaperCompareError(f"no {path.name} at {path.parent}: give an encodec-bench run folder "
+                                    "(ENCODEC_RUN_DIR) or run `make bench`")
+    return info, rows
+
+
+def run_caveats(rows: pd.DataFrame) -> list[str]:
+    """What the rows themselves say a reader must know: the weights each model codec used (flagging untrained ones)
+    and every distinct codec warning."""
+    notes = []
+    if "codec_info" in rows.columns:
+        for spec, info in rows.drop_duplicates("codec_spec").set_index("codec_spec")["codec_info"].items():
+            weights = json.loads(info).get("weights") if isinstance(info, str) and info.startswith("{") else None
+            if weights and "random" in str(weights).lower():
+                notes.append(f"{spec}: weights are {weights} — its quality scores are those of an untrained network "
+                             "(bitrates and timings are still real).")
+    if "codec_warnings" in rows.columns:
+        notes += [str(w) for w in rows["codec_warnings"].dropna().unique() if str(w).strip()]
+    return notes
+
 
 def rate_quality(rows: pd.DataFrame, metric: str, rate: str = "nominal_kbps",
                  by: Sequence[str] = ("category", "codec"), confidence: float = 0.95,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pandas as pd
@@ -233,3 +234,38 @@ def test_ratings_export_keeps_submitted_trials_and_screening_comes_from_the_repo
         pc.apply_screening(ratings, report, policy="bs1534_3")
     with pytest.raises(pc.PaperCompareError, match="score"):
         pc.ratings_from_mushra_export(export.drop(columns="score"))
+
+
+def test_locate_run_prefers_the_given_folder_then_the_newest_run_then_the_committed_default(tmp_path):
+    results = tmp_path / "benchmarks" / "results"
+    results.mkdir(parents=True)
+    for name in ("default_run_run.json", "default_run_rows.csv"):
+        (results / name).write_text("{}")
+    assert pc.locate_run(tmp_path)[1] == results / "default_run_rows.csv"
+    for name in ("a", "b"):
+        (tmp_path / "runs" / name).mkdir(parents=True)
+        (tmp_path / "runs" / name / "run.json").write_text("{}")
+        (tmp_path / "runs" / name / "rows.csv").write_text("")
+    newest = tmp_path / "runs" / "b" / "run.json"
+    os.utime(tmp_path / "runs" / "a" / "run.json", (1, 1))
+    assert pc.locate_run(tmp_path)[0] == newest
+    assert pc.locate_run(tmp_path, str(tmp_path / "runs" / "a"))[0] == tmp_path / "runs" / "a" / "run.json"
+    with pytest.raises(pc.PaperCompareError, match="run.json"):
+        pc.locate_run(tmp_path, str(tmp_path / "nowhere"))
+
+
+def test_run_caveats_flag_untrained_weights_and_repeat_codec_warnings():
+    rows = pd.DataFrame([
+        {"codec_spec": "encodec:24khz@6", "codec_warnings": np.nan,
+         "codec_info": '{"weights": "random: random-init (seed 0, untrained)"}'},
+        {"codec_spec": "encodec:24khz@6", "codec_warnings": np.nan,
+         "codec_info": '{"weights": "random: random-init (seed 0, untrained)"}'},
+        {"codec_spec": "opus@3", "codec_warnings": "opus@3: the codec cannot go that low",
+         "codec_info": '{"implementation": "libopus"}'},
+        {"codec_spec": "encodec:24khz@12", "codec_warnings": np.nan,
+         "codec_info": '{"weights": "official encodec_24khz-d7cc33bc.th"}'},
+    ])
+    notes = pc.run_caveats(rows)
+    assert len(notes) == 2
+    assert notes[0].startswith("encodec:24khz@6: weights are random") and "untrained" in notes[0]
+    assert notes[1] == "opus@3: the codec cannot go that low"
