@@ -200,3 +200,15 @@ def test_benchmark_notebook_defaults_to_the_committed_default_run(tmp_path, monk
     text, images = _execute_text(NOTEBOOKS["benchmark"], tmp_path)
     assert "default_run_rows.csv" in text
     assert images >= 2  # rate-quality figures and the RTF chart
+
+
+def test_ablations_notebook_on_the_committed_ablation_table(tmp_path, monkeypatch):
+    """The default input: benchmarks/results/ablations.csv as the ablation runner wrote and committed it."""
+    if not (REPO / "benchmarks" / "results" / "ablations.csv").is_file():
+        pytest.skip("benchmarks/results/ablations.csv is not in this checkout")
+    monkeypatch.setenv("ENCODEC_REPO", str(REPO))
+    monkeypatch.delenv("ENCODEC_ABLATIONS_CSV", raising=False)
+    text, images = _execute_text(NOTEBOOKS["ablations"], tmp_path)
+    assert "ablation configs read from" in text and "benchmarks/results/ablations.csv" in text
+    assert "Table 2, SI-SNR (dB):" in text  # a computed verdict for the discriminator ablation
+    assert images >= 1
