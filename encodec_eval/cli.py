@@ -37,9 +37,19 @@ def _bitrates(text: str) -> list[float]:
 
 
 def _positive(text: str) -> int:
-    value = int(text)
+    value = _non_negative(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from exc
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text}")
     return value
 
 
@@ -64,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--resume", action="store_true", help="continue the run in --out, skipping finished rows")
     parser.add_argument("--workers", type=_positive, default=os.cpu_count() or 1,
                         help="processes on this machine (under torchrun: 1 per rank)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed repeats per RTF (0: no timing)")
+    parser.add_argument("--repeats", type=_non_negative, default=3,
+                        help="timed repeats per RTF after the warm-up; the median is kept (0: no timing)")
     parser.add_argument("--report-only", action="store_true",
                         help="rebuild rows.csv, summary.csv and plots of the run in --out (finished or not), and print")
     parser.add_argument("--keep-audio", action="store_true", help="save reference and decoded audio in audio/")
@@ -97,9 +108,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             report(RunFolder(Path(args.out)))
             return 0
         workers = 1 if int(os.environ.get("WORLD_SIZE", "1")) > 1 else args.workers
-        config = RunConfig(codecs=args.codecs, anchors=args.anchors, bitrates=args.bw, metrics=args.metrics, data=args.data, out=args.out,
-                           runs_dir=args.runs_dir, name=args.name, resume=args.resume, workers=workers,
-                           repeats=max(0, args.repeats), keep_audio=args.keep_audio,
+        config = RunConfig(codecs=args.codecs, anchors=args.anchors, bitrates=args.bw, metrics=args.metrics,
+                           data=args.data, out=args.out, runs_dir=args.runs_dir, name=args.name, resume=args.resume,
+                           workers=workers, repeats=args.repeats, keep_audio=args.keep_audio,
                            limit_per_category=args.limit_per_category, progress=not args.no_progress,
                            plugins=args.plugins)
         run(config)

@@ -76,8 +76,13 @@ def test_bad_arguments_fail_with_a_clear_message(args, message, capsys):
     assert message in capsys.readouterr().err
 
 
-def test_bad_bitrate_list_is_an_argparse_error(capsys):
+@pytest.mark.parametrize("args, message", [
+    (["--bw", "6,fast"], "--bw expects kbps numbers"),
+    (["--repeats", "-1"], "expected an integer >= 0"),
+    (["--workers", "0"], "expected a positive integer"),
+])
+def test_bad_numbers_are_argparse_errors(args, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main(["--bw", "6,fast"])
+        main(args)
     assert exit_info.value.code == 2
-    assert "--bw expects kbps numbers" in capsys.readouterr().err
+    assert message in capsys.readouterr().err
