@@ -92,12 +92,9 @@ def find_hf_checkpoint(repo_id: str) -> Optional[Path]:
 
 
 def sha256_of(path: PathLike) -> str:
-    """sha256 of a file, to name the exact weights in every result."""
-    digest = hashlib.sha256()
+    """sha256 of a file, to name the exact weights (or data) behind every result."""
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 # ---- state-dict dialects ------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from typing import Optional, Union
 import numpy as np
 
 from codec.audio import load
+from codec.encodec.checkpoints import sha256_of
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 UNCATEGORISED = "uncategorised"
@@ -63,14 +64,6 @@ class Dataset:
 
 def default_data_dir() -> Path:
     return Path(__file__).resolve().parent / "default"
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load_dataset(source: Optional[Union[str, Path]] = None, limit_per_category: Optional[int] = None) -> Dataset:
