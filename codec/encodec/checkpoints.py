@@ -297,7 +297,8 @@ def load_project_file(path: PathLike, fold: bool = True, payload: Optional[dict[
         for key, value in model.state_dict().items():
             if key.endswith(_TRAINING_ONLY):  # EMA statistics restart from the codebook itself
                 embed = state.get(key.rsplit(".", 1)[0] + ".embed")
-                state[key] = embed.clone() if key.endswith("embed_avg") and embed is not None else torch.ones_like(value)
+                restart_sums = key.endswith("embed_avg") and embed is not None
+                state[key] = embed.clone() if restart_sums else torch.ones_like(value)
     load_state_dict_strict(model, state, str(path))
     return _ready(model, fold)
 

@@ -65,7 +65,7 @@ def write_stimuli(root: Path, items: list[str], conditions: list[str], sample_ra
 
 def write_config(tmp: Path, test_id: str = "t1", items=("i1", "i2", "i3"), conditions=("codec_a", "codec_b"),
                  sample_rate: int = 16000, seconds: float = 1.0, stereo_probe: bool = False, **extra) -> Path:
-    files = write_stimuli(tmp / "audio", list(items), list(conditions), sample_rate, seconds, stereo_probe)
+    write_stimuli(tmp / "audio", list(items), list(conditions), sample_rate, seconds, stereo_probe)
     cfg = {"id": test_id, "title": "Test title", "sample_rate": sample_rate, "conditions": list(conditions),
            "items": [{"id": item, "reference": f"audio/{item}/reference.wav",
                       "conditions": {c: f"audio/{item}/{c}.wav" for c in conditions}} for item in items]}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import soundfile as sf
 import torch
 
-from . import functional, transforms
+from . import functional, transforms  # noqa: F401  (torchaudio.functional and .transforms are attributes)
 
 __version__ = "0.0+standin"
 
