@@ -29,6 +29,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     # Test oracle: the official package, without its torchaudio dependency (a CUDA-only wheel for current torch);
     # tests give it a stand-in module. Installed before the project so that our `encodec` command wins.
     .venv/bin/pip install -q --no-deps encodec==0.1.1
+    echo "setup: pip will note that encodec 0.1.1 requires torchaudio: expected, the tests supply a stand-in"
     .venv/bin/pip install -q -c constraints.txt -e ".[bench,web,dev]"
     echo "$want" > "$stamp"
 fi
