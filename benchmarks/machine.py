@@ -4,49 +4,38 @@ from __future__ import annotations
 
 import os
 import platform
-import statistics
-import time
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
+from encodec_eval.run.environment import environment
 
-def machine_info() -> dict[str, Any]:
-    """CPU model, core count, memory, versions, torch's thread count and the load at the time."""
-    cpu = platform.processor() or "unknown"
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (platform.processor() is often empty on Linux)."""
     try:
         with open("/proc/cpuinfo") as handle:
             for line in handle:
                 if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
+    return platform.processor() or "unknown"
+
+
+def machine_info() -> dict[str, Any]:
+    """The toolkit's environment record (versions, git commit) plus CPU model, memory, threads and current load."""
     memory_gb = float("nan")
     try:
         memory_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9
     except (ValueError, OSError, AttributeError):
         pass
     return {
-        "cpu": cpu,
-        "logical_cores": os.cpu_count(),
+        **environment(),
+        "cpu": cpu_model(),
         "memory_gb": round(memory_gb, 1),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         # other work on the machine slows every timing; the ratios, measured in one run, suffer less
-        "load_average_1min": round(os.getloadavg()[0], 2),
+        "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
     }
-
-
-def median_seconds(fn: Callable[[], Any], repeat: int = 5, warmup: int = 1) -> float:
-    """Median wall time of ``fn`` over ``repeat`` runs after ``warmup`` untimed runs."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)

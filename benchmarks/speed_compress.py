@@ -19,7 +19,6 @@ import argparse
 import csv
 import importlib
 import json
-import os
 import sys
 import tempfile
 import time
@@ -36,7 +35,7 @@ from codec.encodec.checkpoints import OFFICIAL_FILES, OFFICIAL_LM_FILES, find_of
 from codec.encodec.compress import compress, decompress  # noqa: E402
 from codec.encodec.config import EncodecConfig  # noqa: E402
 from codec.encodec.lm import load_lm  # noqa: E402
-from encodec_eval.run.environment import environment  # noqa: E402
+from benchmarks.machine import machine_info  # noqa: E402
 from tests.oracles import official_encodec  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -161,8 +160,7 @@ def main() -> None:
     from encodec.model import EncodecModel
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    machine = environment() | {"load_average_1_5_15": os.getloadavg(), "torch_threads": torch.get_num_threads(),
-                               "audio": str(SOURCE.relative_to(ROOT)), "seconds": args.seconds}
+    machine = machine_info() | {"audio": str(SOURCE.relative_to(ROOT)), "seconds": args.seconds}
     args.out.with_suffix(".machine.json").write_text(json.dumps(machine, indent=2) + "\n")
 
     time_coder(args.out.with_suffix(".coder.csv"))

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Optional
@@ -30,14 +31,16 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from codec import audio
-from codec.encodec.checkpoints import WeightsNotFoundError, load_model
-from codec.encodec.config import EncodecConfig
-from codec.encodec.model import EncodedFrame, EncodecModel
-from codec.encodec.streaming import StreamingDecoder, StreamingEncoder
-from encodec_eval.run.environment import environment
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # so that `python benchmarks/streaming.py` finds the benchmarks package
+
+from benchmarks.machine import machine_info  # noqa: E402
+from codec import audio  # noqa: E402
+from codec.encodec.checkpoints import WeightsNotFoundError, load_model  # noqa: E402
+from codec.encodec.config import EncodecConfig  # noqa: E402
+from codec.encodec.model import EncodedFrame, EncodecModel  # noqa: E402
+from codec.encodec.streaming import StreamingDecoder, StreamingEncoder  # noqa: E402
+
 DATA = ROOT / "encodec_eval" / "data" / "default"
 RESULTS = ROOT / "benchmarks" / "results" / "streaming.json"
 PERCENTILES = (50, 90, 99)
@@ -155,15 +158,6 @@ def memory_copy_gbps() -> float:
     return 10 * 2 * source.numel() * 4 / (time.perf_counter() - start) / 1e9
 
 
-def cpu_model() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return "unknown"
-
-
 def main(argv: Optional[list[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=60.0, help="length of the stream (seconds)")
@@ -186,7 +180,7 @@ def main(argv: Optional[list[str]] = None) -> None:
         "model": model.config.name, "weights": weights,
         "audio": {"source": "encodec_eval/data/default", "files": files, "converted_to": "24 kHz mono, looped"},
         "rows": rows,
-        "machine": {**environment(), "cpu_model": cpu_model(), "memory_copy_gbps_1_thread": memory_copy_gbps(),
+        "machine": {**machine_info(), "memory_copy_gbps_1_thread": memory_copy_gbps(),
                     "note": "shared machine; see load averages"},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
