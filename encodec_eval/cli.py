@@ -79,6 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--report-only", action="store_true",
                         help="rebuild rows.csv, summary.csv and plots of the run in --out (finished or not), and print")
     parser.add_argument("--keep-audio", action="store_true", help="save reference and decoded audio in audio/")
+    parser.add_argument("--weights", default=None,
+                        help="EnCodec weights: auto (default), official, hf, project, random, or a path (official "
+                             ".th, Hugging Face folder, or a project checkpoint); a spec suffix such as "
+                             "encodec:24khz-hf@6 still wins for that spec")
     parser.add_argument("--plugins", type=_csv, default=[],
                         help="Python modules to import first (in every worker) so that they register extra codecs "
                              "or metrics")
@@ -87,10 +91,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _select_weights(choice: str) -> None:
+    """Pass the choice through the adapter's environment variable, which pool workers and torchrun ranks inherit."""
+    from codec.encodec.codec import SOURCES, WEIGHTS_ENV
+
+    if choice not in SOURCES and not Path(choice).exists():
+        raise CodecError(f"--weights {choice!r} is neither a source ({', '.join(SOURCES)}) nor an existing path")
+    os.environ[WEIGHTS_ENV] = choice
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         import_plugins(args.plugins)
+        if args.weights is not None:
+            _select_weights(args.weights)
         if args.list:
             print("codecs:  " + ", ".join(known_codecs()))
             print("metrics: " + ", ".join(known_metrics()))

@@ -69,6 +69,7 @@ def test_end_to_end_on_a_small_subset(small_manifest, tmp_path):
     (["--resume"], "--resume and --report-only need --out"),
     (["--report-only", "--out", "/nonexistent/run"], "cannot read"),
     (["--plugins", "no_such_module_xyz"], "cannot import plugin module 'no_such_module_xyz'"),
+    (["--weights", "/nonexistent/weights.th"], "neither a source"),
 ])
 def test_bad_arguments_fail_with_a_clear_message(args, message, capsys):
     """The same ``main`` as the console script, in-process: each error is exit status 2 and one clear line."""
@@ -86,3 +87,22 @@ def test_bad_numbers_are_argparse_errors(args, message, capsys):
         main(args)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_weights_flag_reaches_the_encodec_adapter(monkeypatch, tmp_path):
+    """--weights picks the EnCodec weights for the whole run; rows name them."""
+    import torch
+
+    from codec.base import create
+    from codec.encodec.checkpoints import save_project
+    from codec.encodec.codec import WEIGHTS_ENV
+    from codec.encodec.config import EncodecConfig
+    from codec.encodec.model import EncodecModel
+
+    monkeypatch.setenv(WEIGHTS_ENV, "auto")  # registers the undo, so the value main() sets does not leak
+    torch.manual_seed(0)
+    path = save_project(EncodecModel(EncodecConfig.encodec_24khz().with_(n_filters=4, lstm=0)), tmp_path / "w.pt")
+    assert main(["--weights", str(path), "--list"]) == 0
+    assert os.environ[WEIGHTS_ENV] == str(path)
+    described = create("encodec:24khz@6").describe()
+    assert str(path) in str(described) and "random" not in str(described.get("weights", ""))
