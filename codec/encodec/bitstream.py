@@ -33,10 +33,12 @@ _SCALE = struct.Struct("!f")
 MAX_METADATA_BYTES = 1 << 16  # real metadata is ~60 bytes; a bigger claim is a broken or hostile file
 MAX_AUDIO_LENGTH = 2**31 - 1  # samples per channel (12 h at 48 kHz); the reference has no limit
 
-#: The models a file can name, and the layout each implies.
+#: The models a file can name, and the layout each implies. The official package knows the first two; files naming
+#: the project's own model (weights shipped in ``codec/encodec/weights/``) decode only with encodec-eval.
 MODELS: dict[str, Callable[[], EncodecConfig]] = {
     "encodec_24khz": EncodecConfig.encodec_24khz,
     "encodec_48khz": EncodecConfig.encodec_48khz,
+    "encodec_eval_24khz": EncodecConfig.encodec_eval_24khz,
 }
 
 

@@ -36,6 +36,10 @@ HF_REPOS = {
     "facebook/encodec_32khz": "encodec_32khz",
     "facebook/encodec_48khz": "encodec_48khz",
 }
+#: The project's own trained models, shipped in ``codec/encodec/weights/`` (or $ENCODEC_EVAL_PROJECT_WEIGHTS).
+PROJECT_FILES = {"encodec_eval_24khz": "encodec_eval_24khz.pt"}
+PROJECT_LM_FILES = {"encodec_eval_24khz": "encodec_eval_24khz_lm.pt"}
+PROJECT_WEIGHTS_ENV = "ENCODEC_EVAL_PROJECT_WEIGHTS"
 PROJECT_FORMAT = "encodec-eval/v1"
 _TRAINING_ONLY = ("._codebook.embed_avg", "._codebook.cluster_size")
 
@@ -77,6 +81,19 @@ def hf_cache_dirs() -> list[Path]:
         dirs.append(Path(os.environ["HF_HOME"]) / "hub")
     dirs.append(Path.home() / ".cache" / "huggingface" / "hub")
     return dirs
+
+
+def project_weights_dir() -> Path:
+    """Where the project's own weights live: $ENCODEC_EVAL_PROJECT_WEIGHTS, else the package's ``weights/`` folder."""
+    override = os.environ.get(PROJECT_WEIGHTS_ENV)
+    return Path(override) if override else Path(__file__).resolve().parent / "weights"
+
+
+def find_project_checkpoint(name: str, lm: bool = False) -> Optional[Path]:
+    """The shipped codec (or its LM, ``lm=True``) for model ``name``, None if that file is absent."""
+    filename = (PROJECT_LM_FILES if lm else PROJECT_FILES).get(name)
+    path = project_weights_dir() / filename if filename else None
+    return path if path is not None and path.is_file() else None
 
 
 def find_hf_checkpoint(repo_id: str) -> Optional[Path]:
@@ -304,10 +321,12 @@ def load_project_file(path: PathLike, fold: bool = True, payload: Optional[dict[
 
 
 def load_model(name_or_path: PathLike, fold: bool = True, download: bool = False) -> EncodecModel:
-    """Load EnCodec weights from a name (``encodec_24khz``, ``facebook/encodec_48khz``) or a path.
+    """Load EnCodec weights from a name (``encodec_24khz``, ``encodec_eval_24khz``, ``facebook/encodec_48khz``) or
+    a path.
 
-    Paths may be an official ``.th`` file, a Hugging Face folder, or a file saved by ``save_project``. Names are
-    looked up in the local caches; ``download=True`` lets the official files be fetched (with hash check).
+    Paths may be an official ``.th`` file, a Hugging Face folder, or a file saved by ``save_project``. Official and
+    Hugging Face names are looked up in the local caches (``download=True`` lets the official files be fetched, with
+    hash check); the project's own model comes from the weights shipped with the package.
     """
     text = str(name_or_path)
     if text in OFFICIAL_FILES:
@@ -325,6 +344,13 @@ def load_model(name_or_path: PathLike, fold: bool = True, download: bool = False
             f"Get them with `python -c \"import torch; torch.hub.load_state_dict_from_url('{OFFICIAL_URL}{filename}',"
             f" check_hash=True)\"` on a machine with internet access, copy the file into one of those folders "
             f"(or set ENCODEC_WEIGHTS), or call load_model(..., download=True).")
+    if text in PROJECT_FILES:
+        found = find_project_checkpoint(text)
+        if found is not None:
+            return load_project_file(found, fold)
+        raise WeightsNotFoundError(f"the project's weights {project_weights_dir() / PROJECT_FILES[text]} are missing "
+                                   f"(they ship with encodec-eval; set {PROJECT_WEIGHTS_ENV} to the folder holding "
+                                   f"{PROJECT_FILES[text]} if you moved them)")
     if text in HF_REPOS:
         found = find_hf_checkpoint(text)
         if found is not None:
@@ -340,7 +366,7 @@ def load_model(name_or_path: PathLike, fold: bool = True, download: bool = False
         if "format" in payload:
             return load_project_file(path, fold, payload)
         return load_official_file(path, fold=fold, state=payload)
-    known = ", ".join(list(OFFICIAL_FILES) + list(HF_REPOS))
+    known = ", ".join(list(OFFICIAL_FILES) + list(PROJECT_FILES) + list(HF_REPOS))
     raise WeightsNotFoundError(f"{text!r} is neither a known model ({known}) nor an existing file or folder")
 
 

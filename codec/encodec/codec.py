@@ -3,12 +3,13 @@
 Spec: ``encodec:24khz@6``, ``encodec:48khz@12``, ``encodec:32khz@2.2`` (``encodec@6`` is the 24 kHz model; the
 default bitrate is 6 kbps, or the 32 kHz model's only one); options joined by ``-`` after the model: a weights
 source and ``lm`` (entropy-code the codes with the official language model, as the paper's "after LM"
-bitrates; needs the official LM file). Weights sources:
+bitrates; the official LM file for official weights, the shipped LM for ours). Weights sources:
 
 - ``official``: the official ``.th`` file from ``$ENCODEC_WEIGHTS`` or the torch hub cache;
 - ``hf``: the Hugging Face ``facebook/encodec_*`` folder from the hub cache;
-- ``project``: the project's own trained weights (``$ENCODEC_EVAL_PROJECT_WEIGHTS`` or ``codec/encodec/weights/``,
-  a ``save_project`` file named ``encodec_24khz.pt`` ...); none are shipped yet, so this is an error for now;
+- ``project``: the project's own trained model, shipped in ``codec/encodec/weights/`` (or
+  ``$ENCODEC_EVAL_PROJECT_WEIGHTS``): ``encodec_eval_24khz`` (16 channels, 1.5 to 12 kbps, with its own LM; see
+  ``codec/encodec/MODEL_CARD.md``) stands in for the 24 kHz model;
 - ``random``: a randomly initialised model (torch seed ``RANDOM_SEED``), for running the pipeline without weights;
 - ``auto`` (default): official, else Hugging Face, else project, else random with a warning.
 
@@ -43,8 +44,8 @@ from codec.encodec.model import EncodecModel, EncodedFrame
 VARIANTS = {"24khz": "encodec_24khz", "48khz": "encodec_48khz", "32khz": "encodec_32khz"}
 SOURCES = ("auto", "official", "hf", "project", "random")
 WEIGHTS_ENV = "ENCODEC_EVAL_WEIGHTS"
-PROJECT_WEIGHTS_ENV = "ENCODEC_EVAL_PROJECT_WEIGHTS"
-PROJECT_WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+#: The project's own model that stands in for an official one when the ``project`` source is chosen.
+PROJECT_MODELS = {"encodec_24khz": "encodec_eval_24khz"}
 RANDOM_SEED = 0
 DEFAULT_KBPS = 6.0
 DEFAULT_VARIANT = "24khz"
@@ -59,12 +60,6 @@ class Weights:
     source: str  # official, hf, project, path or random
     label: str  # the file or folder, or random-init (seed N)
     sha256: str
-
-
-def project_weights_path(name: str) -> Path:
-    """Where the project's own trained weights for model ``name`` are expected."""
-    folder = Path(os.environ[PROJECT_WEIGHTS_ENV]) if os.environ.get(PROJECT_WEIGHTS_ENV) else PROJECT_WEIGHTS_DIR
-    return folder / f"{name}.pt"
 
 
 def random_model(config: EncodecConfig, seed: int = RANDOM_SEED) -> EncodecModel:
@@ -114,7 +109,7 @@ def load_weights(name: str, source: str) -> Weights:
     if source == "random":
         model = random_model(config)
         return Weights(model, "random", f"random-init (seed {RANDOM_SEED}, untrained)", state_sha256(model))
-    finders = {"official": _official, "hf": _hf, "project": lambda n: _existing(project_weights_path(n))}
+    finders = {"official": _official, "hf": _hf, "project": _project}
     if source in finders:
         found = finders[source](name)
         if found is None:
@@ -139,13 +134,13 @@ def load_weights(name: str, source: str) -> Weights:
             raise checkpoints.WeightsNotFoundError(f"weights {source!r}: neither a source ({', '.join(SOURCES)}) "
                                                    "nor an existing file or folder")
         weights = _from_path(path, "path")
-    if weights.model.config.name != name:
+    if weights.model.config.name not in (name, PROJECT_MODELS.get(name)):
         raise CodecError(f"weights {weights.label} are for {weights.model.config.name}, not {name}")
     return weights
 
 
-def _existing(path: Path) -> Optional[Path]:
-    return path if path.is_file() else None
+def _project(name: str) -> Optional[Path]:
+    return checkpoints.find_project_checkpoint(PROJECT_MODELS[name]) if name in PROJECT_MODELS else None
 
 
 def _missing_message(name: str, source: str) -> str:
@@ -154,8 +149,8 @@ def _missing_message(name: str, source: str) -> str:
         "official": f"official {official or '(none exists for this model)'} in "
                     f"{', '.join(map(str, checkpoints.official_search_dirs()))}",
         "hf": f"facebook/{name} in {', '.join(map(str, checkpoints.hf_cache_dirs()))}",
-        "project": f"the project's own weights {project_weights_path(name)} (not shipped yet: the project has not "
-                   f"trained its model; set {PROJECT_WEIGHTS_ENV} to a folder holding {name}.pt)",
+        "project": (f"the project's own {PROJECT_MODELS[name]} in {checkpoints.project_weights_dir()}"
+                    if name in PROJECT_MODELS else f"a project model for {name} (the project trains none)"),
     }
     if source == "auto":
         return "looked for " + "; ".join(where.values())
@@ -178,7 +173,7 @@ class EncodecCodec(Codec):
     name = "encodec"
 
     def __init__(self, weights: Weights, kbps: float, use_lm: bool = False, lm: Optional[Any] = None) -> None:
-        """``lm``: the entropy-coding LM to use with ``use_lm`` (default: the official one for the model)."""
+        """``lm``: the entropy-coding LM to use with ``use_lm`` (default: the one trained for the model)."""
         self.weights = weights
         self.model = weights.model
         config = self.model.config
@@ -188,7 +183,7 @@ class EncodecCodec(Codec):
         self.channels = config.channels
         self.use_lm = use_lm
         self.ecdc = config.name in _ecdc_models()
-        self.lm = (lm if lm is not None else _official_lm(config)) if use_lm else None
+        self.lm = (lm if lm is not None else _default_lm(config)) if use_lm else None
 
     @property
     def latency_samples(self) -> int:
@@ -248,10 +243,10 @@ def _ecdc_models() -> tuple[str, ...]:
     return tuple(MODELS)
 
 
-def _official_lm(config: EncodecConfig):
-    from codec.encodec.compress import official_lm
+def _default_lm(config: EncodecConfig):
+    from codec.encodec.compress import default_lm
 
-    return official_lm(config)
+    return default_lm(config)
 
 
 def _pack_frames(frames: list[EncodedFrame], bits: int) -> tuple[bytes, dict[str, Any]]:

@@ -15,14 +15,23 @@ import torch
 
 from codec.encodec.bitstream import EcdcError, EcdcMetadata, Segment, check_layout, read_ecdc, read_metadata, write_ecdc
 from codec.encodec.config import EncodecConfig
-from codec.encodec.lm import EntropyLM, find_official_lm, load_lm
+from codec.encodec.lm import EntropyLM, LMWeightsError, find_official_lm, load_lm
 from codec.encodec.model import EncodedFrame, EncodecModel
 
 PathOrFile = Union[str, Path, BinaryIO]
 
 
-def official_lm(config: EncodecConfig, device: Union[str, torch.device] = "cpu") -> EntropyLM:
-    """The official LM of ``config``'s codec, from the local torch hub cache."""
+def default_lm(config: EncodecConfig, device: Union[str, torch.device] = "cpu") -> EntropyLM:
+    """The LM trained for ``config``'s codec: the shipped one for the project's model, else the official one from
+    the local torch hub cache."""
+    from codec.encodec.checkpoints import PROJECT_FILES, PROJECT_LM_FILES, find_project_checkpoint, project_weights_dir
+
+    if config.name in PROJECT_FILES:
+        path = find_project_checkpoint(config.name, lm=True)
+        if path is None:
+            raise LMWeightsError(f"the LM of {config.name} is missing: expected "
+                                 f"{project_weights_dir() / PROJECT_LM_FILES[config.name]}")
+        return load_lm(path, config, device)
     return load_lm(find_official_lm(config), config, device)
 
 
@@ -32,14 +41,14 @@ def compress(model: EncodecModel, wav: Union[torch.Tensor, np.ndarray], use_lm: 
     """``.ecdc`` bytes of ``wav`` [channels, samples] at the model's rate and channel count.
 
     ``bandwidth`` (kbps) defaults to the model's target bandwidth (all codebooks when unset, like the official
-    package). With ``use_lm``, ``lm`` defaults to the official LM from the torch hub cache.
+    package). With ``use_lm``, ``lm`` defaults to ``default_lm``.
     """
     check_layout(model.config)
     wav = torch.as_tensor(wav, dtype=torch.float32)
     if wav.dim() != 2:
         raise EcdcError(f"compress takes one waveform shaped [channels, samples], got {tuple(wav.shape)}")
     if use_lm and lm is None:
-        lm = official_lm(model.config, wav.device)
+        lm = default_lm(model.config, wav.device)
     device = next(model.parameters()).device
     frames = model.encode(wav[None].to(device), bandwidth)
     metadata = EcdcMetadata(model.config.name, int(wav.shape[-1]), int(frames[0].codes.shape[1]), use_lm)
@@ -52,8 +61,8 @@ def decompress(data: bytes, model: Optional[EncodecModel] = None, lm: Optional[E
                device: Union[str, torch.device] = "cpu", show_progress: bool = False) -> tuple[torch.Tensor, int]:
     """Audio [channels, samples] and its sample rate from ``.ecdc`` bytes.
 
-    ``model`` defaults to the official model the file names (loaded from the local cache); a given model must carry
-    that name. LM-coded files use ``lm``, by default the official LM of that model.
+    ``model`` defaults to the model the file names (official ones from the local cache, ours as shipped); a given
+    model must carry that name. LM-coded files use ``lm``, by default ``default_lm`` of that model.
     """
     from codec.encodec.checkpoints import load_model
 
@@ -65,7 +74,7 @@ def decompress(data: bytes, model: Optional[EncodecModel] = None, lm: Optional[E
     check_layout(model.config)
     device = next(model.parameters()).device
     if metadata.use_lm and lm is None:
-        lm = official_lm(model.config, device)
+        lm = default_lm(model.config, device)
     metadata, segments = read_ecdc(data, lm, show_progress)
     frames = [EncodedFrame(torch.from_numpy(s.codes)[None].to(device),
                            None if s.scale is None else torch.tensor(s.scale, device=device).view(1, 1))

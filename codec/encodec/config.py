@@ -76,12 +76,18 @@ class EncodecConfig:
                    n_filters=64, target_bandwidths=(2.2,), bins=2048, true_skip=True)
 
     @classmethod
+    def encodec_eval_24khz(cls) -> "EncodecConfig":
+        """The project's own trained model (``codec/encodec/weights/``): the causal 24 kHz model at 16 channels
+        (the paper's Table A.3 variant), 1.5 to 12 kbps."""
+        return cls(name="encodec_eval_24khz", n_filters=16, target_bandwidths=(1.5, 3.0, 6.0, 12.0))
+
+    @classmethod
     def preset(cls, name: str) -> "EncodecConfig":
         """A preset by name (``encodec_24khz``, ``24khz``, ...)."""
         key = name.lower().replace("facebook/", "")
         key = key if key.startswith("encodec_") else f"encodec_{key}"
         builders = {"encodec_24khz": cls.encodec_24khz, "encodec_48khz": cls.encodec_48khz,
-                    "encodec_32khz": cls.encodec_32khz}
+                    "encodec_32khz": cls.encodec_32khz, "encodec_eval_24khz": cls.encodec_eval_24khz}
         if key not in builders:
             raise ValueError(f"unknown EnCodec preset {name!r}; known: {', '.join(builders)}")
         return builders[key]()

@@ -21,7 +21,6 @@ def no_weights(tmp_path, monkeypatch):
                      "ENCODEC_EVAL_PROJECT_WEIGHTS"):
         monkeypatch.setenv(variable, str(tmp_path / "empty"))
     monkeypatch.delenv(adapter.WEIGHTS_ENV, raising=False)
-    monkeypatch.setattr(adapter, "PROJECT_WEIGHTS_DIR", tmp_path / "empty")
     monkeypatch.setattr(adapter, "_warned_random", set())
     return tmp_path
 
@@ -111,12 +110,18 @@ def test_weights_from_an_official_file_a_path_and_the_project_flag(no_weights, m
     # auto prefers the official file to a random model
     assert create("encodec:24khz@6").describe()["weights"].startswith("official: ")
 
-    with pytest.raises(checkpoints.WeightsNotFoundError, match="not shipped yet"):
+    with pytest.raises(checkpoints.WeightsNotFoundError, match="project's own encodec_eval_24khz"):
         create("encodec:24khz-project@6")
+    # the project's own model stands in for the 24 kHz one, at its own bandwidths
     project_dir = no_weights / "project"
-    project = checkpoints.save_project(EncodecModel(config), project_dir / "encodec_24khz.pt")
+    project = checkpoints.save_project(EncodecModel(EncodecConfig.encodec_eval_24khz()),
+                                       project_dir / "encodec_eval_24khz.pt")
     monkeypatch.setenv("ENCODEC_EVAL_PROJECT_WEIGHTS", str(project_dir))
-    assert create("encodec:24khz-project@6").describe()["weights"] == f"project: {project}"
+    described = create("encodec:24khz-project@6").describe()
+    assert described["weights"] == f"project: {project}" and described["model"] == "encodec_eval_24khz"
+    with pytest.raises(CodecError, match="24 kbps is not one of its bandwidths"):
+        create("encodec:24khz-project@24")
+    project = checkpoints.save_project(EncodecModel(config), project_dir / "encodec_24khz.pt")
 
     monkeypatch.setenv(adapter.WEIGHTS_ENV, str(project))
     from_env = create("encodec:24khz@6").describe()

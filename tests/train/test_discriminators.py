@@ -50,7 +50,7 @@ def test_paper_kernel_option_builds_3x8_convs():
     disc = MultiScaleSTFTDiscriminator.paper(24000, 1, kernel_size=(3, 8))
     assert disc.discriminators[0].convs[1].conv.weight.shape[-2:] == (3, 8)
     logits, maps = disc(torch.randn(1, 1, 4800))
-    assert all(torch.isfinite(l).all() for l in logits)
+    assert all(torch.isfinite(logit).all() for logit in logits)
 
 
 @pytest.mark.parametrize("name,n_sub,n_maps", [("msstft", 5, 5), ("stft", 1, 5), ("mpd", 5, 6), ("msd", 3, 7)])
@@ -61,8 +61,8 @@ def test_adversaries_shapes_and_gradients(name, n_sub, n_maps):
     logits, maps = disc(x)
     assert len(logits) == len(maps) == n_sub
     assert all(len(m) == n_maps for m in maps)
-    assert all(l.shape[0] == 2 for l in logits)
-    loss = discriminator_hinge_loss(logits, [l.detach() for l in logits])
+    assert all(logit.shape[0] == 2 for logit in logits)
+    loss = discriminator_hinge_loss(logits, [logit.detach() for logit in logits])
     loss.backward()
     assert x.grad.abs().sum() > 0
     assert all(p.grad is not None for p in disc.parameters() if p.requires_grad)
@@ -71,7 +71,7 @@ def test_adversaries_shapes_and_gradients(name, n_sub, n_maps):
 def test_msd_really_downsamples_between_scales():
     disc = MultiScaleDiscriminator()
     logits, _ = disc(torch.randn(1, 1, 8192))
-    lengths = [l.shape[-1] for l in logits]
+    lengths = [logit.shape[-1] for logit in logits]
     assert lengths[1] == pytest.approx(lengths[0] / 2, abs=2)
     assert lengths[2] == pytest.approx(lengths[0] / 4, abs=2)
 

@@ -128,3 +128,14 @@ def test_stereo_48k_training_judges_channels_separately(tiny_corpus, tmp_path):
     assert trainer.adversaries["msstft"].net.per_bandwidth[0].separate_channels
     record = trainer.train_step()
     assert record["bandwidth_kbps"] in (12.0, 24.0) and record["mel"] == record["mel"]
+
+
+def test_adversaries_join_at_their_start_step(tiny_corpus, tmp_path):
+    trainer = _trainer(tiny_corpus, tmp_path, adversaries=["msstft"], disc_update_probability=1.0,
+                       adversary_start_step=2)
+    before = {k: v.clone() for k, v in trainer.adversaries.state_dict().items()}
+    records = [trainer.train_step() for _ in range(2)]
+    assert all("adv_msstft" not in r and r["disc_updated"] == 0 for r in records)
+    _states_equal(before, trainer.adversaries.state_dict())  # not trained while it sits out
+    record = trainer.train_step()
+    assert record["disc_updated"] == 1 and "adv_msstft" in record and "feat_msstft" in record

@@ -24,6 +24,7 @@ class TrainConfig:
     adversaries: list[str] = field(default_factory=lambda: ["msstft"])  # [] trains without an adversary
     adversary_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     adversary_per_bandwidth: bool = True
+    adversary_start_step: int = 0  # train on reconstruction alone until the output is sensible, then add adversaries
     disc_update_probability: Optional[float] = None  # None: 2/3 at 24 kHz, 1/2 at 48 kHz (paper)
     weights: dict[str, float] = field(default_factory=lambda: dict(PAPER_WEIGHTS))
     commitment_weight: float = 1.0

@@ -113,13 +113,14 @@ class Trainer:
         x = self.batches(self.config.batch_size).to(self.device)
         bandwidth = self.bandwidths[int(torch.randint(len(self.bandwidths), (1,), generator=self.shared_rng))]
         update_disc = bool(torch.rand((), generator=self.shared_rng) < self.disc_probability)
+        adversarial = bool(self.config.adversaries) and self.step >= self.config.adversary_start_step
         y, penalty = self.generator(x, bandwidth)
         record: dict[str, float] = {"step": self.step + 1, "bandwidth_kbps": bandwidth,
-                                    "disc_updated": int(update_disc and bool(self.config.adversaries))}
-        if self.opt_d is not None and update_disc:
+                                    "disc_updated": int(update_disc and adversarial)}
+        if adversarial and update_disc:
             record.update(self._discriminator_step(x, y.detach(), bandwidth))
         losses = {"l1": time_l1(y, x), "mel": self.mel_loss(y, x)}
-        for name, adversary in self.adversaries.items():
+        for name, adversary in (self.adversaries.items() if adversarial else ()):
             adversary.requires_grad_(False)
             with torch.no_grad():
                 _, real_maps = adversary(x, bandwidth)
