@@ -5,15 +5,17 @@ Same grammar, defaults, file-name rules and overwrite protection as ``python -m 
 ``encodec [-f] [-r] FILE.ecdc [OUTPUT.wav]`` decompresses. Additions users asked for: ``--weights`` (an official
 ``.th``, a Hugging Face folder or one of our checkpoints), ``--lm-weights``, ``--device``, several inputs at once
 (three or more paths, or any number with ``-o DIR``) and progress bars (files, and LM coding of long files).
+``--stream`` codes files piece by piece (``file_stream``), so memory stays flat however long the file.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import BinaryIO, Optional
 
 import torch
 from tqdm import tqdm
@@ -21,13 +23,14 @@ from tqdm import tqdm
 from codec import audio
 from codec.encodec.bitstream import read_metadata
 from codec.encodec.checkpoints import load_model
-from codec.encodec.compress import compress, decompress, official_lm
+from codec.encodec.compress import compress, decompress, default_lm
+from codec.encodec.file_stream import AudioBlocks, WavWriter, compress_file, decompress_to_wav, replacing
 from codec.encodec.lm import EntropyLM, load_lm
 from codec.encodec.model import EncodecModel
 
 SUFFIX = ".ecdc"
 LONG_SECONDS = 30.0  # files longer than this show a progress bar while LM coding
-CLIP_LIMIT = 0.99
+ONE_SHOT_SECONDS = 60.0  # --stream auto: the 24 kHz model codes shorter files in one pass, like the official CLI
 
 
 class CommandError(Exception):
@@ -61,6 +64,11 @@ def get_parser() -> argparse.ArgumentParser:
                         help="LM checkpoint for --lm and LM-coded files. Default: the official LM in the torch hub "
                              "cache.")
     parser.add_argument("--device", type=str, default="cpu", help="Torch device to run on (cpu, cuda, mps).")
+    parser.add_argument("--stream", choices=("auto", "always", "never"), default="auto",
+                        help="Code files piece by piece so memory stays flat however long they are. auto: always "
+                             "for the 48 kHz model (same bytes), for the 24 kHz model beyond "
+                             f"{ONE_SHOT_SECONDS:g} s (its streaming encoder may round a rare code differently "
+                             "from the official one-pass output).")
     parser.add_argument("-o", "--output-dir", type=Path, default=None,
                         help="Write outputs (with their default names) into this folder; every path is an input.")
     return parser
@@ -96,7 +104,7 @@ class Resources:
             if self.args.lm_weights is not None:
                 self.lms[name] = load_lm(self.args.lm_weights, model.config, self.args.device)
             else:
-                self.lms[name] = official_lm(model.config, self.args.device)
+                self.lms[name] = default_lm(model.config, self.args.device)
         return self.lms[name]
 
 
@@ -142,41 +150,64 @@ def plan_jobs(args: argparse.Namespace) -> list[Job]:
 
 def save_wav(wav: torch.Tensor, path: Path, sample_rate: int, rescale: bool) -> None:
     """16-bit PCM like the official CLI: clamped to +-0.99, or scaled down to fit with --rescale."""
-    peak = float(wav.abs().max())
-    if rescale:
-        wav = wav * min(CLIP_LIMIT / peak, 1) if peak > 0 else wav
-    else:
-        if peak > CLIP_LIMIT:
-            print(f"Clipping!! max scale {peak}, limit is {CLIP_LIMIT}. "
-                  "To avoid clipping, use the `-r` option to rescale the output.", file=sys.stderr)
-        wav = wav.clamp(-CLIP_LIMIT, CLIP_LIMIT)
-    audio.save(path, wav.cpu(), sample_rate, subtype="PCM_16")
+    writer = WavWriter(path, sample_rate, wav.shape[0], rescale)
+    writer.write(wav)
+    writer.close()
+
+
+def streams(model: EncodecModel, seconds: float, mode: str) -> bool:
+    """Whether to code a file piece by piece (``--stream``). ``auto`` streams the segmented 48 kHz model always
+    (same bytes either way) and the 24 kHz model only beyond ``ONE_SHOT_SECONDS``: its streaming encoder rounds
+    floats differently from the one-shot pass, so a rare near-tie code can differ from the official bytes."""
+    if mode != "auto":
+        return mode == "always"
+    return model.config.segment_length is not None or seconds > ONE_SHOT_SECONDS
+
+
+def _compress(source: Path, out: BinaryIO, model: EncodecModel, lm: Optional[EntropyLM], args: argparse.Namespace,
+              long_file: bool, stream: bool) -> None:
+    if stream:
+        compress_file(model, source, out, args.bandwidth, args.lm, lm, long_file)
+        return
+    wav, sr = audio.load(source)
+    wav = torch.from_numpy(audio.convert(wav, sr, model.sample_rate, model.channels)).to(args.device)
+    out.write(compress(model, wav, use_lm=args.lm, bandwidth=args.bandwidth, lm=lm, show_progress=long_file))
+
+
+def _decompress(data: bytes, target: Path, model: EncodecModel, lm: Optional[EntropyLM], args: argparse.Namespace,
+                long_file: bool, stream: bool) -> None:
+    if stream:
+        decompress_to_wav(data, target, model, lm, args.rescale, long_file)
+        return
+    wav, sr = decompress(data, model=model, lm=lm, show_progress=long_file)
+    with replacing(target) as part:
+        save_wav(wav, part, sr, args.rescale)
 
 
 def run_job(job: Job, resources: Resources) -> None:
+    """One file; a failure leaves no partial output and keeps an existing one (``file_stream.replacing``)."""
     args = resources.args
     if job.decompressing:
         data = job.source.read_bytes()
         metadata, _ = read_metadata(data)
         model = resources.model(metadata.model)
-        long_file = metadata.audio_length / model.sample_rate > LONG_SECONDS
+        seconds = metadata.audio_length / model.sample_rate
         lm = resources.lm(model) if metadata.use_lm else None
-        wav, sr = decompress(data, model=model, lm=lm, show_progress=long_file)
-        save_wav(wav, job.target, sr, args.rescale)
+        _decompress(data, job.target, model, lm, args, seconds > LONG_SECONDS, streams(model, seconds, args.stream))
         return
     model = resources.model()
     if args.bandwidth not in model.config.target_bandwidths:
         raise CommandError(f"Bandwidth {args.bandwidth:g} is not supported by the model {model.config.name}")
-    wav, sr = audio.load(job.source)
-    wav = torch.from_numpy(audio.convert(wav, sr, model.sample_rate, model.channels)).to(args.device)
-    long_file = wav.shape[-1] / model.sample_rate > LONG_SECONDS
+    seconds = AudioBlocks(job.source, model.sample_rate, model.channels).length / model.sample_rate
+    stream, long_file = streams(model, seconds, args.stream), seconds > LONG_SECONDS
     lm = resources.lm(model) if args.lm else None
-    data = compress(model, wav, use_lm=args.lm, bandwidth=args.bandwidth, lm=lm, show_progress=long_file)
     if job.target.suffix.lower() == SUFFIX:
-        job.target.write_bytes(data)
-    else:
-        out, out_sr = decompress(data, model=model, lm=lm, show_progress=long_file)
-        save_wav(out, job.target, out_sr, args.rescale)
+        with replacing(job.target) as part, open(part, "wb") as out:
+            _compress(job.source, out, model, lm, args, long_file, stream)
+    else:  # a round trip: the .ecdc bytes are small, they stay in memory
+        out = io.BytesIO()
+        _compress(job.source, out, model, lm, args, long_file, stream)
+        _decompress(out.getvalue(), job.target, model, lm, args, long_file, stream)
 
 
 def main(argv: Optional[list[str]] = None) -> int:

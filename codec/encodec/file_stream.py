@@ -1,0 +1,420 @@
+"""Compress and decompress files without holding them: audio and ``.ecdc`` bytes flow segment by segment.
+
+Peak memory stays flat in the file's length. The input is read in blocks, converted on the fly (soxr's
+``ResampleStream`` gives the same samples as its one-shot ``resample``; mixing channels is per sample) and coded as
+soon as a segment is complete: the 48 kHz model's 1 s segments one at a time, the 24 kHz model's single
+whole-signal segment through the causal streaming encoder (``streaming.py``). Bytes go out as they are made: the
+header first (the audio length is known up front from the file's frame count), then each segment's payload.
+Decoding mirrors it: segments are read one at a time, decoded, overlap-added with the next one exactly as
+``model.linear_overlap_add`` does (same operations in the same order, so the same floats) and written in blocks.
+
+The files are byte-identical to ``compress.compress`` on the whole converted signal, with or without the LM. What
+is still held whole: the compressed file when decompressing (~45 kB per minute at 6 kbps), and, for the 24 kHz
+model with the LM only, the codes of its single segment (~0.3 MB per minute at 6 kbps) because the LM coder
+takes a segment at once.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO, Callable, Iterator, Optional, Union
+
+import numpy as np
+import soundfile as sf
+import soxr
+import torch
+from tqdm import tqdm
+
+from codec import audio
+from codec.encodec.bitstream import (MAGIC, VERSION, _HEADER, _SCALE, EcdcError, EcdcMetadata, check_layout,
+                                     lm_decode, lm_encode, pack_codes, read_metadata, segment_frame_counts,
+                                     unpack_codes)
+from codec.encodec.lm import EntropyLM
+from codec.encodec.model import EncodedFrame, EncodecModel
+
+BLOCK_FRAMES = 1 << 16  # input frames read at a time (1.4 s at 48 kHz)
+CODE_CHUNK_FRAMES = 750  # code frames unpacked or decoded at a time for the 24 kHz model (10 s)
+CLIP_LIMIT = 0.99
+
+
+# ---- reading audio ----------------------------------------------------------------------------------------------
+def converted_length(frames: int, from_sr: int, to_sr: int) -> int:
+    """Samples soxr's one-shot ``resample`` returns for ``frames`` input samples (its rounding rule)."""
+    return frames if from_sr == to_sr else int(frames * to_sr / from_sr + 0.5)
+
+
+class AudioBlocks:
+    """An audio file read block by block, converted to ``sample_rate`` and ``channels`` exactly as
+    ``audio.convert`` converts the whole file (same order of mixing and resampling, same soxr HQ filter)."""
+
+    def __init__(self, path: Union[str, Path], sample_rate: int, channels: int) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise audio.AudioError(f"{self.path}: no such audio file")
+        try:
+            info = sf.info(str(self.path))
+        except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+            raise audio.AudioError(f"{self.path}: cannot read audio ({exc})") from exc
+        if info.frames <= 0:
+            raise audio.AudioError(f"{self.path}: the file holds no samples")
+        self.source_rate, self.source_channels, self.source_frames = int(info.samplerate), int(info.channels), info.frames
+        self.sample_rate, self.channels = sample_rate, channels
+        if channels != self.source_channels and 1 not in (channels, self.source_channels):
+            raise audio.AudioError(f"{self.path}: cannot convert {self.source_channels} channels to {channels}")
+        self.length = converted_length(self.source_frames, self.source_rate, sample_rate)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        """Blocks of float32 ``[channels, samples]``; together exactly ``self.length`` samples."""
+        mix_first = self.source_channels > self.channels
+        resampler = None
+        if self.source_rate != self.sample_rate:
+            resampler = soxr.ResampleStream(self.source_rate, self.sample_rate,
+                                            self.channels if mix_first else self.source_channels,
+                                            dtype="float32", quality="HQ")
+        produced = read = 0
+        try:
+            with sf.SoundFile(str(self.path)) as handle:
+                while True:
+                    block = handle.read(BLOCK_FRAMES, dtype="float32", always_2d=True)
+                    read += block.shape[0]
+                    last = block.shape[0] < BLOCK_FRAMES or read >= self.source_frames
+                    out = self._convert(block, resampler, mix_first, last)
+                    produced += out.shape[-1]
+                    if out.shape[-1]:
+                        audio.check_finite(out, f"{self.path} (near {produced / self.sample_rate:.1f} s)")
+                        yield out
+                    if last:
+                        break
+        except sf.LibsndfileError as exc:
+            raise audio.AudioError(f"{self.path}: cannot read audio ({exc})") from exc
+        if read != self.source_frames or produced != self.length:
+            raise audio.AudioError(f"{self.path}: the file announced {self.source_frames} frames but held {read}")
+
+    def _convert(self, block: np.ndarray, resampler: Optional[soxr.ResampleStream], mix_first: bool,
+                 last: bool) -> np.ndarray:
+        wav = np.ascontiguousarray(block.T)  # [C, n], the layout audio.load returns
+        if mix_first:
+            wav = audio.convert_channels(wav, self.channels)
+        if resampler is not None:
+            wav = np.ascontiguousarray(resampler.resample_chunk(np.ascontiguousarray(wav.T), last=last).T,
+                                       dtype=np.float32)
+        if not mix_first:
+            wav = audio.convert_channels(wav, self.channels)
+        return wav
+
+
+class _Segmenter:
+    """Cuts a stream of blocks into the model's overlapping segments: ``x[offset : offset + length]`` for every
+    ``offset`` in ``range(0, total, stride)``, as ``EncodecModel.encode`` cuts the whole signal."""
+
+    def __init__(self, length: int, stride: int, total: int) -> None:
+        self.length, self.stride, self.total = length, stride, total
+        self.buffer: Optional[np.ndarray] = None
+        self.buffer_start = 0  # absolute index of buffer[..., 0]
+        self.next_offset = 0
+
+    def push(self, block: np.ndarray) -> Iterator[np.ndarray]:
+        self.buffer = block if self.buffer is None else np.concatenate([self.buffer, block], axis=-1)
+        end = self.buffer_start + self.buffer.shape[-1]
+        while self.next_offset < self.total and (self.next_offset + self.length <= end or end >= self.total):
+            start = self.next_offset - self.buffer_start
+            yield self.buffer[..., start: start + self.length]
+            self.next_offset += self.stride
+        drop = min(self.next_offset - self.buffer_start, self.buffer.shape[-1])
+        self.buffer = self.buffer[..., drop:].copy()  # a copy, so the dropped samples are freed
+        self.buffer_start += drop
+
+
+# ---- writing .ecdc ----------------------------------------------------------------------------------------------
+class _EcdcWriter:
+    """Writes a header, then each segment's scale and codes as they arrive; bit-packed codes are packed in
+    byte-aligned runs of frames so the bytes equal one ``pack_codes`` call per segment."""
+
+    def __init__(self, out: BinaryIO, metadata: EcdcMetadata, lm: Optional[EntropyLM], progress: tqdm) -> None:
+        self.out, self.metadata, self.lm, self.progress = out, metadata, lm, progress
+        self.config = metadata.config
+        self.bits = self.config.bits_per_codebook
+        self.group = 8 // math.gcd(metadata.num_codebooks * self.bits, 8)  # frames that fill whole bytes
+        self.pending: list[np.ndarray] = []
+        raw = metadata.to_json()
+        out.write(_HEADER.pack(MAGIC, VERSION, len(raw)) + raw)
+
+    def begin_segment(self, scale: Optional[float]) -> None:
+        if self.config.normalize:
+            if scale is None:
+                raise EcdcError(f"{self.metadata.model} stores a scale per segment, got None")
+            self.out.write(_SCALE.pack(scale))
+
+    def codes(self, codes: np.ndarray) -> None:
+        """More frames ``[K, n]`` of the current segment."""
+        self.pending.append(codes)
+        if self.metadata.use_lm:
+            return
+        held = np.concatenate(self.pending, axis=1) if len(self.pending) > 1 else self.pending[0]
+        ready = held.shape[1] - held.shape[1] % self.group
+        if ready:
+            self.out.write(pack_codes(held[:, :ready], self.bits))
+        self.pending = [held[:, ready:]] if ready < held.shape[1] else []
+
+    def end_segment(self) -> None:
+        if self.pending:
+            held = np.concatenate(self.pending, axis=1)
+            if self.metadata.use_lm:
+                self.out.write(lm_encode(self.lm, held, self.progress))
+            else:
+                self.out.write(pack_codes(held, self.bits))
+        self.pending = []
+
+
+@torch.no_grad()
+def compress_file(model: EncodecModel, source: Union[str, Path], out: BinaryIO, bandwidth: Optional[float] = None,
+                  use_lm: bool = False, lm: Optional[EntropyLM] = None,
+                  show_progress: bool = False) -> EcdcMetadata:
+    """Write the ``.ecdc`` bytes of the audio file ``source`` to ``out``, reading and coding it piece by piece.
+
+    Same bytes as ``compress(model, audio.convert(*audio.load(source), ...))``; ``lm`` is required with ``use_lm``.
+    """
+    check_layout(model.config)
+    if use_lm and lm is None:
+        raise EcdcError("LM coding was asked for but no LM was given")
+    config = model.config
+    bandwidth = model.bandwidth if bandwidth is None else bandwidth
+    n_q = config.num_codebooks(bandwidth)
+    blocks = AudioBlocks(source, model.sample_rate, model.channels)
+    metadata = EcdcMetadata(config.name, blocks.length, n_q, use_lm)
+    device = next(model.parameters()).device
+    total_frames = sum(segment_frame_counts(config, blocks.length))
+    with tqdm(total=total_frames, unit="frame", desc="LM coding", disable=not (use_lm and show_progress)) as bar:
+        writer = _EcdcWriter(out, metadata, lm, bar)
+        if config.segment_length is None:
+            encoder = model.streaming_encoder(bandwidth)
+            writer.begin_segment(None)
+            for block in blocks:
+                writer.codes(encoder.push(torch.from_numpy(block)[None])[0].cpu().numpy())
+            writer.codes(encoder.flush()[0].cpu().numpy())
+            writer.end_segment()
+        else:
+            segmenter = _Segmenter(config.segment_length, config.segment_stride, blocks.length)
+            for block in blocks:
+                for segment in segmenter.push(block):
+                    frame = model.encode_segment(torch.from_numpy(np.ascontiguousarray(segment))[None].to(device),
+                                                 n_q)
+                    writer.begin_segment(None if frame.scale is None else frame.scale.cpu().item())
+                    writer.codes(frame.codes[0].cpu().numpy())
+                    writer.end_segment()
+    return metadata
+
+
+# ---- reading .ecdc ----------------------------------------------------------------------------------------------
+def _segments(data: bytes, metadata: EcdcMetadata, offset: int, lm: Optional[EntropyLM],
+              progress: tqdm) -> Iterator[tuple[Optional[float], Iterator[np.ndarray]]]:
+    """Each segment's scale and its codes in chunks of frames, read only when the caller gets to them (the
+    checks of ``bitstream.read_ecdc``)."""
+    config = metadata.config
+    view = memoryview(data)
+    bits, n_q = config.bits_per_codebook, metadata.num_codebooks
+    group = 8 // math.gcd(n_q * bits, 8)
+    chunk = max(group, CODE_CHUNK_FRAMES - CODE_CHUNK_FRAMES % group)
+    position = [offset]
+
+    def codes_of(frames: int) -> Iterator[np.ndarray]:
+        if metadata.use_lm:
+            codes, position[0] = lm_decode(lm, view, position[0], n_q, frames, progress)
+            yield codes
+            return
+        for start in range(0, frames, chunk):
+            codes, position[0] = unpack_codes(view, position[0], n_q, min(chunk, frames - start), bits)
+            yield codes
+
+    for frames in segment_frame_counts(config, metadata.audio_length):
+        scale = None
+        if config.normalize:
+            if position[0] + _SCALE.size > len(view):
+                raise EcdcError(f"the file ends early: a segment scale is missing at offset {position[0]}")
+            (scale,) = _SCALE.unpack_from(view, position[0])
+            if not math.isfinite(scale):
+                raise EcdcError(f"segment scale {scale} at offset {position[0]} is not finite")
+            position[0] += _SCALE.size
+        yield scale, codes_of(frames)
+
+
+class _OverlapAdd:
+    """``model.linear_overlap_add`` one segment at a time: the same operations in the same order, so the same
+    floats; samples are released as soon as no later segment can reach them."""
+
+    def __init__(self, stride: int) -> None:
+        self.stride = stride
+        self.weight: Optional[torch.Tensor] = None
+        self.out: Optional[torch.Tensor] = None
+        self.weight_sum: Optional[torch.Tensor] = None
+        self.start = 0  # absolute index of out[..., 0]
+        self.index = 0
+
+    def add(self, frame: torch.Tensor) -> torch.Tensor:
+        """Add one decoded segment ``[B, C, n]``; returns the samples now final."""
+        if self.weight is None:
+            t = torch.linspace(0, 1, frame.shape[-1] + 2, device=frame.device, dtype=frame.dtype)[1:-1]
+            self.weight = 0.5 - (t - 0.5).abs()
+            self.out = frame.new_zeros(*frame.shape[:-1], 0)
+            self.weight_sum = frame.new_zeros(0)
+        length = frame.shape[-1]
+        offset = self.index * self.stride - self.start
+        grow = offset + length - self.out.shape[-1]
+        if grow > 0:
+            self.out = torch.cat([self.out, self.out.new_zeros(*self.out.shape[:-1], grow)], dim=-1)
+            self.weight_sum = torch.cat([self.weight_sum, self.weight_sum.new_zeros(grow)])
+        self.out[..., offset: offset + length] += self.weight[:length] * frame
+        self.weight_sum[offset: offset + length] += self.weight[:length]
+        self.index += 1
+        return self._release(min(self.index * self.stride - self.start, self.out.shape[-1]))
+
+    def finish(self) -> torch.Tensor:
+        return self._release(self.out.shape[-1])
+
+    def _release(self, count: int) -> torch.Tensor:
+        done = self.out[..., :count] / self.weight_sum[:count]
+        self.out, self.weight_sum = self.out[..., count:].clone(), self.weight_sum[count:].clone()
+        self.start += count
+        return done
+
+
+@torch.no_grad()
+def decode_blocks(data: bytes, model: EncodecModel, lm: Optional[EntropyLM] = None,
+                  show_progress: bool = False) -> Iterator[torch.Tensor]:
+    """Audio blocks ``[channels, samples]`` of ``.ecdc`` bytes, decoded a segment at a time.
+
+    Concatenated, they equal ``decompress(data)[0]`` (bit for bit at 48 kHz; at 24 kHz up to the float rounding
+    of the streaming decoder, see ``streaming.py``). ``model`` must carry the name the file gives.
+    """
+    metadata, offset = read_metadata(data)
+    if model.config.name != metadata.model:
+        raise EcdcError(f"the file was coded with {metadata.model}, the model given is {model.config.name}")
+    check_layout(model.config)
+    if metadata.use_lm:
+        if lm is None:
+            raise EcdcError("the file is LM-coded; an LM is needed to read it")
+        if lm.n_q < metadata.num_codebooks or lm.card != model.config.bins:
+            raise EcdcError(f"the LM ({lm.n_q} codebooks of {lm.card}) cannot decode {metadata.num_codebooks} "
+                            f"codebooks of {metadata.model}")
+    device = next(model.parameters()).device
+    remaining = metadata.audio_length
+    total = sum(segment_frame_counts(model.config, metadata.audio_length))
+    with tqdm(total=total, unit="frame", desc="LM decoding", disable=not (metadata.use_lm and show_progress)) as bar:
+        if model.config.segment_length is None:
+            decoder = model.streaming_decoder()
+            pieces = (decoder.push(torch.from_numpy(codes)[None].to(device))
+                      for _, chunks in _segments(data, metadata, offset, lm, bar) for codes in chunks)
+            source = _then(pieces, decoder.flush)
+        else:
+            source = _overlap_added(model, _segments(data, metadata, offset, lm, bar), device)
+        for piece in source:
+            piece = piece[0, :, :remaining]
+            remaining -= piece.shape[-1]
+            if piece.shape[-1]:
+                yield piece
+    if remaining:
+        raise EcdcError(f"decoding gave {metadata.audio_length - remaining} samples, the header announces "
+                        f"{metadata.audio_length}")
+
+
+def _then(pieces: Iterator[torch.Tensor], last: Callable[[], torch.Tensor]) -> Iterator[torch.Tensor]:
+    """The pieces, then what ``last()`` returns once they are exhausted."""
+    yield from pieces
+    yield last()
+
+
+def _overlap_added(model: EncodecModel, segments, device: torch.device) -> Iterator[torch.Tensor]:
+    overlap_add = _OverlapAdd(model.config.segment_stride)
+    for scale, chunks in segments:
+        codes = np.concatenate(list(chunks), axis=1)
+        frame = EncodedFrame(torch.from_numpy(codes)[None].to(device),
+                             None if scale is None else torch.tensor(scale, device=device).view(1, 1))
+        yield overlap_add.add(model.decode_segment(frame))
+    yield overlap_add.finish()
+
+
+# ---- writing audio ----------------------------------------------------------------------------------------------
+class WavWriter:
+    """16-bit PCM written block by block like the official CLI saves: clamped to +-0.99 (with a warning when the
+    audio went past it), or, with ``rescale``, scaled down to fit by the file's peak. Rescaling needs the peak of
+    the whole file, so the audio first goes to a float32 temporary file beside the output, then is scaled into it.
+    """
+
+    def __init__(self, path: Union[str, Path], sample_rate: int, channels: int, rescale: bool = False) -> None:
+        self.path, self.sample_rate, self.channels, self.rescale = Path(path), sample_rate, channels, rescale
+        self.peak = 0.0
+        self._float_path: Optional[Path] = None
+        if rescale:
+            handle, name = tempfile.mkstemp(suffix=".f32.wav", dir=self.path.parent)
+            os.close(handle)
+            self._float_path = Path(name)
+            self._handle = sf.SoundFile(name, "w", sample_rate, channels, subtype="FLOAT", format="WAV")
+        else:
+            self._handle = self._pcm16()
+
+    def _pcm16(self) -> sf.SoundFile:
+        return sf.SoundFile(str(self.path), "w", self.sample_rate, self.channels, subtype="PCM_16")
+
+    def write(self, wav: torch.Tensor) -> None:
+        """The next block, ``[channels, samples]``."""
+        self.peak = max(self.peak, float(wav.abs().max())) if wav.shape[-1] else self.peak
+        if not self.rescale:
+            wav = wav.clamp(-CLIP_LIMIT, CLIP_LIMIT)
+        self._handle.write(wav.cpu().numpy().T)
+
+    def close(self) -> None:
+        self._handle.close()
+        if not self.rescale:
+            if self.peak > CLIP_LIMIT:
+                print(f"Clipping!! max scale {self.peak}, limit is {CLIP_LIMIT}. "
+                      "To avoid clipping, use the `-r` option to rescale the output.", file=sys.stderr)
+            return
+        factor = min(CLIP_LIMIT / self.peak, 1) if self.peak > 0 else None
+        try:
+            with sf.SoundFile(str(self._float_path)) as floats, self._pcm16() as out:
+                for block in floats.blocks(BLOCK_FRAMES, dtype="float32", always_2d=True):
+                    wav = torch.from_numpy(np.ascontiguousarray(block.T))
+                    out.write((wav if factor is None else wav * factor).numpy().T)
+        finally:
+            self._float_path.unlink(missing_ok=True)
+
+    def discard(self) -> None:
+        """Close without finishing (after an error): the temporary file goes, the caller removes the output."""
+        self._handle.close()
+        if self._float_path is not None:
+            self._float_path.unlink(missing_ok=True)
+
+
+@contextmanager
+def replacing(target: Path) -> Iterator[Path]:
+    """A temporary path beside ``target`` that replaces it only if the block succeeds, so a failed run never
+    leaves a half-written file nor destroys the previous one."""
+    handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix, dir=target.parent)
+    os.close(handle)
+    part = Path(name)
+    try:
+        yield part
+        os.replace(part, target)
+    finally:
+        part.unlink(missing_ok=True)
+
+
+def decompress_to_wav(data: bytes, target: Union[str, Path], model: EncodecModel, lm: Optional[EntropyLM] = None,
+                      rescale: bool = False, show_progress: bool = False) -> EcdcMetadata:
+    """Decode ``.ecdc`` bytes into a 16-bit WAV file block by block (the official CLI's output)."""
+    metadata, _ = read_metadata(data)
+    with replacing(Path(target)) as part:
+        writer = WavWriter(part, model.sample_rate, model.channels, rescale)
+        try:
+            for block in decode_blocks(data, model, lm, show_progress):
+                writer.write(block)
+        except BaseException:
+            writer.discard()
+            raise
+        writer.close()
+    return metadata
