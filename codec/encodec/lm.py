@@ -16,9 +16,10 @@ are projected exactly as the reference does, and later frames are projected insi
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -75,7 +76,7 @@ class LMState:
     inputs: list[torch.Tensor]  # per layer, its latest inputs [B, n, dim] (the whole window without a kv cache)
     kv: list[Optional[KVCache]]  # per layer, keys and values of the window, once cached
     length: int  # H, frames in the attention window (the reference's state length)
-    offset: int  # time index of the next frame, for the positional embedding
+    offset: Union[int, torch.Tensor]  # time index of the next frame, for the positional embedding ([B] in training)
 
 
 def sin_embedding(positions: torch.Tensor, dim: int, max_period: float = 10000) -> torch.Tensor:
@@ -191,14 +192,18 @@ class StreamingTransformer(nn.Module):
         self.norm_in = nn.LayerNorm(dim)
         self.layers = nn.ModuleList(StreamingLayer(dim, num_heads, hidden) for _ in range(num_layers))
 
-    def initial_state(self, batch: int, device: torch.device) -> LMState:
-        """The reference starts every layer with one zero input: a real key (projected to the bias) until it leaves."""
+    def initial_state(self, batch: int, device: torch.device, offset: Union[int, torch.Tensor] = 0) -> LMState:
+        """The reference starts every layer with one zero input: a real key (projected to the bias) until it leaves.
+
+        ``offset`` is the position of the first frame: 0 at inference, one per sequence ([B] int64) in training.
+        """
         zero = torch.zeros(batch, 1, self.norm_in.normalized_shape[0], device=device)
-        return LMState([zero] * len(self.layers), [None] * len(self.layers), 1, 0)
+        return LMState([zero] * len(self.layers), [None] * len(self.layers), 1, offset)
 
     def forward(self, x: torch.Tensor, state: LMState, stable_rows: Optional[int]) -> tuple[torch.Tensor, LMState]:
         _, T, C = x.shape
-        positions = torch.arange(T, device=x.device).view(1, -1, 1) + state.offset
+        offset = state.offset.view(-1, 1, 1) if isinstance(state.offset, torch.Tensor) else state.offset
+        positions = torch.arange(T, device=x.device).view(1, -1, 1) + offset
         x = self.norm_in(x) + sin_embedding(positions, C, self.max_period)
         inputs, kvs = [], []
         for layer, layer_inputs, kv in zip(self.layers, state.inputs, state.kv):
@@ -218,6 +223,7 @@ class EntropyLM(nn.Module):
                  hidden_scale: int = 4, past_context: int = 262, kv_cache: bool = True) -> None:
         super().__init__()
         self.n_q, self.card, self.dim = n_q, card, dim
+        self.num_layers, self.num_heads, self.hidden_scale = num_layers, num_heads, hidden_scale
         self.kv_cache = kv_cache  # False re-projects the whole window at every step, exactly as the reference
         self.transformer = StreamingTransformer(dim, num_heads, num_layers, dim * hidden_scale, past_context)
         self.emb = nn.ModuleList(nn.Embedding(card + 1, dim) for _ in range(n_q))
@@ -228,8 +234,17 @@ class EntropyLM(nn.Module):
         """The LM the official package pairs with a codec: all its codebooks, a 3.5 s causal window."""
         return cls(config.n_q, config.bins, past_context=int(3.5 * config.frame_rate))
 
-    def initial_state(self, batch: int = 1) -> LMState:
-        return self.transformer.initial_state(batch, self.emb[0].weight.device)
+    @property
+    def past_context(self) -> int:
+        return self.transformer.past_context
+
+    def lm_config(self) -> dict[str, int]:
+        """The hyper-parameters that rebuild this LM (``EntropyLM(**lm.lm_config())``)."""
+        return {"n_q": self.n_q, "card": self.card, "dim": self.dim, "num_layers": self.num_layers,
+                "num_heads": self.num_heads, "hidden_scale": self.hidden_scale, "past_context": self.past_context}
+
+    def initial_state(self, batch: int = 1, offset: Union[int, torch.Tensor] = 0) -> LMState:
+        return self.transformer.initial_state(batch, self.emb[0].weight.device, offset)
 
     def stable_rows(self) -> Optional[int]:
         """Height of the products that project new frames for the kv cache; None without a cache."""
@@ -238,21 +253,52 @@ class EntropyLM(nn.Module):
         weight, bias = self.transformer.layers[0].kv_projection()
         return gemm_stable_rows(weight.detach(), bias.detach(), self.transformer.past_context)
 
-    @torch.no_grad()
-    def forward(self, indices: torch.Tensor, state: Optional[LMState] = None) -> tuple[torch.Tensor, LMState]:
-        """Probabilities [B, card, K, T] of frames t given frames < t, for ``indices`` [B, K, T] (1 + previous codes)."""
+    def logits(self, indices: torch.Tensor, state: Optional[LMState] = None) -> tuple[torch.Tensor, LMState]:
+        """Logits [B, card, K, T] of frames t given frames < t, for ``indices`` [B, K, T] (1 + previous codes).
+
+        Differentiable: training calls it on whole sequences, inference (``forward``) on one frame at a time.
+        """
         B, K, T = indices.shape
         if not 1 <= K <= self.n_q:
             raise ValueError(f"the LM holds {self.n_q} codebooks, asked for {K}")
         state = self.initial_state(B) if state is None else state
         x = sum([self.emb[k](indices[:, k]) for k in range(K)])
         out, state = self.transformer(x, state, self.stable_rows())
-        logits = torch.stack([self.linears[k](out) for k in range(K)], dim=1).permute(0, 3, 1, 2)
+        return torch.stack([self.linears[k](out) for k in range(K)], dim=1).permute(0, 3, 1, 2), state
+
+    @torch.no_grad()
+    def forward(self, indices: torch.Tensor, state: Optional[LMState] = None) -> tuple[torch.Tensor, LMState]:
+        """Probabilities [B, card, K, T] (the softmax of ``logits``, as the reference computes them)."""
+        logits, state = self.logits(indices, state)
         return torch.softmax(logits, dim=1), state
 
 
+LM_FORMAT = "encodec-eval-lm/1"
+_LM_CONFIG_KEYS = ("n_q", "card", "dim", "num_layers", "num_heads", "hidden_scale", "past_context")
+
+
+def save_lm(lm: EntropyLM, path: Union[str, Path], dtype: torch.dtype = torch.float16,
+            metadata: Optional[dict[str, Any]] = None) -> Path:
+    """Save an LM with its hyper-parameters in the project format (``LM_FORMAT``), atomically.
+
+    float16 halves the file (inference casts back to float32 on load, so encoder and decoder see the same weights).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: (v.detach().cpu().to(dtype) if v.is_floating_point() else v.detach().cpu())
+             for k, v in lm.state_dict().items()}
+    payload = {"format": LM_FORMAT, "lm_config": lm.lm_config(), "state_dict": state,
+               "metadata": dict(metadata or {})}
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+    return path
+
+
 def load_lm(path: Union[str, Path], config: EncodecConfig, device: Union[str, torch.device] = "cpu") -> EntropyLM:
-    """Load an official LM checkpoint (a plain state dict) strictly, for the codec described by ``config``."""
+    """Load an LM for the codec described by ``config``, strictly: an official checkpoint (a plain state dict, the
+    official architecture for that codec) or a file of ``save_lm`` (its own hyper-parameters, at least
+    ``config.n_q`` codebooks of ``config.bins`` entries; float16 weights become float32)."""
     path = Path(path)
     if not path.is_file():
         raise LMWeightsError(f"{path}: no such LM checkpoint")
@@ -260,16 +306,40 @@ def load_lm(path: Union[str, Path], config: EncodecConfig, device: Union[str, to
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a bad file
         raise LMWeightsError(f"{path}: cannot read the LM checkpoint ({exc})") from exc
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
+    if isinstance(state, dict) and "format" in state:
+        lm, state = _project_lm(path, state, config)
+    else:
+        if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+            state = state["state_dict"]
+        lm = EntropyLM.for_codec(config)
     if not isinstance(state, dict):
         raise LMWeightsError(f"{path}: expected a state dict, got {type(state).__name__}")
-    lm = EntropyLM.for_codec(config)
+    if not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise LMWeightsError(f"{path}: the state dict holds values that are not tensors")
     try:
-        lm.load_state_dict(state, strict=True)
+        lm.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=True)
     except RuntimeError as exc:
         raise LMWeightsError(f"{path}: the weights do not fit the LM of {config.name}: {exc}") from exc
     return lm.to(device).eval()
+
+
+def _project_lm(path: Path, payload: dict, config: EncodecConfig) -> tuple[EntropyLM, Any]:
+    """The empty LM a ``save_lm`` file describes, checked against the codec, and the file's state dict."""
+    if payload["format"] != LM_FORMAT:
+        raise LMWeightsError(f"{path}: unknown LM file format {payload['format']!r}; expected {LM_FORMAT!r}")
+    lm_config = payload.get("lm_config")
+    if not isinstance(lm_config, dict) or set(lm_config) != set(_LM_CONFIG_KEYS):
+        raise LMWeightsError(f"{path}: lm_config must hold exactly {', '.join(_LM_CONFIG_KEYS)}, got {lm_config!r}")
+    bad = [k for k, v in lm_config.items() if not (isinstance(v, int) and not isinstance(v, bool) and v > 0)]
+    if bad:
+        raise LMWeightsError(f"{path}: lm_config values must be positive integers; bad: {', '.join(bad)}")
+    if lm_config["n_q"] < config.n_q or lm_config["card"] != config.bins:
+        raise LMWeightsError(f"{path}: the LM has {lm_config['n_q']} codebooks of {lm_config['card']} entries; "
+                             f"{config.name} needs at least {config.n_q} codebooks of {config.bins}")
+    if lm_config["dim"] % lm_config["num_heads"] or lm_config["dim"] % 2:
+        raise LMWeightsError(f"{path}: dim {lm_config['dim']} must be even and divisible by "
+                             f"num_heads {lm_config['num_heads']}")
+    return EntropyLM(**lm_config), payload.get("state_dict")
 
 
 def find_official_lm(config: EncodecConfig) -> Path:
