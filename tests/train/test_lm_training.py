@@ -241,6 +241,7 @@ def test_trained_lm_codes_patterned_audio_in_fewer_bytes_that_decode_back(traine
         assert row["bytes_with_lm"] < 0.5 * row["bytes_without_lm"], row
         assert row["kbps_with_lm"] == pytest.approx(8 * row["bytes_with_lm"] / 3.0 / 1000)
         assert row["saving_percent"] > 50 and row["seconds"] == 3.0
+        assert row["header_bytes_with_lm"] == header - 1  # "lm": true is a byte shorter than false
     codes = codec.encode(wav[None], 12.0)[0].codes[0].numpy()
     data = write_ecdc(EcdcMetadata(codec.config.name, wav.shape[-1], 16, True), [Segment(codes, None)], lm)
     _, segments = read_ecdc(data, load_lm(save_lm(lm, trained[0].out_dir / "rt.pt", torch.float32), codec.config))

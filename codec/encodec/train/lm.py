@@ -16,7 +16,8 @@ Size: the defaults (dim 128, 5 layers, 8 heads, feed-forward 512) give about 5.2
 
 Run folder: ``codes.npz`` (the coded corpus, see ``lm_codes``), ``checkpoint.pt`` (exact resume: weights, optimiser,
 data RNG, step; written atomically; resumed automatically), ``train_log.{jsonl,csv}`` per step,
-``eval_log.{jsonl,csv}`` (validation bits per code per codebook count), ``lm_fp16.pt`` (inference weights,
+``eval_log.{jsonl,csv}`` (validation bits per code per codebook count, every ``--eval-every`` steps),
+``validation.{csv,json}`` (the same at the end), ``lm_fp16.pt`` (inference weights,
 ``save_lm``), ``bitrate.{csv,json}`` (kbps without and with the LM measured on real .ecdc bytes of validation audio).
 """
 
@@ -42,7 +43,8 @@ from ... import audio
 from ..config import EncodecConfig
 from ..lm import EntropyLM, load_lm, save_lm
 from .lm_bitrate import BITRATE_FIELDS, check_writable, measure_bitrate
-from .lm_codes import CodeBatch, SequenceSampler, codec_fingerprint, load_or_encode, validation_batches
+from .lm_codes import (CodeBatch, SequenceSampler, codec_fingerprint, hash_fraction, load_or_encode,
+                       validation_batches)
 
 CHECKPOINT_NAME = "checkpoint.pt"
 CHECKPOINT_FORMAT = "encodec-eval-lm-train/1"
@@ -226,15 +228,16 @@ def _write_table(out_dir: Path, name: str, rows: list[dict], fields: Sequence[st
         writer.writerows(rows)
 
 
-def measurement_audio(corpus_dir: Path, names: Sequence[str], sample_rate: int, channels: int,
-                      max_seconds: float) -> list[torch.Tensor]:
-    """Validation files (segments named ``path#i`` count once) at the codec's format, ``max_seconds`` in total."""
+def measurement_audio(corpus_dir: Path, names: Sequence[str], sample_rate: int, channels: int, max_seconds: float,
+                      max_file_seconds: float = 10.0) -> list[torch.Tensor]:
+    """``max_seconds`` of validation audio at the codec's format: files in a fixed pseudo-random order (a mix of
+    categories), each cut to its first ``max_file_seconds`` so that many files count."""
     wavs, left = [], int(max_seconds * sample_rate)
-    for name in dict.fromkeys(n.split("#")[0] for n in names):
+    for name in sorted(dict.fromkeys(n.split("#")[0] for n in names), key=hash_fraction):
         if left <= 0:
             break
         wav, sr = audio.load(corpus_dir / name)
-        wav = audio.convert(wav, sr, sample_rate, channels)[:, :left]
+        wav = audio.convert(wav, sr, sample_rate, channels)[:, :min(left, int(max_file_seconds * sample_rate))]
         wavs.append(torch.from_numpy(np.ascontiguousarray(wav)))
         left -= wav.shape[-1]
     return wavs
@@ -273,6 +276,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     trainer.fit(max_seconds=None if args.max_minutes is None else 60 * args.max_minutes)
 
     evaluation = trainer.evaluate()
+    _write_table(args.out, "validation", evaluation, EVAL_FIELDS)
     metadata = {"codec": str(args.codec), "codec_fingerprint": fingerprint, "step": trainer.step,
                 "train_config": asdict(config), "val_bits_per_code": {str(r["num_codebooks"]): r["bits_per_code"]
                                                                        for r in evaluation}}
@@ -292,7 +296,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         for row in rows:
             row["kbps_ce_estimate"] = estimates.get(row["num_codebooks"], float("nan"))
         _write_table(args.out, "bitrate", rows, BITRATE_FIELDS + ("kbps_ce_estimate",))
-        print(f"measured on {rows[0]['seconds']:.1f} s of validation audio, real .ecdc bytes (header included):")
+        print(f"measured on real .ecdc bytes of {rows[0]['files']} validation files, {rows[0]['seconds']:.1f} s "
+              f"(headers included: {rows[0]['header_bytes_with_lm']} bytes per bandwidth):")
         for row in rows:
             print(f"  {row['bandwidth_kbps']:g} kbps nominal: {row['kbps_without_lm']:.3f} kbps without LM, "
                   f"{row['kbps_with_lm']:.3f} kbps with LM ({row['saving_percent']:.1f} % saved; "

@@ -12,12 +12,12 @@ from typing import Sequence
 
 import torch
 
-from ..bitstream import MODELS, EcdcError, EcdcMetadata, Segment, read_ecdc, write_ecdc
+from ..bitstream import MODELS, EcdcError, EcdcMetadata, Segment, read_ecdc, read_metadata, write_ecdc
 from ..lm import EntropyLM
 from ..model import EncodecModel
 
 BITRATE_FIELDS = ("bandwidth_kbps", "num_codebooks", "files", "seconds", "bytes_without_lm", "bytes_with_lm",
-                  "kbps_without_lm", "kbps_with_lm", "saving_percent", "lm_coding_seconds")
+                  "header_bytes_with_lm", "kbps_without_lm", "kbps_with_lm", "saving_percent", "lm_coding_seconds")
 
 
 def check_writable(model: EncodecModel) -> None:
@@ -30,7 +30,8 @@ def check_writable(model: EncodecModel) -> None:
 def measure_bitrate(model: EncodecModel, lm: EntropyLM, wavs: Sequence[torch.Tensor], bandwidths: Sequence[float],
                     verify: bool = True) -> list[dict]:
     """One row per bandwidth: total bytes and measured kbps of the ``wavs`` ([channels, samples] at the model's rate)
-    coded without and with the LM, and the saving in percent of the bytes without it."""
+    coded without and with the LM, and the saving in percent of the bytes without it. Sizes include each file's
+    header (``header_bytes_with_lm`` in total), which weighs on short files."""
     check_writable(model)
     if not wavs:
         raise ValueError("measure_bitrate needs at least one waveform")
@@ -38,7 +39,7 @@ def measure_bitrate(model: EncodecModel, lm: EntropyLM, wavs: Sequence[torch.Ten
     seconds = sum(w.shape[-1] for w in wavs) / model.sample_rate
     rows = []
     for bandwidth in bandwidths:
-        plain_bytes = coded_bytes = 0
+        plain_bytes = coded_bytes = header_bytes = 0
         coding_seconds = 0.0
         for wav in wavs:
             frames = model.encode(wav[None].float(), bandwidth)
@@ -50,6 +51,7 @@ def measure_bitrate(model: EncodecModel, lm: EntropyLM, wavs: Sequence[torch.Ten
             start = time.perf_counter()
             data = write_ecdc(EcdcMetadata(model.config.name, length, num_codebooks, True), segments, lm)
             coding_seconds += time.perf_counter() - start
+            header_bytes += read_metadata(data)[1]
             coded_bytes += len(data)
             if verify:
                 _, decoded = read_ecdc(data, lm)
@@ -57,6 +59,7 @@ def measure_bitrate(model: EncodecModel, lm: EntropyLM, wavs: Sequence[torch.Ten
                     raise EcdcError(f"LM-coded bytes at {bandwidth} kbps do not decode to the codes they were made of")
         rows.append({"bandwidth_kbps": float(bandwidth), "num_codebooks": num_codebooks, "files": len(wavs),
                      "seconds": seconds, "bytes_without_lm": plain_bytes, "bytes_with_lm": coded_bytes,
+                     "header_bytes_with_lm": header_bytes,
                      "kbps_without_lm": 8 * plain_bytes / seconds / 1000, "kbps_with_lm": 8 * coded_bytes / seconds / 1000,
                      "saving_percent": 100 * (1 - coded_bytes / plain_bytes), "lm_coding_seconds": coding_seconds})
     return rows

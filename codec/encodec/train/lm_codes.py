@@ -45,9 +45,9 @@ class CodedCorpus:
 
     def split(self, fraction: float = 0.05) -> tuple[list[np.ndarray], list[np.ndarray], list[str]]:
         """Training codes, validation codes and validation names: files whose path hashes below ``fraction``."""
-        held = [_hash_fraction(name) < fraction for name in self.names]
+        held = [hash_fraction(name) < fraction for name in self.names]
         if fraction > 0 and not any(held):  # a tiny corpus: hold out the file with the smallest hash
-            held[min(range(len(self.names)), key=lambda i: _hash_fraction(self.names[i]))] = True
+            held[min(range(len(self.names)), key=lambda i: hash_fraction(self.names[i]))] = True
         if all(held):
             raise CorpusError(f"holding out {fraction:.0%} of {len(self.names)} files leaves none for training")
         train = [c for c, h in zip(self.codes, held) if not h]
@@ -55,7 +55,8 @@ class CodedCorpus:
         return train, val, [n for n, h in zip(self.names, held) if h]
 
 
-def _hash_fraction(name: str) -> float:
+def hash_fraction(name: str) -> float:
+    """A fixed pseudo-random number in [0, 1) for a file name."""
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big") / 2**64
 
 
@@ -89,7 +90,7 @@ def encode_corpus(model: EncodecModel, corpus_dir: Path) -> tuple[list[np.ndarra
     items = read_manifest(corpus_dir)
     codes, names = [], []
     for item in tqdm(items, desc="coding the LM corpus", unit="file"):
-        name = item.path.relative_to(corpus_dir).as_posix()
+        name = Path(os.path.relpath(item.path, corpus_dir)).as_posix()
         segments = encode_file(model, item.path)
         for index, segment in enumerate(segments):
             if segment.shape[-1]:
