@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
+import time
 import traceback
 import warnings
 from dataclasses import dataclass, field
@@ -20,7 +20,7 @@ from encodec_eval.metrics.delay import measure_delay
 from encodec_eval.run.environment import row_versions
 from encodec_eval.run.folder import RunFolder
 from encodec_eval.run.plan import Job
-from encodec_eval.run.timing import all_threads, median_seconds, torch_threads
+from encodec_eval.run.timing import StageClock, all_threads, median_seconds, torch_threads
 
 RTF_COLUMNS = ("encode_rtf_1thread", "decode_rtf_1thread", "encode_rtf_allthreads", "decode_rtf_allthreads")
 
@@ -91,7 +91,16 @@ def _base_row(job: Job, options: RunOptions) -> dict[str, Any]:
 
 
 def evaluate(job: Job, options: RunOptions, timing_lock: Any = None) -> dict[str, Any]:
-    """Run one codec spec on one item; failures are recorded in the row (status, error), never raised."""
+    """Run one codec spec on one item; failures are recorded in the row (status, error), never raised. The row
+    carries when the job started and ended (Unix seconds) and the seconds of each stage, for the throughput report."""
+    started = time.time()
+    row = _evaluate(job, options, timing_lock)
+    finished = time.time()
+    row.update(job_started_unix=started, job_finished_unix=finished, worker_seconds=finished - started)
+    return row
+
+
+def _evaluate(job: Job, options: RunOptions, timing_lock: Any) -> dict[str, Any]:
     row = _base_row(job, options)
     try:
         codec = CODECS.get(job.codec_spec)
@@ -118,18 +127,20 @@ def _conversion(summary: str, from_sr: int, to_sr: int, from_ch: int, to_ch: int
 
 
 def _run_codec(job: Job, codec: Codec, options: RunOptions, row: dict[str, Any], timing_lock: Any) -> None:
-    wav, sr = job.item.load()
-    check_finite(wav, str(job.item.path))
-    seconds = wav.shape[-1] / sr
-    # The conversion to the codec's rate and channels happens here, outside the timed calls, and is recorded.
-    prepared = codec.prepare(wav, sr)
+    clock = StageClock()
+    with clock.stage("load"):
+        wav, sr = job.item.load()
+        check_finite(wav, str(job.item.path))
+        seconds = wav.shape[-1] / sr
+        # The conversion to the codec's rate and channels happens here, outside the timed calls, and is recorded.
+        prepared = codec.prepare(wav, sr)
     codec_in, codec_sr = prepared.wav, prepared.sample_rate
     row.update(item_seconds=seconds, item_sample_rate=sr, item_channels=wav.shape[0],
                codec_sample_rate=codec_sr, codec_channels=prepared.channels,
                conversion=_conversion(prepared.conversion, sr, codec_sr, wav.shape[0], prepared.channels))
 
-    with torch_threads(1), warnings.catch_warnings(record=True) as caught:  # warm-up pass; its output is scored
-        warnings.simplefilter("always")
+    with clock.stage("codec"), torch_threads(1), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # warm-up pass; its output is scored
         encoded = codec.encode(codec_in, codec_sr)
         decoded, decoded_sr = codec.decode(encoded)
     row["codec_warnings"] = " | ".join(dict.fromkeys(str(w.message) for w in caught))
@@ -141,30 +152,62 @@ def _run_codec(job: Job, codec: Codec, options: RunOptions, row: dict[str, Any],
                decoded_sample_rate=decoded_sr, decoded_channels=decoded.shape[0],
                decoded_seconds=decoded.shape[-1] / decoded_sr,
                latency_samples=codec.latency_samples, latency_ms=1000.0 * codec.latency_samples / codec_sr)
-    row.update(_timings(codec, codec_in, codec_sr, encoded, seconds, options, timing_lock))
 
-    delay_samples, delay_ms = measure_delay(wav, sr, decoded, decoded_sr)
+    def timed() -> None:
+        with clock.stage("timing"):
+            row.update(_timings(codec, codec_in, codec_sr, encoded, seconds, options))
+
+    def scored() -> None:
+        _score(job, wav, sr, decoded, decoded_sr, options, row, clock)
+
+    # One process times at a time, so pool workers do not slow each other's clocks. A worker that finds the
+    # timing lock taken scores its item first instead of waiting idle, and only then waits for the lock.
+    if timing_lock is None:
+        timed()
+        scored()
+    elif timing_lock.acquire(False):  # non-blocking (positional: threading and multiprocessing differ)
+        try:
+            timed()
+        finally:
+            timing_lock.release()
+        scored()
+    else:
+        scored()
+        with clock.stage("timing_wait"):
+            timing_lock.acquire()
+        try:
+            timed()
+        finally:
+            timing_lock.release()
+    row["codec_info"] = codec.describe()
+    if options.keep_audio and options.run_dir:
+        with clock.stage("keep_audio"):
+            folder = RunFolder(Path(options.run_dir))
+            row["reference_audio"] = folder.keep_audio("reference", job.item.item_id, wav, sr)
+            row["decoded_audio"] = folder.keep_audio(job.codec_spec, job.item.item_id, decoded, decoded_sr)
+    row.update(clock.columns())
+
+
+def _score(job: Job, wav: np.ndarray, sr: int, decoded: np.ndarray, decoded_sr: int, options: RunOptions,
+           row: dict[str, Any], clock: StageClock) -> None:
+    """The delay and every metric, each timed as its own stage."""
+    with clock.stage("delay"):
+        delay_samples, delay_ms = measure_delay(wav, sr, decoded, decoded_sr)
     row.update(delay_samples=delay_samples, delay_ms=delay_ms)
     reasons = {}
     for column in options.metrics:
-        score = get_metric(column).measure(wav, sr, decoded, decoded_sr, job.item.category)
+        with clock.stage(column):
+            score = get_metric(column).measure(wav, sr, decoded, decoded_sr, job.item.category)
         row[column] = score.value
         if score.reason:
             reasons[column] = score.reason
     row["nan_reasons"] = reasons
-    row["codec_info"] = codec.describe()
-    if options.keep_audio and options.run_dir:
-        folder = RunFolder(Path(options.run_dir))
-        row["reference_audio"] = folder.keep_audio("reference", job.item.item_id, wav, sr)
-        row["decoded_audio"] = folder.keep_audio(job.codec_spec, job.item.item_id, decoded, decoded_sr)
 
 
 def _timings(codec: Codec, codec_in: np.ndarray, codec_sr: int, encoded: Encoded, seconds: float,
-             options: RunOptions, timing_lock: Any) -> dict[str, Any]:
+             options: RunOptions) -> dict[str, Any]:
     threads = all_threads()
-    lock = timing_lock if timing_lock is not None else contextlib.nullcontext()
-    # One process times at a time, so pool workers do not slow each other's clocks; warnings were recorded once.
-    with lock, warnings.catch_warnings():
+    with warnings.catch_warnings():  # warnings were recorded once, in the scored pass
         warnings.simplefilter("ignore")
         times = {
             "encode_rtf_1thread": median_seconds(lambda: codec.encode(codec_in, codec_sr), options.repeats, 1),

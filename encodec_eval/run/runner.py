@@ -11,11 +11,13 @@ import importlib
 import multiprocessing as mp
 import os
 import sys
+import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
+import soundfile as sf
 from tqdm import tqdm
 
 from encodec_eval.data import Dataset, load_dataset
@@ -24,6 +26,8 @@ from encodec_eval.run.environment import environment
 from encodec_eval.run.evaluate import RunOptions, describe_codec, evaluate
 from encodec_eval.run.folder import RunFolder, RunFolderError, new_run_dir
 from encodec_eval.run.plan import Job, codec_specs, plan
+from encodec_eval.run.throughput import throughput
+from encodec_eval.run.throughput import write_csv as write_throughput_csv
 from encodec_eval.run.timing import torch_threads
 
 DEFINITIONS = {
@@ -36,6 +40,8 @@ DEFINITIONS = {
     "delay_ms": "lag of decoded vs reference by cross-correlation (positive = decoded late); reported, not corrected",
     "metrics": "both signals mixed to mono and converted to the metric's rate (soxr HQ), cropped to the shorter; "
                "NaN with the reason in nan_reasons when a metric cannot score an item",
+    "stage_s_*": "wall seconds of one job's stages: load, codec (scored encode+decode), timing, timing_wait, delay, "
+                 "one per metric; throughput in run.json and throughput.csv (encodec_eval/run/throughput.py)",
 }
 
 
@@ -110,12 +116,23 @@ def _run_info(config: RunConfig, dataset: Dataset, specs: list[str], world: int)
     }
 
 
+def longest_first(jobs: Sequence[Job]) -> list[Job]:
+    """Jobs ordered by their item's duration, longest first, so that the pool's last jobs are short ones and no
+    long item (a 30 s ViSQOL, a slow codec) runs alone at the end while the other workers sit idle."""
+    def duration(job: Job) -> float:
+        try:
+            return sf.info(str(job.item.path)).duration
+        except (sf.LibsndfileError, RuntimeError, OSError):
+            return 0.0
+    return sorted(jobs, key=duration, reverse=True)
+
+
 def _pool_rows(jobs: list[Job], options: RunOptions, workers: int, plugins: Sequence[str]) -> Iterator[dict[str, Any]]:
     context = mp.get_context("spawn")  # fork after torch has started threads can deadlock
     lock = context.Lock()
     with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
                              initargs=(lock, tuple(plugins))) as pool:
-        futures = [pool.submit(_worker_evaluate, job, options) for job in jobs]
+        futures = [pool.submit(_worker_evaluate, job, options) for job in longest_first(jobs)]
         for future in as_completed(futures):
             yield future.result()
 
@@ -137,10 +154,10 @@ def _worker_evaluate(job: Job, options: RunOptions) -> dict[str, Any]:
 
 
 def _sharded_rows(jobs: list[Job], options: RunOptions, rank: int, world: int) -> Iterator[dict[str, Any]]:
-    """Rank r takes jobs r, r+world, ...; after each round rank 0 gathers the round's rows."""
+    """Rank r takes jobs r, r+world, ... of the longest-first order; after each round rank 0 gathers its rows."""
     import torch.distributed as dist
 
-    mine = jobs[rank::world]
+    mine = longest_first(jobs)[rank::world]  # a round pairs items of similar length: short waits at its gather
     rounds = -(-len(jobs) // world)
     for index in range(rounds):
         row = evaluate(mine[index], options) if index < len(mine) else None
@@ -171,15 +188,21 @@ def run(config: RunConfig) -> Optional[Path]:
     options = RunOptions(tuple(config.metrics), config.repeats, config.keep_audio, path_text,
                          concurrent_processes=max(1, config.workers) * world)
 
+    started, started_unix = time.perf_counter(), time.time()
+    workers = 1
     if world > 1:
         rows = _sharded_rows(jobs, options, rank, world)
+        workers = world
     elif config.workers > 1 and len(jobs) > 1:
-        rows = _pool_rows(jobs, options, min(config.workers, len(jobs)), config.plugins)
+        workers = min(config.workers, len(jobs))
+        rows = _pool_rows(jobs, options, workers, config.plugins)
     else:
         rows = (evaluate(job, options) for job in jobs)
     bar = tqdm(total=len(jobs), desc="encodec-bench", unit="row", disable=rank != 0 or not config.progress)
+    session_rows = []
     with torch_threads(1):
         for row in rows:
+            session_rows.append(row)
             folder.append_row(row)
             bar.set_postfix_str(f"{row['codec_spec']} {row['item_id']} {row['status']}", refresh=False)
             bar.update()
@@ -192,8 +215,25 @@ def run(config: RunConfig) -> Optional[Path]:
     if rank != 0:
         return None
 
+    if session_rows:
+        _record_throughput(folder, session_rows, time.perf_counter() - started, workers, started_unix)
     report(folder, finished=True)
     return folder.path
+
+
+def _record_throughput(folder: RunFolder, rows: list[dict[str, Any]], wall_seconds: float, workers: int,
+                       started_unix: float) -> None:
+    """This session's throughput into run.json (a list: one record per session of a resumed run) and
+    throughput.csv (the latest session)."""
+    record = {"started_unix": started_unix, **throughput(rows, wall_seconds, workers, started_unix)}
+    info = folder.read_info()
+    info["throughput"] = info.get("throughput", []) + [record]
+    folder.write_info(info)
+    write_throughput_csv(record, folder.path / "throughput.csv")
+    print(f"throughput: {record['audio_seconds_per_wall_second']:.2f} audio seconds per wall second "
+          f"({record['audio_seconds']:.0f} s of items in {wall_seconds:.0f} s, {workers} worker(s), busy "
+          f"{100 * record['worker_busy_fraction']:.0f} %, start-up {record['startup_seconds']:.1f} s, "
+          f"idle tail {record['idle_tail_seconds']:.1f} s)")
 
 
 def report(folder: RunFolder, finished: bool = False) -> None:

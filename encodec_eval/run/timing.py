@@ -40,3 +40,25 @@ def median_seconds(call: Callable[[], object], repeats: int, threads: int) -> fl
             call()
             times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+class StageClock:
+    """Wall seconds spent in each stage of one job (codec, timing, each metric...), for the throughput report."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+
+    def columns(self) -> dict[str, float]:
+        """Row columns ``stage_s_<stage>``."""
+        return {f"{STAGE_PREFIX}{name}": value for name, value in self.seconds.items()}
+
+
+STAGE_PREFIX = "stage_s_"
