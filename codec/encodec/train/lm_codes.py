@@ -195,7 +195,7 @@ class SequenceSampler:
 
 
 def validation_batches(codes: Sequence[np.ndarray], num_codebooks: int, frames: int = 375,
-                       batch_size: int = 16) -> list[CodeBatch]:
+                       batch_size: int = 8) -> list[CodeBatch]:
     """Every validation frame once: files cut into ``frames``-long chunks, each at its true position in the file
     (chunk i at offset i * frames) and from the start state, as in training. Chunks after a file's first lack the
     context inference would have, so this estimate is slightly pessimistic; the real .ecdc bytes settle it."""
