@@ -253,13 +253,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--codec", required=True, help="trained codec: a name or a path (checkpoints.load_model)")
     parser.add_argument("--corpus", type=Path, required=True, help="corpus folder with manifest.tsv")
     parser.add_argument("--out", type=Path, required=True, help="run folder (resumed when it holds a checkpoint)")
-    parser.add_argument("--max-minutes", type=float, default=None, help="stop training after this wall time")
+    parser.add_argument("--max-minutes", type=float, default=None, help="stop training after this wall time (coding the corpus and measuring come on top)")
     parser.add_argument("--export", type=Path, default=None, help="also write the float16 inference LM here")
     parser.add_argument("--measure-seconds", type=float, default=60.0,
                         help="seconds of validation audio coded to .ecdc to measure the saving (0: skip)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     for name, value in asdict(defaults).items():
-        parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
+        parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value, help=f"default {value}")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
