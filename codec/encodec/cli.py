@@ -22,12 +22,13 @@ from tqdm import tqdm
 
 from codec import audio
 from codec.encodec.bitstream import read_metadata
-from codec.encodec.checkpoints import load_model
+from codec.encodec.checkpoints import WeightsNotFoundError, find_project_checkpoint, load_model
 from codec.encodec.compress import compress, decompress, default_lm
 from codec.encodec.file_stream import AudioBlocks, WavWriter, compress_file, decompress_to_wav, replacing
 from codec.encodec.lm import EntropyLM, load_lm
 from codec.encodec.model import EncodecModel
 
+PROJECT_MODEL = "encodec_eval_24khz"  # the 24 kHz default when the official weights are absent
 SUFFIX = ".ecdc"
 LONG_SECONDS = 30.0  # files longer than this show a progress bar while LM coding
 ONE_SHOT_SECONDS = 60.0  # --stream auto: the 24 kHz model codes shorter files in one pass, like the official CLI
@@ -58,11 +59,12 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("-r", "--rescale", action="store_true",
                         help="Automatically rescale the output to avoid clipping.")
     parser.add_argument("-w", "--weights", type=str, default=None,
-                        help="Codec weights: encodec_24khz, encodec_48khz, facebook/encodec_*, an official .th file, "
-                             "a Hugging Face folder or an encodec-eval checkpoint. Default: the official model.")
+                        help="Codec weights: encodec_24khz, encodec_48khz, encodec_eval_24khz, facebook/encodec_*, an "
+                             "official .th file, a Hugging Face folder or an encodec-eval checkpoint. Default: the "
+                             f"official model, else (24 kHz) the project's own {PROJECT_MODEL}.")
     parser.add_argument("--lm-weights", type=Path, default=None,
-                        help="LM checkpoint for --lm and LM-coded files. Default: the official LM in the torch hub "
-                             "cache.")
+                        help="LM checkpoint for --lm and LM-coded files. Default: the LM trained for the model (the "
+                             "official one from the torch hub cache, or the one shipped with ours).")
     parser.add_argument("--device", type=str, default="cpu", help="Torch device to run on (cpu, cuda, mps).")
     parser.add_argument("--stream", choices=("auto", "always", "never"), default="auto",
                         help="Code files piece by piece so memory stays flat however long they are. auto: always "
@@ -95,7 +97,15 @@ class Resources:
     def model(self, name: Optional[str] = None) -> EncodecModel:
         key = self.args.weights or name or ("encodec_48khz" if self.args.hq else "encodec_24khz")
         if key not in self.models:
-            self.models[key] = load_model(key).to(self.args.device)
+            try:
+                model = load_model(key)
+            except WeightsNotFoundError:
+                if self.args.weights or name or self.args.hq:
+                    raise
+                model = load_model(PROJECT_MODEL)  # the default without official weights: our own trained model
+                print(f"encodec: official weights not found; using the project's {PROJECT_MODEL} "
+                      f"({find_project_checkpoint(PROJECT_MODEL)}, see codec/encodec/MODEL_CARD.md)", file=sys.stderr)
+            self.models[key] = model.to(self.args.device)
         return self.models[key]
 
     def lm(self, model: EncodecModel) -> EntropyLM:

@@ -44,7 +44,7 @@ class EncodecConfig:
     decay: float = 0.99
     kmeans_init: bool = True
     kmeans_iters: int = 50
-    threshold_ema_dead_code: int = 2
+    threshold_ema_dead_code: float = 2
     extra: dict[str, Any] = field(default_factory=dict, compare=False)  # free-form notes (origin of weights, ...)
 
     def __post_init__(self) -> None:
