@@ -4,7 +4,8 @@
 
 Probe segments are drawn once (seed 1234) from the training corpus per category, so the curve measures how well
 the codec fits its data, not the evaluation set (which stays unseen until the model card is written). Per snapshot
-and bandwidth it appends SI-SNR (dB) and mel distance (``mel_distance@24k``) to ``RUN/curve.csv``.
+and bandwidth it appends SI-SNR (dB), mel distance (``mel_distance@24k``) and the share of codebook entries the
+probes use, for the EMA and the raw weights, to ``RUN/curve.csv``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from encodec_eval.metrics import get_metric
 
 PROBES_PER_CATEGORY = 6
 PROBE_SECONDS = 2.0
-FIELDS = ["step", "wall_time", "bandwidth_kbps", "category", "si_snr_db", "mel_distance@24k"]
+FIELDS = ["step", "wall_time", "weights", "bandwidth_kbps", "category", "si_snr_db", "mel_distance@24k",
+          "codes_used_percent"]
 
 
 def probe_segments(corpus: Path, sample_rate: int) -> dict[str, np.ndarray]:
@@ -42,20 +44,24 @@ def probe_segments(corpus: Path, sample_rate: int) -> dict[str, np.ndarray]:
 @torch.no_grad()
 def score(run: Path, probes: dict[str, np.ndarray], model_name: str) -> list[dict]:
     checkpoint = torch.load(run / CHECKPOINT_NAME, map_location="cpu", weights_only=False)
-    model = exported_model(checkpoint, model_name).fold_weight_norm()
     si_snr, mel = get_metric("si_snr_db"), get_metric("mel_distance@24k")
     rows = []
-    for bandwidth in model.config.target_bandwidths:
-        for category, batch in probes.items():
-            x = torch.from_numpy(batch)  # [probes, 1, samples]
-            y = model.decode(model.encode(x, bandwidth))[..., : x.shape[-1]].numpy()
-            sr = model.sample_rate
-            scores = [(si_snr.measure(ref, sr, out, sr).value, mel.measure(ref, sr, out, sr).value)
-                      for ref, out in zip(batch, y)]
-            rows.append({"step": int(checkpoint["step"]), "wall_time": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                         "bandwidth_kbps": bandwidth, "category": category,
-                         "si_snr_db": float(np.mean([s for s, _ in scores])),
-                         "mel_distance@24k": float(np.mean([m for _, m in scores]))})
+    for weights in ("ema", "raw"):
+        model = exported_model(checkpoint, model_name, use_ema=weights == "ema").fold_weight_norm()
+        sr = model.sample_rate
+        for bandwidth in model.config.target_bandwidths:
+            for category, batch in probes.items():
+                x = torch.from_numpy(batch)  # [probes, 1, samples]
+                codes = model.encode(x, bandwidth)
+                y = model.decode(codes)[..., : x.shape[-1]].numpy()
+                used = np.mean([len(torch.unique(codes[0].codes[:, k])) for k in range(codes[0].codes.shape[1])])
+                scores = [(si_snr.measure(ref, sr, out, sr).value, mel.measure(ref, sr, out, sr).value)
+                          for ref, out in zip(batch, y)]
+                rows.append({"step": int(checkpoint["step"]), "wall_time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                             "weights": weights, "bandwidth_kbps": bandwidth, "category": category,
+                             "si_snr_db": float(np.mean([s for s, _ in scores])),
+                             "mel_distance@24k": float(np.mean([m for _, m in scores])),
+                             "codes_used_percent": 100 * used / model.config.bins})
     return rows
 
 
@@ -88,7 +94,7 @@ def main() -> None:
                 append(run / "curve.csv", rows)
                 six = [r for r in rows if r["bandwidth_kbps"] == 6.0]
                 print(run.name, rows[0]["step"], "SI-SNR@6kbps (dB):",
-                      {r["category"]: round(r["si_snr_db"], 2) for r in six}, flush=True)
+                      {f"{r['weights']}/{r['category']}": round(r["si_snr_db"], 2) for r in six}, flush=True)
         if not args.every:
             break
         time.sleep(args.every)
