@@ -64,6 +64,7 @@ class EncodecModel(nn.Module):
                                                  config.threshold_ema_dead_code)
         self.decoder = SEANetDecoder(config)
         self.bandwidth: Optional[float] = None
+        self.set_channels_last(encoder=False, decoder=True)
 
     # ---- descriptive properties ------------------------------------------------------------------------------
     @property
@@ -92,6 +93,30 @@ class EncodecModel(nn.Module):
         if bandwidth is not None:
             self.config.check_bandwidth(bandwidth)
         self.bandwidth = bandwidth
+
+    def set_channels_last(self, encoder: Optional[bool] = None, decoder: Optional[bool] = None) -> "EncodecModel":
+        """Run the encoder and/or decoder on time-major (channels-last) memory at inference (None keeps a setting).
+
+        Faster on CPU (oneDNN skips a layout conversion around every conv), but plain convs then sum in another
+        order: the decoder's audio moves by 1e-7 to 2e-6, inside the 1e-5 allowed, so it is on by default; the
+        encoder's codes could differ from the official ones (rarely: ``benchmarks/speed.py`` reports the fraction),
+        so it is off by default.
+        """
+        if encoder is not None:
+            self.encoder.channels_last = bool(encoder)
+        if decoder is not None:
+            self.decoder.channels_last = bool(decoder)
+        return self
+
+    def set_bfloat16(self, encoder: Optional[bool] = None, decoder: Optional[bool] = None) -> "EncodecModel":
+        """Run the encoder and/or decoder in bfloat16 at inference (None keeps a setting; the quantizer stays
+        float32). 2-3x faster on CPUs with bf16 units, but codes and audio change: ``benchmarks/speed.py`` reports
+        by how much. Off by default."""
+        if encoder is not None:
+            self.encoder.bfloat16 = bool(encoder)
+        if decoder is not None:
+            self.decoder.bfloat16 = bool(decoder)
+        return self
 
     def fold_weight_norm(self) -> "EncodecModel":
         """Turn weight-norm parameters into plain weights: same outputs, no norm recomputed per call."""
