@@ -39,3 +39,30 @@ def test_a_run_of_another_architecture_is_refused(tmp_path):
     _run(tmp_path, model_overrides={"n_filters": 8, "kmeans_iters": 1})
     with pytest.raises(CheckpointError, match="n_filters"):
         export(tmp_path / "run", tmp_path / "model.pt", "encodec_eval_24khz")
+
+
+def test_compact_resume_state_continues_a_run(tiny_corpus, tmp_path):
+    from codec.encodec.train.data import SegmentSampler, read_manifest
+    from codec.encodec.train.export import export_resume_state
+    from tests.train.conftest import tiny
+
+    def trainer(out):
+        config = TrainConfig.from_dict(dict(tiny(adversaries=["msstft"], adversary_start_step=1), name="t"))
+        sampler = SegmentSampler(read_manifest(tiny_corpus), 24000, 1, config.segment_seconds, seed=0)
+        return Trainer(config, sampler.batch, out, sampler_state=sampler)
+
+    first = trainer(tmp_path / "a")
+    first.fit(3)
+    state = export_resume_state(tmp_path / "a", tmp_path / "resume.pt")
+    second = trainer(tmp_path / "b")
+    second.load_compact(state)
+    assert second.step == 3
+    for key, value in first.model.state_dict().items():
+        torch.testing.assert_close(second.model.state_dict()[key], value.half().float(), rtol=1e-3, atol=1e-3)
+    for key, value in first.adversaries.state_dict().items():  # trained from step 1 on, so they travel too
+        torch.testing.assert_close(second.adversaries.state_dict()[key], value.half().float(), rtol=1e-3, atol=1e-3)
+    codebook = second.model.quantizer.vq.layers[0]._codebook
+    torch.testing.assert_close(codebook.embed_avg / codebook._smoothed_sizes()[:, None], codebook.embed)
+    assert second.train_step()["step"] == 4
+    with pytest.raises(ValueError, match="not a compact training state"):
+        second.load_compact(tmp_path / "a" / "checkpoint.pt")

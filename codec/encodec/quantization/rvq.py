@@ -149,9 +149,17 @@ class EuclideanCodebook(nn.Module):
         sums = _all_reduce_sum(data.t() @ onehot).t()
         self.cluster_size.mul_(self.decay).add_(counts, alpha=1 - self.decay)
         self.embed_avg.mul_(self.decay).add_(sums, alpha=1 - self.decay)
+        self.embed.copy_(self.embed_avg / self._smoothed_sizes().unsqueeze(1))
+
+    def _smoothed_sizes(self) -> Tensor:
+        """Usage counts with Laplace smoothing: what the EMA sums are divided by to give the codebook."""
         total = self.cluster_size.sum()
-        smoothed = (self.cluster_size + self.epsilon) / (total + self.bins * self.epsilon) * total
-        self.embed.copy_(self.embed_avg / smoothed.unsqueeze(1))
+        return (self.cluster_size + self.epsilon) / (total + self.bins * self.epsilon) * total
+
+    @torch.no_grad()
+    def restore_ema_sums(self) -> None:
+        """Rebuild ``embed_avg`` from the codebook and its usage (for states saved without it)."""
+        self.embed_avg.copy_(self.embed * self._smoothed_sizes().unsqueeze(1))
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Quantize ``[..., D]``; in training, also initialise and update the codebook. Returns (vectors, codes)."""

@@ -3,7 +3,8 @@
     python -m codec.encodec.train --config benchmarks/ablations/disc_msstft.yaml --corpus DIR --out runs/x
     torchrun --nproc_per_node 8 -m codec.encodec.train --config ... --corpus DIR --out runs/x
 
-Each rank draws its own segments (seed + rank); a checkpoint in --out is resumed automatically.
+Each rank draws its own segments (seed + rank); a checkpoint in --out is resumed automatically (exactly); a
+compact resume state from another machine continues a run approximately (``--resume-compact``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--segment-seconds", type=float, default=None)
     parser.add_argument("--max-minutes", type=float, default=None)
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=YAML", help="extra TrainConfig overrides")
+    parser.add_argument("--resume-compact", type=Path, default=None,
+                        help="start from a compact resume state (train.export --resume-state) when --out holds no "
+                             "checkpoint yet")
     args = parser.parse_args(argv)
     rank, _, device = distributed.init_from_env()
     extra = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
@@ -45,6 +49,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     checkpoint = args.out / CHECKPOINT_NAME
     if checkpoint.exists():
         trainer.load(checkpoint)
+    elif args.resume_compact is not None:
+        trainer.load_compact(args.resume_compact)
     trainer.fit(max_seconds=None if args.max_minutes is None else 60 * args.max_minutes)
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()

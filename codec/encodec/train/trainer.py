@@ -29,6 +29,8 @@ from .losses import (MultiScaleMelLoss, discriminator_hinge_loss, feature_matchi
                      time_l1)
 
 CHECKPOINT_NAME = "checkpoint.pt"
+COMPACT_FORMAT = "encodec-eval-train-compact/1"
+_CODEBOOK = "quantizer.vq.layers."
 
 
 class Generator(nn.Module):
@@ -232,6 +234,49 @@ class Trainer:
             self.sampler_state.load_state_dict(samplers[distributed.rank()])
         self.step = state["step"]
 
+    def load_compact(self, path: Path | str) -> None:
+        """Continue a run from ``compact_state``: weights, balancer, step and data draws come back; Adam's moments
+        and the weight EMA restart (from the loaded weights), so the continuation is close to, not equal to, an
+        uninterrupted run."""
+        state = torch.load(path, map_location=self.device, weights_only=False)
+        if not isinstance(state, dict) or state.get("format") != COMPACT_FORMAT:
+            raise ValueError(f"{path}: not a compact training state ({COMPACT_FORMAT})")
+        model_state = self.model.state_dict()
+        for key, value in state["model"].items():
+            model_state[key] = value.to(model_state[key].dtype)
+        self.model.load_state_dict(model_state)
+        for index, layer in enumerate(self.model.quantizer.vq.layers):
+            if f"{_CODEBOOK}{index}._codebook.embed" in state["model"]:
+                layer._codebook.restore_ema_sums()
+        self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(self.config.ema_decay), use_buffers=True)
+        if state["adversaries"] is not None:
+            self.adversaries.load_state_dict({k: v.float() for k, v in state["adversaries"].items()})
+        self.balancer.load_state_dict(state["balancer"])
+        self.shared_rng.set_state(state["shared_rng"])
+        if self.sampler_state is not None and state["samplers"][distributed.rank()] is not None:
+            self.sampler_state.load_state_dict(state["samplers"][distributed.rank()])
+        self.step = state["step"]
+
     def ema_model(self) -> EncodecModel:
         """The EMA generator weights as a plain EncodecModel (for evaluation and export)."""
         return self.ema.module
+
+
+def compact_state(checkpoint: dict, trained_codebooks: int) -> dict:
+    """A trainer checkpoint cut to what carries a run to another machine, small enough to commit: float16 generator
+    weights with only the codebooks training reached (their EMA sums are rebuilt from codebook x usage on load), the
+    discriminators only once they have trained, the balancer, step and data RNG; no optimiser moments, no EMA."""
+    config = TrainConfig.from_dict(checkpoint["config"])
+
+    def kept(key: str) -> bool:
+        if key.endswith("._codebook.embed_avg"):
+            return False
+        return not key.startswith(_CODEBOOK) or int(key[len(_CODEBOOK):].split(".")[0]) < trained_codebooks
+
+    half = {k: (v.half() if v.is_floating_point() else v) for k, v in checkpoint["model"].items() if kept(k)}
+    adversaries_trained = bool(config.adversaries) and checkpoint["step"] > config.adversary_start_step
+    return {"format": COMPACT_FORMAT, "step": checkpoint["step"], "config": checkpoint["config"], "model": half,
+            "adversaries": ({k: v.half() for k, v in checkpoint["adversaries"].items()}
+                            if adversaries_trained else None),
+            "balancer": checkpoint["balancer"], "shared_rng": checkpoint["shared_rng"],
+            "samplers": checkpoint["samplers"]}
