@@ -74,13 +74,43 @@ def append(path: Path, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
+def plot(curve: Path, out: Path) -> Path:
+    """SI-SNR and mel distance against training steps at 6 kbps, per category, EMA weights solid, raw dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    rows = pd.read_csv(curve)
+    rows = rows[rows["bandwidth_kbps"] == 6.0]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    colours = {c: f"C{i}" for i, c in enumerate(sorted(rows["category"].unique()))}
+    for (weights, category), part in rows.groupby(["weights", "category"]):
+        style = "-" if weights == "ema" else "--"
+        for ax, column in zip(axes, ("si_snr_db", "mel_distance@24k")):
+            ax.plot(part["step"], part[column], style, color=colours[category], marker="o", markersize=3,
+                    label=f"{category} ({weights})")
+    axes[0].set(xlabel="training step", ylabel="SI-SNR (dB), higher is better", title="SI-SNR at 6 kbps, probes")
+    axes[1].set(xlabel="training step", ylabel="mel distance, lower is better", title="mel_distance@24k at 6 kbps")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", type=Path, nargs="+")
     parser.add_argument("--corpus", type=Path, required=True)
     parser.add_argument("--model", default="encodec_eval_24khz")
     parser.add_argument("--every", type=float, default=0, help="seconds between rounds; 0 scores once")
+    parser.add_argument("--plot", type=Path, default=None, help="only draw RUN/curve.csv of the first run to this PNG")
     args = parser.parse_args()
+    if args.plot is not None:
+        print(f"wrote {plot(args.runs[0] / 'curve.csv', args.plot)}")
+        return
     torch.set_num_threads(1)
     probes = probe_segments(args.corpus, 24000)
     seen: dict[Path, int] = {}
