@@ -82,3 +82,15 @@ def test_streaming_from_the_model(model):
     assert audio.shape[-1] == 10 * 320
     with pytest.raises(ValueError, match="cannot stream"):
         EncodecModel(EncodecConfig.encodec_48khz()).streaming_encoder()
+
+
+def test_a_model_built_and_loaded_under_inference_mode_encodes_with_its_current_codebook():
+    config = EncodecConfig.encodec_24khz().with_(n_filters=4, lstm=0, kmeans_init=False)
+    x = torch.randn(1, 1, 2400)
+    with torch.inference_mode():
+        model = EncodecModel(config).eval()
+        first = model.encode(x, 6.0)[0].codes
+        other = EncodecModel(config).eval()
+        model.load_state_dict(other.state_dict())  # codebooks replaced in place: no stale cached norms
+        assert torch.equal(model.encode(x, 6.0)[0].codes, other.encode(x, 6.0)[0].codes)
+    assert first.shape == (1, 8, 8)

@@ -101,6 +101,8 @@ class EuclideanCodebook(nn.Module):
     def _norms(self) -> Tensor:
         # Inference encodes with a fixed codebook: compute |E|^2 once, again only when the codebook changes
         # (a new tensor, or an in-place update that bumps its version counter).
+        if self.embed.is_inference():  # made under torch.inference_mode: no version counter to notice updates
+            return squared_norms(self.embed)
         key = (self.embed.data_ptr(), self.embed._version, self.embed.device, self.embed.dtype)
         if getattr(self, "_norms_key", None) != key:
             self._norms_cache = squared_norms(self.embed)
