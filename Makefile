@@ -1,6 +1,6 @@
 # The two commands of the README: `make bench` (set up, run the main job) and `make test` (set up, run every test).
 # The other targets are conveniences documented in the README.
-.PHONY: setup bench test corpus ablations notebooks
+.PHONY: setup bench test corpus ablations notebooks perf shipped-model
 
 CORPUS ?= runs/corpus
 
@@ -24,3 +24,21 @@ ablations: setup
 notebooks: setup
 	for nb in ablations benchmark; do \
 		.venv/bin/jupyter nbconvert --to notebook --execute notebooks/$$nb.ipynb --output-dir runs/notebooks; done
+
+perf: setup
+	.venv/bin/python benchmarks/speed.py
+	.venv/bin/python benchmarks/speed_compress.py
+	.venv/bin/python benchmarks/streaming.py
+	.venv/bin/python benchmarks/memory.py
+
+# Train the shipped encodec_eval_24khz further (from its committed compact resume state, then from the run's own
+# checkpoints), retrain its LM on the new codes, and export both into the package. Hours on a CPU.
+shipped-model: setup
+	.venv/bin/python -m codec.encodec.train --config codec/encodec/weights/encodec_eval_24khz.train.yaml \
+		--corpus $(CORPUS) --out runs/encodec_eval_24khz --max-minutes 90 \
+		--resume-compact codec/encodec/weights/encodec_eval_24khz.resume.pt
+	.venv/bin/python -m codec.encodec.train.export runs/encodec_eval_24khz \
+		--out codec/encodec/weights/encodec_eval_24khz.pt --resume-state codec/encodec/weights/encodec_eval_24khz.resume.pt
+	.venv/bin/python -m codec.encodec.train.lm --codec codec/encodec/weights/encodec_eval_24khz.pt --corpus $(CORPUS) \
+		--out runs/encodec_eval_24khz_lm --steps 600 --max-minutes 22 --measure-seconds 16 \
+		--export codec/encodec/weights/encodec_eval_24khz_lm.pt
