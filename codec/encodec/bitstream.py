@@ -5,6 +5,10 @@ stream per model segment (one at 24 kHz, one per 1 s segment at 48 kHz): a big-e
 normalizes, then the segment's codes, either bit-packed (10 bits each, time-major, LSB-first) or arithmetic-coded
 with the LM. Streams have no length fields: each reader consumes exactly what its writer produced.
 
+The layout lives here once: the header (``write_header`` / ``read_metadata``) and each segment (``SegmentWriter``,
+whole or as the codes arrive; ``iter_segments``, or ``iter_segment_chunks`` for codes read piece by piece) serve
+both whole files (``write_ecdc`` / ``read_ecdc``) and the streaming path (``file_stream``).
+
 Everything that can go wrong with a file raises ``EcdcError``. Sizes come from the header, so they are checked
 before anything is allocated: the metadata is capped, the audio length and codebook count are bounded, bit-packed
 payloads are checked against the bytes actually present, and LM-coded codes grow with what is really decoded.
@@ -15,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import struct
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Optional, Sequence
 
@@ -178,31 +183,141 @@ def lm_decode(lm: EntropyLM, data: memoryview, offset: int, num_codebooks: int, 
     return np.stack(decoded, axis=1), offset + decoder.bytes_read
 
 
+# ---- segment by segment ------------------------------------------------------------------------------------------
+def write_header(metadata: EcdcMetadata) -> bytes:
+    """Magic, version, metadata length and metadata: everything before the first segment."""
+    raw = metadata.to_json()
+    return _HEADER.pack(MAGIC, VERSION, len(raw)) + raw
+
+
+def _byte_run(num_codebooks: int, bits: int) -> int:
+    """The fewest frames whose packed codes fill whole bytes: runs of a multiple of it pack independently."""
+    return 8 // math.gcd(num_codebooks * bits, 8)
+
+
+def lm_progress(metadata: EcdcMetadata, desc: str, show_progress: bool) -> tqdm:
+    """A bar over the file's code frames, shown only for LM coding (the slow part)."""
+    shown = metadata.use_lm and show_progress
+    total = sum(segment_frame_counts(metadata.config, metadata.audio_length)) if shown else None
+    return tqdm(total=total, unit="frame", desc=desc, disable=not shown)
+
+
+class SegmentWriter:
+    """The bytes of a file's segments, LM-coded or bit-packed: ``write_segment`` for a whole one, or ``begin``,
+    ``codes`` any number of times and ``end`` as the codes arrive, so a streaming encoder needs not hold a segment.
+    Bit-packed codes go out in byte-aligned runs of frames, the bytes of packing the segment at once; LM-coded ones
+    at ``end``, as the LM coder takes a segment whole."""
+
+    def __init__(self, metadata: EcdcMetadata, lm: Optional[EntropyLM] = None,
+                 progress: Optional[tqdm] = None) -> None:
+        if metadata.use_lm and lm is None:
+            raise EcdcError("LM coding was asked for but no LM was given")
+        self.metadata, self.lm, self.progress = metadata, lm, progress
+        self.config = metadata.config
+        self.run = _byte_run(metadata.num_codebooks, self.config.bits_per_codebook)
+        self.pending: list[np.ndarray] = []
+
+    def begin(self, scale: Optional[float]) -> bytes:
+        """The segment's scale, when the model stores one."""
+        if not self.config.normalize:
+            return b""
+        if scale is None:
+            raise EcdcError(f"{self.metadata.model} stores a scale per segment, got None")
+        return _SCALE.pack(scale)
+
+    def codes(self, codes: np.ndarray) -> bytes:
+        """More frames ``[K, n]`` of the segment; returns the bytes they complete."""
+        self.pending.append(codes)
+        if self.metadata.use_lm:
+            return b""
+        held = np.concatenate(self.pending, axis=1) if len(self.pending) > 1 else self.pending[0]
+        ready = held.shape[1] - held.shape[1] % self.run
+        self.pending = [held[:, ready:]] if ready < held.shape[1] else []
+        return pack_codes(held[:, :ready], self.config.bits_per_codebook) if ready else b""
+
+    def end(self) -> bytes:
+        """The rest of the segment's codes."""
+        if not self.pending:
+            return b""
+        held, self.pending = np.concatenate(self.pending, axis=1), []
+        if self.metadata.use_lm:
+            return lm_encode(self.lm, held, self.progress)
+        return pack_codes(held, self.config.bits_per_codebook)
+
+    def write_segment(self, segment: Segment) -> bytes:
+        """A whole segment's bytes: its scale (when the model stores one), then its codes."""
+        return self.begin(segment.scale) + self.codes(segment.codes) + self.end()
+
+
+def iter_segment_chunks(data: bytes, metadata: EcdcMetadata, offset: int, lm: Optional[EntropyLM] = None,
+                        progress: Optional[tqdm] = None, chunk_frames: Optional[int] = None,
+                        ) -> Iterator[tuple[Optional[float], Iterator[np.ndarray]]]:
+    """Each segment's scale and its codes ``[K, n]`` in runs of about ``chunk_frames`` frames (``None``: one run
+    per segment; an LM-coded segment always comes whole), read from ``offset`` only as the caller gets to them.
+
+    The LM is checked at once; every size is checked against the bytes present before anything is allocated.
+    """
+    if metadata.use_lm:
+        if lm is None:
+            raise EcdcError("the file is LM-coded; an LM is needed to read it")
+        if lm.n_q < metadata.num_codebooks or lm.card != metadata.config.bins:
+            raise EcdcError(f"the LM ({lm.n_q} codebooks of {lm.card}) cannot decode {metadata.num_codebooks} "
+                            f"codebooks of {metadata.model}")
+    return _segment_chunks(memoryview(data), metadata, offset, lm, progress, chunk_frames)
+
+
+def _segment_chunks(view: memoryview, metadata: EcdcMetadata, offset: int, lm: Optional[EntropyLM],
+                    progress: Optional[tqdm], chunk_frames: Optional[int],
+                    ) -> Iterator[tuple[Optional[float], Iterator[np.ndarray]]]:
+    config = metadata.config
+    bits, n_q = config.bits_per_codebook, metadata.num_codebooks
+    run = _byte_run(n_q, bits)
+
+    def codes_of(frames: int) -> Iterator[np.ndarray]:
+        nonlocal offset
+        if metadata.use_lm:
+            codes, offset = lm_decode(lm, view, offset, n_q, frames, progress)
+            yield codes
+            return
+        chunk = frames if chunk_frames is None else max(run, chunk_frames - chunk_frames % run)
+        for start in range(0, frames, chunk):
+            codes, offset = unpack_codes(view, offset, n_q, min(chunk, frames - start), bits)
+            yield codes
+
+    for frames in segment_frame_counts(config, metadata.audio_length):
+        scale = None
+        if config.normalize:
+            if offset + _SCALE.size > len(view):
+                raise EcdcError(f"the file ends early: a segment scale is missing at offset {offset}")
+            (scale,) = _SCALE.unpack_from(view, offset)
+            if not math.isfinite(scale):
+                raise EcdcError(f"segment scale {scale} at offset {offset} is not finite")
+            offset += _SCALE.size
+        chunks = codes_of(frames)
+        yield scale, chunks
+        deque(chunks, maxlen=0)  # codes the caller left unread: the next segment starts after them
+
+
+def iter_segments(data: bytes, metadata: EcdcMetadata, offset: int, lm: Optional[EntropyLM] = None,
+                  progress: Optional[tqdm] = None) -> Iterator[Segment]:
+    """Each coded segment from ``offset`` on, read as the caller gets to it (the checks of ``iter_segment_chunks``,
+    the LM's at once)."""
+    return (Segment(next(chunks), scale)
+            for scale, chunks in iter_segment_chunks(data, metadata, offset, lm, progress))
+
+
 # ---- whole files ------------------------------------------------------------------------------------------------
 def write_ecdc(metadata: EcdcMetadata, segments: Sequence[Segment], lm: Optional[EntropyLM] = None,
                show_progress: bool = False) -> bytes:
     """The bytes of an ``.ecdc`` file for coded segments (``lm`` is required when ``metadata.use_lm``)."""
-    config = metadata.config
-    if metadata.use_lm and lm is None:
-        raise EcdcError("LM coding was asked for but no LM was given")
-    expected = list(segment_frame_counts(config, metadata.audio_length))
+    expected = list(segment_frame_counts(metadata.config, metadata.audio_length))
     shapes = [s.codes.shape for s in segments]
     if shapes != [(metadata.num_codebooks, frames) for frames in expected]:
         raise EcdcError(f"segments shaped {shapes} do not fit {metadata}: expected {metadata.num_codebooks} codebooks "
                         f"and frames {expected}")
-    raw = metadata.to_json()
-    parts = [_HEADER.pack(MAGIC, VERSION, len(raw)), raw]
-    with tqdm(total=sum(expected), unit="frame", desc="LM coding", disable=not (metadata.use_lm and show_progress)) as bar:
-        for segment in segments:
-            if config.normalize:
-                if segment.scale is None:
-                    raise EcdcError(f"{metadata.model} stores a scale per segment, got None")
-                parts.append(_SCALE.pack(segment.scale))
-            if metadata.use_lm:
-                parts.append(lm_encode(lm, segment.codes, bar))
-            else:
-                parts.append(pack_codes(segment.codes, config.bits_per_codebook))
-    return b"".join(parts)
+    with lm_progress(metadata, "LM coding", show_progress) as bar:
+        writer = SegmentWriter(metadata, lm, bar)
+        return write_header(metadata) + b"".join(writer.write_segment(segment) for segment in segments)
 
 
 def read_metadata(data: bytes) -> tuple[EcdcMetadata, int]:
@@ -226,29 +341,5 @@ def read_ecdc(data: bytes, lm: Optional[EntropyLM] = None,
               show_progress: bool = False) -> tuple[EcdcMetadata, list[Segment]]:
     """Parse a whole file into its metadata and coded segments (``lm`` is required for LM-coded files)."""
     metadata, offset = read_metadata(data)
-    config = metadata.config
-    if metadata.use_lm:
-        if lm is None:
-            raise EcdcError("the file is LM-coded; an LM is needed to read it")
-        if lm.n_q < metadata.num_codebooks or lm.card != config.bins:
-            raise EcdcError(f"the LM ({lm.n_q} codebooks of {lm.card}) cannot decode {metadata.num_codebooks} "
-                            f"codebooks of {metadata.model}")
-    view = memoryview(data)
-    segments = []
-    total = sum(segment_frame_counts(config, metadata.audio_length)) if metadata.use_lm and show_progress else None
-    with tqdm(total=total, unit="frame", desc="LM decoding", disable=total is None) as bar:
-        for frames in segment_frame_counts(config, metadata.audio_length):
-            scale = None
-            if config.normalize:
-                if offset + _SCALE.size > len(view):
-                    raise EcdcError(f"the file ends early: a segment scale is missing at offset {offset}")
-                (scale,) = _SCALE.unpack_from(view, offset)
-                offset += _SCALE.size
-                if not math.isfinite(scale):
-                    raise EcdcError(f"segment scale {scale} at offset {offset - _SCALE.size} is not finite")
-            if metadata.use_lm:
-                codes, offset = lm_decode(lm, view, offset, metadata.num_codebooks, frames, bar)
-            else:
-                codes, offset = unpack_codes(view, offset, metadata.num_codebooks, frames, config.bits_per_codebook)
-            segments.append(Segment(codes, scale))
-    return metadata, segments
+    with lm_progress(metadata, "LM decoding", show_progress) as bar:
+        return metadata, list(iter_segments(data, metadata, offset, lm, bar))

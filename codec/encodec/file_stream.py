@@ -16,7 +16,6 @@ takes a segment at once.
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 import tempfile
@@ -28,12 +27,10 @@ import numpy as np
 import soundfile as sf
 import soxr
 import torch
-from tqdm import tqdm
 
 from codec import audio
-from codec.encodec.bitstream import (MAGIC, VERSION, _HEADER, _SCALE, EcdcError, EcdcMetadata, check_layout,
-                                     lm_decode, lm_encode, pack_codes, read_metadata, segment_frame_counts,
-                                     unpack_codes)
+from codec.encodec.bitstream import (EcdcError, EcdcMetadata, Segment, SegmentWriter, check_layout,
+                                     iter_segment_chunks, iter_segments, lm_progress, read_metadata, write_header)
 from codec.encodec.lm import EntropyLM
 from codec.encodec.model import EncodedFrame, EncodecModel
 
@@ -131,46 +128,6 @@ class _Segmenter:
 
 
 # ---- writing .ecdc ----------------------------------------------------------------------------------------------
-class _EcdcWriter:
-    """Writes a header, then each segment's scale and codes as they arrive; bit-packed codes are packed in
-    byte-aligned runs of frames so the bytes equal one ``pack_codes`` call per segment."""
-
-    def __init__(self, out: BinaryIO, metadata: EcdcMetadata, lm: Optional[EntropyLM], progress: tqdm) -> None:
-        self.out, self.metadata, self.lm, self.progress = out, metadata, lm, progress
-        self.config = metadata.config
-        self.bits = self.config.bits_per_codebook
-        self.group = 8 // math.gcd(metadata.num_codebooks * self.bits, 8)  # frames that fill whole bytes
-        self.pending: list[np.ndarray] = []
-        raw = metadata.to_json()
-        out.write(_HEADER.pack(MAGIC, VERSION, len(raw)) + raw)
-
-    def begin_segment(self, scale: Optional[float]) -> None:
-        if self.config.normalize:
-            if scale is None:
-                raise EcdcError(f"{self.metadata.model} stores a scale per segment, got None")
-            self.out.write(_SCALE.pack(scale))
-
-    def codes(self, codes: np.ndarray) -> None:
-        """More frames ``[K, n]`` of the current segment."""
-        self.pending.append(codes)
-        if self.metadata.use_lm:
-            return
-        held = np.concatenate(self.pending, axis=1) if len(self.pending) > 1 else self.pending[0]
-        ready = held.shape[1] - held.shape[1] % self.group
-        if ready:
-            self.out.write(pack_codes(held[:, :ready], self.bits))
-        self.pending = [held[:, ready:]] if ready < held.shape[1] else []
-
-    def end_segment(self) -> None:
-        if self.pending:
-            held = np.concatenate(self.pending, axis=1)
-            if self.metadata.use_lm:
-                self.out.write(lm_encode(self.lm, held, self.progress))
-            else:
-                self.out.write(pack_codes(held, self.bits))
-        self.pending = []
-
-
 @torch.no_grad()
 def compress_file(model: EncodecModel, source: Union[str, Path], out: BinaryIO, bandwidth: Optional[float] = None,
                   use_lm: bool = False, lm: Optional[EntropyLM] = None,
@@ -180,69 +137,33 @@ def compress_file(model: EncodecModel, source: Union[str, Path], out: BinaryIO, 
     Same bytes as ``compress(model, audio.convert(*audio.load(source), ...))``; ``lm`` is required with ``use_lm``.
     """
     check_layout(model.config)
-    if use_lm and lm is None:
-        raise EcdcError("LM coding was asked for but no LM was given")
     config = model.config
     bandwidth = model.bandwidth if bandwidth is None else bandwidth
     n_q = config.num_codebooks(bandwidth)
     blocks = AudioBlocks(source, model.sample_rate, model.channels)
     metadata = EcdcMetadata(config.name, blocks.length, n_q, use_lm)
     device = next(model.parameters()).device
-    total_frames = sum(segment_frame_counts(config, blocks.length))
-    with tqdm(total=total_frames, unit="frame", desc="LM coding", disable=not (use_lm and show_progress)) as bar:
-        writer = _EcdcWriter(out, metadata, lm, bar)
-        if config.segment_length is None:
+    with lm_progress(metadata, "LM coding", show_progress) as bar:
+        writer = SegmentWriter(metadata, lm, bar)
+        out.write(write_header(metadata))
+        if config.segment_length is None:  # one segment, its codes written as the streaming encoder makes them
             encoder = model.streaming_encoder(bandwidth)
-            writer.begin_segment(None)
+            out.write(writer.begin(None))
             for block in blocks:
-                writer.codes(encoder.push(torch.from_numpy(block)[None])[0].cpu().numpy())
-            writer.codes(encoder.flush()[0].cpu().numpy())
-            writer.end_segment()
+                out.write(writer.codes(encoder.push(torch.from_numpy(block)[None])[0].cpu().numpy()))
+            out.write(writer.codes(encoder.flush()[0].cpu().numpy()) + writer.end())
         else:
             segmenter = _Segmenter(config.segment_length, config.segment_stride, blocks.length)
             for block in blocks:
                 for segment in segmenter.push(block):
                     frame = model.encode_segment(torch.from_numpy(np.ascontiguousarray(segment))[None].to(device),
                                                  n_q)
-                    writer.begin_segment(None if frame.scale is None else frame.scale.cpu().item())
-                    writer.codes(frame.codes[0].cpu().numpy())
-                    writer.end_segment()
+                    scale = None if frame.scale is None else frame.scale.cpu().item()
+                    out.write(writer.write_segment(Segment(frame.codes[0].cpu().numpy(), scale)))
     return metadata
 
 
 # ---- reading .ecdc ----------------------------------------------------------------------------------------------
-def _segments(data: bytes, metadata: EcdcMetadata, offset: int, lm: Optional[EntropyLM],
-              progress: tqdm) -> Iterator[tuple[Optional[float], Iterator[np.ndarray]]]:
-    """Each segment's scale and its codes in chunks of frames, read only when the caller gets to them (the
-    checks of ``bitstream.read_ecdc``)."""
-    config = metadata.config
-    view = memoryview(data)
-    bits, n_q = config.bits_per_codebook, metadata.num_codebooks
-    group = 8 // math.gcd(n_q * bits, 8)
-    chunk = max(group, CODE_CHUNK_FRAMES - CODE_CHUNK_FRAMES % group)
-    position = [offset]
-
-    def codes_of(frames: int) -> Iterator[np.ndarray]:
-        if metadata.use_lm:
-            codes, position[0] = lm_decode(lm, view, position[0], n_q, frames, progress)
-            yield codes
-            return
-        for start in range(0, frames, chunk):
-            codes, position[0] = unpack_codes(view, position[0], n_q, min(chunk, frames - start), bits)
-            yield codes
-
-    for frames in segment_frame_counts(config, metadata.audio_length):
-        scale = None
-        if config.normalize:
-            if position[0] + _SCALE.size > len(view):
-                raise EcdcError(f"the file ends early: a segment scale is missing at offset {position[0]}")
-            (scale,) = _SCALE.unpack_from(view, position[0])
-            if not math.isfinite(scale):
-                raise EcdcError(f"segment scale {scale} at offset {position[0]} is not finite")
-            position[0] += _SCALE.size
-        yield scale, codes_of(frames)
-
-
 class _OverlapAdd:
     """``model.linear_overlap_add`` one segment at a time: the same operations in the same order, so the same
     floats; samples are released as soon as no later segment can reach them."""
@@ -295,23 +216,17 @@ def decode_blocks(data: bytes, model: EncodecModel, lm: Optional[EntropyLM] = No
     if model.config.name != metadata.model:
         raise EcdcError(f"the file was coded with {metadata.model}, the model given is {model.config.name}")
     check_layout(model.config)
-    if metadata.use_lm:
-        if lm is None:
-            raise EcdcError("the file is LM-coded; an LM is needed to read it")
-        if lm.n_q < metadata.num_codebooks or lm.card != model.config.bins:
-            raise EcdcError(f"the LM ({lm.n_q} codebooks of {lm.card}) cannot decode {metadata.num_codebooks} "
-                            f"codebooks of {metadata.model}")
     device = next(model.parameters()).device
     remaining = metadata.audio_length
-    total = sum(segment_frame_counts(model.config, metadata.audio_length))
-    with tqdm(total=total, unit="frame", desc="LM decoding", disable=not (metadata.use_lm and show_progress)) as bar:
+    with lm_progress(metadata, "LM decoding", show_progress) as bar:
         if model.config.segment_length is None:
             decoder = model.streaming_decoder()
             pieces = (decoder.push(torch.from_numpy(codes)[None].to(device))
-                      for _, chunks in _segments(data, metadata, offset, lm, bar) for codes in chunks)
+                      for _, chunks in iter_segment_chunks(data, metadata, offset, lm, bar, CODE_CHUNK_FRAMES)
+                      for codes in chunks)
             source = _then(pieces, decoder.flush)
         else:
-            source = _overlap_added(model, _segments(data, metadata, offset, lm, bar), device)
+            source = _overlap_added(model, iter_segments(data, metadata, offset, lm, bar), device)
         for piece in source:
             piece = piece[0, :, :remaining]
             remaining -= piece.shape[-1]
@@ -328,11 +243,11 @@ def _then(pieces: Iterator[torch.Tensor], last: Callable[[], torch.Tensor]) -> I
     yield last()
 
 
-def _overlap_added(model: EncodecModel, segments, device: torch.device) -> Iterator[torch.Tensor]:
+def _overlap_added(model: EncodecModel, segments: Iterator[Segment], device: torch.device) -> Iterator[torch.Tensor]:
     overlap_add = _OverlapAdd(model.config.segment_stride)
-    for scale, chunks in segments:
-        codes = np.concatenate(list(chunks), axis=1)
-        frame = EncodedFrame(torch.from_numpy(codes)[None].to(device),
+    for segment in segments:
+        scale = segment.scale
+        frame = EncodedFrame(torch.from_numpy(segment.codes)[None].to(device),
                              None if scale is None else torch.tensor(scale, device=device).view(1, 1))
         yield overlap_add.add(model.decode_segment(frame))
     yield overlap_add.finish()
