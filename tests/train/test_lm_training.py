@@ -142,11 +142,14 @@ def test_coded_corpus_is_cached_and_split(coded, codec, corpus, tmp_path):
     assert len(coded.codes) == 10 and all(c.shape == (16, 150) and c.dtype == np.int16 for c in coded.codes)
     train, val, names = coded.split(0.05)
     assert len(val) == len(names) == 1 and len(train) == 9
-    load_or_encode(codec, "fingerprint-a", corpus, tmp_path)
+    first = load_or_encode(codec, "fingerprint-a", corpus, tmp_path)
     stamp = (tmp_path / lm_codes.CODES_NAME).stat().st_mtime_ns
     again = load_or_encode(codec, "fingerprint-a", corpus, tmp_path)
     assert (tmp_path / lm_codes.CODES_NAME).stat().st_mtime_ns == stamp  # reused
-    assert again.names == coded.names and all(np.array_equal(a, b) for a, b in zip(again.codes, coded.codes))
+    # compared with this test's own first coding: the module fixture may have run at another thread count, and
+    # this random codec has near-tie codes that BLAS paths can flip
+    assert again.names == first.names == coded.names
+    assert all(np.array_equal(a, b) for a, b in zip(again.codes, first.codes))
     load_or_encode(codec, "fingerprint-b", corpus, tmp_path)  # another codec: coded anew
     assert (tmp_path / lm_codes.CODES_NAME).stat().st_mtime_ns != stamp
 
