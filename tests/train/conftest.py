@@ -39,7 +39,7 @@ def tiny_corpus(tmp_path_factory):
     rng = np.random.default_rng(0)
     sr = 16000
     t = np.arange(sr) / sr
-    rows = []
+    files = []
     for i in range(6):
         if i % 3 == 0:
             category, wav = "music", sum(np.sin(2 * np.pi * 220 * (i + 1) * k * t) / k for k in range(1, 5))
@@ -48,12 +48,19 @@ def tiny_corpus(tmp_path_factory):
             category, wav = "speech", np.convolve(pulse, np.hanning(40), "same") * np.sin(2 * np.pi * 3 * t)
         else:
             category, wav = "general", rng.standard_normal(sr) * (t % 0.25 < 0.1)
-        path = f"{category}/item{i}.flac"
-        (root / category).mkdir(exist_ok=True)
-        sf.write(root / path, (0.3 * wav / np.abs(wav).max()).astype(np.float32), sr)
+        files.append((f"{category}/item{i}.flac", category, (0.3 * wav / np.abs(wav).max()).astype(np.float32)))
+    return write_corpus(root, files, sr)
+
+
+def write_corpus(root, files, sample_rate: int):
+    """Write ``(relative path, category, mono float32 audio)`` files and their manifest into ``root``."""
+    rows = []
+    for path, category, wav in files:
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        sf.write(root / path, wav, sample_rate)
         rows.append({"path": path, "category": category, "source": "test", "package": "synthetic",
-                     "original_path": "-", "license": "CC0", "synthetic": 1, "sample_rate": sr, "channels": 1,
-                     "seconds": 1.0})
+                     "original_path": "-", "license": "CC0", "synthetic": 1, "sample_rate": sample_rate,
+                     "channels": 1, "seconds": len(wav) / sample_rate})
     with (root / MANIFEST_NAME).open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=MANIFEST_FIELDS, delimiter="\t")
         writer.writeheader()

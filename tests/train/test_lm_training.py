@@ -18,10 +18,10 @@ from codec.encodec.config import EncodecConfig
 from codec.encodec.lm import LM_FORMAT, EntropyLM, LMWeightsError, load_lm, save_lm
 from codec.encodec.model import EncodecModel
 from codec.encodec.train import lm_codes
-from codec.encodec.train.data import MANIFEST_FIELDS, MANIFEST_NAME
 from codec.encodec.train.lm import LMTrainConfig, LMTrainer, main
 from codec.encodec.train.lm_bitrate import measure_bitrate
 from codec.encodec.train.lm_codes import codec_fingerprint, encode_file, load_or_encode
+from tests.train.conftest import write_corpus
 
 SR = 24000
 TINY_LM = dict(dim=16, layers=1, heads=2, hidden_scale=2, batch_size=4, lr=2e-2, warmup_steps=3,
@@ -48,21 +48,12 @@ def patterned(seconds: float, period_frames: int, harmonic: int, seed: int = 0, 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     root = tmp_path_factory.mktemp("lm_corpus")
-    rows = []
     patterns = [(2, 1), (3, 2), (4, 1), (2, 2), (3, 1)]
-    for i in range(10):  # each pattern twice, from different starts: held-out files share patterns with training
-        path = f"music/tone{i}.flac"
-        (root / "music").mkdir(exist_ok=True)
-        period, harmonic = patterns[i % 5]
-        sf.write(root / path, patterned(2.0, period, harmonic, seed=i % 5, start=(i // 5) * 7 * 320), SR)
-        rows.append({"path": path, "category": "music", "source": "test", "package": "synthetic",
-                     "original_path": "-", "license": "CC0", "synthetic": 1, "sample_rate": SR, "channels": 1,
-                     "seconds": 2.0})
-    with (root / MANIFEST_NAME).open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=MANIFEST_FIELDS, delimiter="\t")
-        writer.writeheader()
-        writer.writerows(rows)
-    return root
+    # each pattern twice, from different starts: held-out files share patterns with training
+    files = [(f"music/tone{i}.flac", "music",
+              patterned(2.0, patterns[i % 5][0], patterns[i % 5][1], seed=i % 5, start=(i // 5) * 7 * 320))
+             for i in range(10)]
+    return write_corpus(root, files, SR)
 
 
 def tiny_codec(corpus, seed: int = 0) -> EncodecModel:
