@@ -21,10 +21,11 @@ import torch
 from tqdm import tqdm
 
 from codec import audio
+from codec.files import replacing
 from codec.encodec.bitstream import read_metadata
 from codec.encodec.checkpoints import WeightsNotFoundError, find_project_checkpoint, load_model
 from codec.encodec.compress import compress, decompress, default_lm
-from codec.encodec.file_stream import AudioBlocks, WavWriter, compress_file, decompress_to_wav, replacing
+from codec.encodec.file_stream import AudioBlocks, WavWriter, compress_file, decompress_to_wav
 from codec.encodec.lm import EntropyLM, load_lm
 from codec.encodec.model import EncodecModel
 
@@ -195,7 +196,7 @@ def _decompress(data: bytes, target: Path, model: EncodecModel, lm: Optional[Ent
 
 
 def run_job(job: Job, resources: Resources) -> None:
-    """One file; a failure leaves no partial output and keeps an existing one (``file_stream.replacing``)."""
+    """One file; a failure leaves no partial output and keeps an existing one (``codec.files.replacing``)."""
     args = resources.args
     if job.decompressing:
         data = job.source.read_bytes()

@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator, Optional, Union
 
@@ -29,6 +28,7 @@ import soxr
 import torch
 
 from codec import audio
+from codec.files import replacing
 from codec.encodec.bitstream import (EcdcError, EcdcMetadata, Segment, SegmentWriter, check_layout,
                                      iter_segment_chunks, iter_segments, lm_progress, read_metadata, write_header)
 from codec.encodec.lm import EntropyLM
@@ -303,20 +303,6 @@ class WavWriter:
         self._handle.close()
         if self._float_path is not None:
             self._float_path.unlink(missing_ok=True)
-
-
-@contextmanager
-def replacing(target: Path) -> Iterator[Path]:
-    """A temporary path beside ``target`` that replaces it only if the block succeeds, so a failed run never
-    leaves a half-written file nor destroys the previous one."""
-    handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix, dir=target.parent)
-    os.close(handle)
-    part = Path(name)
-    try:
-        yield part
-        os.replace(part, target)
-    finally:
-        part.unlink(missing_ok=True)
 
 
 def decompress_to_wav(data: bytes, target: Union[str, Path], model: EncodecModel, lm: Optional[EntropyLM] = None,

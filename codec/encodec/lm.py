@@ -16,7 +16,6 @@ are projected exactly as the reference does, and later frames are projected insi
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -25,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from codec.files import replacing
 from codec.encodec.checkpoints import OFFICIAL_LM_FILES, find_official_checkpoint, official_search_dirs
 from codec.encodec.config import EncodecConfig
 
@@ -284,14 +284,12 @@ def save_lm(lm: EntropyLM, path: Union[str, Path], dtype: torch.dtype = torch.fl
     float16 halves the file (inference casts back to float32 on load, so encoder and decoder see the same weights).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: (v.detach().cpu().to(dtype) if v.is_floating_point() else v.detach().cpu())
              for k, v in lm.state_dict().items()}
     payload = {"format": LM_FORMAT, "lm_config": lm.lm_config(), "state_dict": state,
                "metadata": dict(metadata or {})}
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    with replacing(path) as part:
+        torch.save(payload, part)
     return path
 
 

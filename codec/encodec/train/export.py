@@ -21,6 +21,7 @@ from typing import Optional
 
 import torch
 
+from ...files import replacing
 from ..checkpoints import CheckpointError, save_project
 from ..config import EncodecConfig
 from ..model import EncodecModel
@@ -81,12 +82,9 @@ def export_resume_state(run_dir: Path | str, out: Path | str) -> Path:
     checkpoint = read_checkpoint(run_dir)
     config = TrainConfig.from_dict(checkpoint["config"])
     trained = config.encodec_config().num_codebooks(max(config.resolved_bandwidths()))
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    torch.save(compact_state(checkpoint, trained), tmp)
-    tmp.replace(out)
-    return out
+    with replacing(out) as part:
+        torch.save(compact_state(checkpoint, trained), part)
+    return Path(out)
 
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -30,7 +30,6 @@ import argparse
 import csv
 import json
 import math
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -43,6 +42,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ... import audio
+from ...files import replacing
 from ..config import EncodecConfig
 from ..lm import EntropyLM, load_lm, save_lm
 from .lm_bitrate import BITRATE_FIELDS, check_writable, measure_bitrate
@@ -186,10 +186,8 @@ class LMTrainer:
     def save(self) -> Path:
         """Write the checkpoint atomically; returns its path."""
         path = self.out_dir / CHECKPOINT_NAME
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(self.state_dict(), tmp)
-        os.replace(tmp, path)
+        with replacing(path) as part:
+            torch.save(self.state_dict(), part)
         return path
 
     def load(self, path: Path | str) -> None:

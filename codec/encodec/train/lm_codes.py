@@ -26,6 +26,7 @@ import torch
 from tqdm import tqdm
 
 from ... import audio
+from ...files import replacing
 from ..checkpoints import sha256_of
 from ..model import EncodecModel
 from .data import MANIFEST_NAME, CorpusError, read_manifest
@@ -112,11 +113,9 @@ def load_or_encode(model: EncodecModel, fingerprint: str, corpus_dir: Path | str
         return cached
     codes, names = encode_corpus(model, corpus_dir)
     lengths = np.array([c.shape[-1] for c in codes], dtype=np.int64)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = run_dir / (CODES_NAME + ".tmp.npz")
-    np.savez(tmp, codes=np.concatenate(codes, axis=-1), lengths=lengths, names=np.array(names),
-             fingerprint=np.array(fingerprint), manifest_sha256=np.array(manifest_sha))
-    os.replace(tmp, cache)
+    with replacing(cache) as part:
+        np.savez(part, codes=np.concatenate(codes, axis=-1), lengths=lengths, names=np.array(names),
+                 fingerprint=np.array(fingerprint), manifest_sha256=np.array(manifest_sha))
     return CodedCorpus(codes, names, fingerprint, manifest_sha)
 
 

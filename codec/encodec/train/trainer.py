@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -20,6 +19,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
+from ...files import replacing
 from ..model import EncodecModel
 from . import distributed
 from .balancer import Balancer
@@ -208,10 +208,8 @@ class Trainer:
         path = self.out_dir / CHECKPOINT_NAME
         state = self.state_dict()
         if distributed.is_main():
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            torch.save(state, tmp)
-            os.replace(tmp, path)
+            with replacing(path) as part:
+                torch.save(state, part)
         return path
 
     def load(self, path: Path | str) -> None:
