@@ -30,6 +30,7 @@ from tqdm import tqdm
 from codec.encodec.config import EncodecConfig
 from codec.encodec.entropy import ArithmeticCodingError, ArithmeticDecoder, ArithmeticEncoder, quantized_cdfs
 from codec.encodec.lm import EntropyLM
+from codec.encodec.lm_layerwise import LayerwiseStream, layerwise_probabilities
 
 MAGIC = b"ECDC"
 VERSION = 0
@@ -149,35 +150,33 @@ def unpack_codes(data: memoryview, offset: int, num_codebooks: int, frames: int,
 
 # ---- LM coding --------------------------------------------------------------------------------------------------
 def lm_encode(lm: EntropyLM, codes: np.ndarray, progress: Optional[tqdm] = None) -> bytes:
-    """Arithmetic-code codes [K, T] with the LM evaluated frame by frame, as the decoder will have to."""
-    num_codebooks, frames = codes.shape
-    encoder, state = ArithmeticEncoder(), None
+    """Arithmetic-code codes [K, T] with the probabilities the decoder will compute frame by frame (evaluated layer by
+    layer over chunks of frames, with the same bits: ``lm_layerwise``)."""
+    encoder, start = ArithmeticEncoder(), 0
     codes_t = torch.from_numpy(np.ascontiguousarray(codes, dtype=np.int64)).to(lm.emb[0].weight.device)
-    step_input = torch.zeros(1, num_codebooks, 1, dtype=torch.long, device=codes_t.device)
-    for t in range(frames):
-        probas, state = lm(step_input, state)
-        encoder.push(codes[:, t], quantized_cdfs(probas[0, :, :, 0].T))
-        step_input = 1 + codes_t[None, :, t:t + 1]
+    for probas in layerwise_probabilities(lm, codes_t):
+        count = probas.shape[0]
+        encoder.push(codes[:, start:start + count].T, quantized_cdfs(probas))
+        start += count
         if progress is not None:
-            progress.update(1)
+            progress.update(count)
     return encoder.finish()
 
 
 def lm_decode(lm: EntropyLM, data: memoryview, offset: int, num_codebooks: int, frames: int,
               progress: Optional[tqdm] = None) -> tuple[np.ndarray, int]:
     """Codes [K, T] arithmetic-coded at ``offset``; returns them and the offset after their stream."""
-    decoder, state = ArithmeticDecoder(np.frombuffer(data, np.uint8, len(data) - offset, offset)), None
-    device = lm.emb[0].weight.device
-    step_input = torch.zeros(1, num_codebooks, 1, dtype=torch.long, device=device)
+    decoder = ArithmeticDecoder(np.frombuffer(data, np.uint8, len(data) - offset, offset))
+    stream = LayerwiseStream(lm, num_codebooks)
+    previous = torch.zeros(num_codebooks, 1, dtype=torch.long, device=lm.emb[0].weight.device)
     decoded: list[np.ndarray] = []  # grows with what the data really holds, whatever the header claims
     for t in range(frames):
-        probas, state = lm(step_input, state)
         try:
-            codes = decoder.pull(quantized_cdfs(probas[0, :, :, 0].T))
+            codes = decoder.pull(quantized_cdfs(stream.advance(previous)))
         except ArithmeticCodingError as exc:
             raise EcdcError(f"frame {t} of {frames}: {exc}") from exc
         decoded.append(codes)
-        step_input = 1 + torch.from_numpy(codes).to(device).view(1, num_codebooks, 1)
+        previous = 1 + torch.from_numpy(codes).to(previous.device).view(num_codebooks, 1)
         if progress is not None:
             progress.update(1)
     return np.stack(decoded, axis=1), offset + decoder.bytes_read

@@ -7,7 +7,9 @@ import torch
 
 from codec.encodec.config import EncodecConfig
 from codec.encodec.entropy import ArithmeticDecoder, ArithmeticEncoder, quantized_cdfs
+from codec.encodec import lm_layerwise
 from codec.encodec.lm import EntropyLM, LMWeightsError, load_lm, sin_embedding
+from codec.encodec.lm_layerwise import LayerwiseStream, layerwise_probabilities
 
 
 def _official_lm(official_encodec, config: EncodecConfig, seed: int = 0, past_context: int | None = None):
@@ -142,3 +144,40 @@ def test_rejects_more_codebooks_than_it_holds():
     lm = EntropyLM(2, past_context=4).eval()
     with pytest.raises(ValueError, match="holds 2 codebooks"):
         lm(torch.zeros(1, 3, 1, dtype=torch.long))
+
+
+def test_layerwise_probabilities_equal_the_reference_frame_by_frame(official_encodec):
+    """Compression evaluates the LM layer by layer over chunks of frames; every frame, before and after the 262-frame
+    window fills, must get the reference's frame-by-frame bits, or files would not decode."""
+    config = EncodecConfig.encodec_24khz()
+    reference = _official_lm(official_encodec, config, seed=9)
+    ours = EntropyLM.for_codec(config).eval()
+    ours.load_state_dict(reference.state_dict(), strict=True)
+    codes = torch.randint(0, 1024, (1, 4, 560), generator=torch.Generator().manual_seed(10))
+    expected = torch.cat([p[0, :, :, 0].T[None] for p in _reference_steps(reference, codes)])
+    chunks = list(layerwise_probabilities(ours, codes[0]))
+    assert torch.equal(torch.cat(chunks), expected)
+
+    stream = LayerwiseStream(ours, 4)  # the decoder's way: one frame per call
+    previous = torch.cat([torch.zeros(4, 1, dtype=torch.long), 1 + codes[0, :, :-1]], dim=1)
+    assert torch.equal(torch.cat([stream.advance(previous[:, t:t + 1]) for t in range(300)]), expected[:300])
+    if not stream.layerwise:
+        pytest.skip("batched kernels round differently on this machine: compression falls back to frame by frame")
+    assert max(len(chunk) for chunk in chunks) == stream.max_frames > 100
+    with pytest.raises(ValueError, match="at most"):
+        stream.advance(previous[:, :stream.max_frames + 1])
+
+
+def test_layerwise_probe_detects_different_rounding(monkeypatch):
+    """The once-per-process probe must notice a batched product that rounds differently, so that compression falls
+    back to frame-by-frame evaluation instead of writing files the decoder cannot read."""
+    lm = EntropyLM(2, past_context=30).eval()
+    monkeypatch.setattr(lm_layerwise, "_exact_found", {})
+    monkeypatch.setattr(lm_layerwise, "_rows_linear",
+                        lambda x, weight, bias: torch.nn.functional.linear(x * (1 + 2 ** -20), weight, bias))
+    assert not lm_layerwise.layerwise_exact(lm, 2)
+    stream = LayerwiseStream(lm, 2)
+    assert not stream.layerwise and stream.max_frames == 1
+    codes = torch.randint(0, 1024, (2, 40), generator=torch.Generator().manual_seed(11))
+    stepped = torch.cat(_our_steps(lm, codes[None]), dim=-1)[0, :, :, :].permute(2, 1, 0)
+    assert torch.equal(torch.cat(list(layerwise_probabilities(lm, codes))), stepped)

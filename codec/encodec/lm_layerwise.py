@@ -1,0 +1,226 @@
+"""The LM's probabilities for codes known in advance (compression), one layer at a time over a chunk of frames, yet
+bit-identical to the frame-by-frame evaluation the decoder has to do.
+
+Frame by frame, every product is a matrix-vector product that reads a layer's weights from memory again: the LM is
+memory-bound at about 2 ms per frame. When all codes are known, each layer can run over a whole chunk of frames while
+its weights stay in cache. The bits stay those of the frame-by-frame evaluation because every frame still goes
+through the same kernels:
+
+- one-row products as ``baddbmm`` over a batch of one-row matrices (MKL runs each like ``F.linear`` on one row);
+- keys and values as rows of a product at least ``stable_rows`` high, as the kv cache of ``EntropyLM`` does;
+- LayerNorm, GELU and the softmax over the reference's permuted layout, which work row by row;
+- attention batched over frames whose windows have the same length;
+- positional embeddings computed one frame at a time, as the reference does.
+
+Whether the batched kernels give the bits of the single ones is measured once per process and LM shape
+(``layerwise_exact``). Where they do not, ``LayerwiseStream`` falls back to frame-by-frame evaluation.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+from codec.encodec.lm import EntropyLM, LMState, StreamingLayer, sin_embedding
+
+_CHUNK_HEIGHT = 256  # rows of the key/value products (one of the heights ``gemm_stable_rows`` checks)
+_exact_found: dict[tuple, bool] = {}
+_POSITIONS_CACHED = 4096  # positional embeddings kept per (dim, period): 3 MB at dim 200
+_position_tables: dict[tuple, list[torch.Tensor]] = {}
+
+
+def _rows_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """``F.linear`` of each row of ``x`` [C, in] on its own (a one-row product each), in one batched call."""
+    rows = x.shape[0]
+    if rows == 1:
+        return F.linear(x, weight, bias)
+    return torch.baddbmm(bias.view(1, 1, -1).expand(rows, 1, -1), x.view(rows, 1, -1),
+                         weight.t().unsqueeze(0).expand(rows, -1, -1)).view(rows, -1)
+
+
+def _attention_inputs(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, window: int, heads: int):
+    """Queries [G, dim] and the windows of ``window`` rows ending at each of the last G rows of keys/values [N, dim],
+    as sdpa's [G, heads, rows, head_dim] (overlapping views, no copy)."""
+    G, dim = q.shape
+    head_dim = dim // heads
+
+    def windows(rows: torch.Tensor) -> torch.Tensor:
+        return rows.view(rows.shape[0], heads, head_dim).unfold(0, window, 1).permute(0, 1, 3, 2)
+
+    return q.view(G, heads, 1, head_dim), windows(keys), windows(values)
+
+
+def layerwise_exact(lm: EntropyLM, num_codebooks: int) -> bool:
+    """Whether every batched kernel of the layer-wise evaluation gives the bits of its single-frame counterpart here.
+
+    Probes each product shape with the LM's own weights, LayerNorm, GELU, attention on a full window and the output
+    softmax; the answer is kept per LM shape, codebook count and thread count.
+    """
+    layer = lm.transformer.layers[0]
+    dim, hidden = lm.dim, layer.linear1.out_features
+    window = lm.past_context + 1
+    key = (dim, hidden, lm.card, lm.num_heads, window, num_codebooks, torch.get_num_threads())
+    if key not in _exact_found:
+        _exact_found[key] = _probe(lm, layer, num_codebooks, window)
+    return _exact_found[key]
+
+
+@torch.no_grad()
+def _probe(lm: EntropyLM, layer: StreamingLayer, num_codebooks: int, window: int) -> bool:
+    generator = torch.Generator().manual_seed(4321)
+    frames = 5
+
+    def randn(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=generator)
+
+    attn = layer.self_attn
+    products = [(attn.in_proj_weight[:lm.dim], attn.in_proj_bias[:lm.dim]),
+                (attn.out_proj.weight, attn.out_proj.bias), (layer.linear1.weight, layer.linear1.bias),
+                (layer.linear2.weight, layer.linear2.bias), (lm.linears[0].weight, lm.linears[0].bias)]
+    for weight, bias in products:
+        x = randn(frames, weight.shape[1])
+        single = torch.cat([F.linear(x[i:i + 1].clone(), weight, bias) for i in range(frames)])
+        if not torch.equal(_rows_linear(x, weight, bias), single):
+            return False
+    norm = layer.norm1
+    x, hidden = randn(frames, lm.dim), randn(frames, layer.linear1.out_features)
+    if not (torch.equal(F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps),
+                        torch.cat([norm(x[i:i + 1].clone().view(1, 1, -1)).view(1, -1) for i in range(frames)]))
+            and torch.equal(F.gelu(hidden), torch.cat([F.gelu(hidden[i:i + 1].clone()) for i in range(frames)]))):
+        return False
+    q, keys, values = randn(frames, lm.dim), randn(frames + window - 1, lm.dim), randn(frames + window - 1, lm.dim)
+    mask = q.new_zeros(1, 1, 1, window)
+    batched = F.scaled_dot_product_attention(*_attention_inputs(q, keys, values, window, lm.num_heads), mask, 0.0, False)
+    for i in range(frames):
+        single = layer._attend(q[i:i + 1].view(1, 1, -1).clone(), keys[i:i + window].view(window, 1, -1).clone(),
+                               values[i:i + window].view(window, 1, -1).clone(), lm.past_context)
+        expected = F.linear(batched[i].permute(1, 0, 2).reshape(1, -1), attn.out_proj.weight, attn.out_proj.bias)
+        if not torch.equal(single.view(1, -1), expected):
+            return False
+    logits = randn(frames, num_codebooks, 1, lm.card)
+    batched = torch.softmax(logits.permute(0, 3, 1, 2), dim=1)
+    return all(torch.equal(torch.softmax(logits[i:i + 1].clone().permute(0, 3, 1, 2), dim=1), batched[i:i + 1])
+               for i in range(frames))
+
+
+class _Layer(NamedTuple):
+    """One layer's weights, detached once per stream (attribute lookups cost more than a frame's small products)."""
+
+    w_q: torch.Tensor
+    b_q: torch.Tensor
+    w_kv: torch.Tensor
+    b_kv: torch.Tensor
+    w_out: torch.Tensor
+    b_out: torch.Tensor
+    w_1: torch.Tensor
+    b_1: torch.Tensor
+    w_2: torch.Tensor
+    b_2: torch.Tensor
+    norm1: tuple
+    norm2: tuple
+
+
+def _norm_args(norm: torch.nn.LayerNorm) -> tuple:
+    return norm.normalized_shape, norm.weight.detach(), norm.bias.detach(), norm.eps
+
+
+def _layer_weights(layer: StreamingLayer) -> _Layer:
+    dim = layer.norm1.normalized_shape[0]
+    w_in, b_in = layer.self_attn.in_proj_weight.detach(), layer.self_attn.in_proj_bias.detach()
+    return _Layer(w_in[:dim], b_in[:dim], w_in[dim:], b_in[dim:], layer.self_attn.out_proj.weight.detach(),
+                  layer.self_attn.out_proj.bias.detach(), layer.linear1.weight.detach(), layer.linear1.bias.detach(),
+                  layer.linear2.weight.detach(), layer.linear2.bias.detach(), _norm_args(layer.norm1),
+                  _norm_args(layer.norm2))
+
+
+def _positions(count: int, offset: int, dim: int, max_period: float) -> torch.Tensor:
+    """Sinusoidal embeddings [count, dim] of positions offset..offset+count-1, each computed alone like the
+    reference's one-frame call (a batched call rounds the last elements of a row differently); cached."""
+    table = _position_tables.setdefault((dim, max_period), [])
+    while len(table) < min(offset + count, _POSITIONS_CACHED):
+        table.append(sin_embedding(torch.full((1, 1, 1), len(table)), dim, max_period).view(1, dim))
+    return torch.cat([table[p] if p < len(table) else
+                      sin_embedding(torch.full((1, 1, 1), p), dim, max_period).view(1, dim)
+                      for p in range(offset, offset + count)])
+
+
+class LayerwiseStream:
+    """One LM stream (fresh state, frame 0 first) that advances by any number of frames per call, with the bits of
+    ``lm`` stepped one frame at a time: the encoder feeds it chunks, the decoder single frames."""
+
+    def __init__(self, lm: EntropyLM, num_codebooks: int) -> None:
+        self.lm, self.state = lm, None
+        self.stable = lm.stable_rows()
+        self.layerwise = self.stable is not None and layerwise_exact(lm, num_codebooks)
+        self.height = min(_CHUNK_HEIGHT, lm.past_context + 1)
+        self.layers = [_layer_weights(layer) for layer in lm.transformer.layers]
+        self.embeddings = [emb.weight.detach() for emb in lm.emb[:num_codebooks]]
+        self.heads = [(linear.weight.detach(), linear.bias.detach()) for linear in lm.linears[:num_codebooks]]
+        self.norm_in = _norm_args(lm.transformer.norm_in)
+
+    @property
+    def max_frames(self) -> int:
+        """The most frames ``advance`` takes at once."""
+        return max(1, self.height - self.stable + 1) if self.layerwise else 1
+
+    @torch.no_grad()
+    def advance(self, previous: torch.Tensor) -> torch.Tensor:
+        """Probabilities [C, K, card] of the next C frames, given ``previous`` [K, C]: 1 + the codes of the frame
+        before each (0 before frame 0)."""
+        count = previous.shape[1]
+        if count > self.max_frames:
+            raise ValueError(f"advance takes at most {self.max_frames} frames, got {count}")
+        state = self.state
+        if not self.layerwise or state is None or state.kv[0] is None or self.height < self.stable:
+            probas = []  # the first frames fill the kv caches the layer-wise pass continues from
+            for i in range(count):
+                frame, state = self.lm(previous[None, :, i:i + 1], state)
+                probas.append(frame[:, :, :, 0].transpose(1, 2))
+            self.state = state
+            return torch.cat(probas)
+        return self._advance(previous, self.stable if count == 1 else self.height)
+
+    def _advance(self, indices: torch.Tensor, height: int) -> torch.Tensor:
+        """Frames of ``indices`` [K, C] through all layers, from a state with kv caches; keys and values come from a
+        product ``height`` rows high (the ``stable - 1`` frames before, the new ones, zeros)."""
+        state, stable, lm = self.state, self.stable, self.lm
+        count, dim, past_context, heads = indices.shape[1], lm.dim, lm.past_context, lm.num_heads
+        x = sum([F.embedding(indices[k], weight) for k, weight in enumerate(self.embeddings)])
+        x = F.layer_norm(x, *self.norm_in) + _positions(count, state.offset, dim, lm.transformer.max_period)
+        # window length of each frame: the frames before it (at most past_context) plus itself
+        windows = [min(state.length + i, past_context) + 1 for i in range(count)]
+        groups = [(i, i + windows[i:].count(w)) for i, w in enumerate(windows) if i == 0 or windows[i - 1] != w]
+        inputs, pad = [], x.new_zeros(height - (stable - 1) - count, dim)
+        for w, layer_inputs, cache in zip(self.layers, state.inputs, state.kv):
+            kv = F.linear(torch.cat([layer_inputs[0, -(stable - 1):], x, pad]), w.w_kv, w.b_kv)
+            cache.append(kv[stable - 1:stable - 1 + count, None, :dim], kv[stable - 1:stable - 1 + count, None, dim:], 1)
+            keys, values = cache.keys[:cache.end, 0], cache.values[:cache.end, 0]
+            q = _rows_linear(x, w.w_q, w.b_q)
+            attended = []
+            for i, j in groups:  # frames with equal windows share one attention call
+                end = cache.end - count + j
+                first = end - (j - i) - windows[i] + 1
+                q_i, k_i, v_i = _attention_inputs(q[i:j], keys[first:end], values[first:end], windows[i], heads)
+                out = F.scaled_dot_product_attention(q_i, k_i, v_i, q.new_zeros(1, 1, 1, windows[i]), 0.0, False)
+                attended.append(out.permute(0, 2, 1, 3).reshape(j - i, dim))
+            h = F.layer_norm(x + _rows_linear(torch.cat(attended), w.w_out, w.b_out), *w.norm1)
+            ff = _rows_linear(F.gelu(_rows_linear(h, w.w_1, w.b_1)), w.w_2, w.b_2)
+            inputs.append(torch.cat([layer_inputs[0], x])[-(stable - 1):][None])
+            x = F.layer_norm(h + ff, *w.norm2)
+        logits = torch.stack([_rows_linear(x, weight, bias)[:, None] for weight, bias in self.heads], dim=1)
+        self.state = LMState(inputs, state.kv, min(state.length + count, past_context), state.offset + count)
+        return torch.softmax(logits.permute(0, 3, 1, 2), dim=1)[:, :, :, 0].transpose(1, 2)
+
+
+def layerwise_probabilities(lm: EntropyLM, codes: torch.Tensor) -> Iterator[torch.Tensor]:
+    """Probabilities [C, K, card] of codes [K, T] for successive chunks of frames (frame t given the codes of frames
+    before t), each bit-identical to ``lm`` stepped one frame at a time."""
+    stream = LayerwiseStream(lm, codes.shape[0])
+    previous = torch.cat([torch.zeros_like(codes[:, :1]), 1 + codes[:, :-1]], dim=1)
+    start = 0
+    while start < codes.shape[1]:
+        count = 1 if stream.state is None or stream.state.kv[0] is None else stream.max_frames
+        yield stream.advance(previous[:, start:start + count])
+        start += count
