@@ -23,7 +23,7 @@ from typing import Iterator, NamedTuple
 import torch
 import torch.nn.functional as F
 
-from codec.encodec.lm import EntropyLM, LMState, StreamingLayer, sin_embedding
+from codec.encodec.lm import EntropyLM, KVCache, LMState, StreamingLayer, sin_embedding
 
 _CHUNK_HEIGHT = 256  # rows of the key/value products (one of the heights ``gemm_stable_rows`` checks)
 _exact_found: dict[tuple, bool] = {}
@@ -90,15 +90,16 @@ def _probe(lm: EntropyLM, layer: StreamingLayer, num_codebooks: int, window: int
                         torch.cat([norm(x[i:i + 1].clone().view(1, 1, -1)).view(1, -1) for i in range(frames)]))
             and torch.equal(F.gelu(hidden), torch.cat([F.gelu(hidden[i:i + 1].clone()) for i in range(frames)]))):
         return False
-    q, keys, values = randn(frames, lm.dim), randn(frames + window - 1, lm.dim), randn(frames + window - 1, lm.dim)
-    mask = q.new_zeros(1, 1, 1, window)
-    batched = F.scaled_dot_product_attention(*_attention_inputs(q, keys, values, window, lm.num_heads), mask, 0.0, False)
-    for i in range(frames):
-        single = layer._attend(q[i:i + 1].view(1, 1, -1).clone(), keys[i:i + window].view(window, 1, -1).clone(),
-                               values[i:i + window].view(window, 1, -1).clone(), lm.past_context)
-        expected = F.linear(batched[i].permute(1, 0, 2).reshape(1, -1), attn.out_proj.weight, attn.out_proj.bias)
-        if not torch.equal(single.view(1, -1), expected):
-            return False
+    for size in sorted({3, min(20, window), window}):  # attention on a first frame, a growing and a full window
+        q, keys, values = randn(frames, lm.dim), randn(frames + size - 1, lm.dim), randn(frames + size - 1, lm.dim)
+        inputs = _attention_inputs(q, keys, values, size, lm.num_heads)
+        batched = F.scaled_dot_product_attention(*inputs, q.new_zeros(1, 1, 1, size), 0.0, False)
+        for i in range(frames):
+            single = layer._attend(q[i:i + 1].view(1, 1, -1).clone(), keys[i:i + size].view(size, 1, -1).clone(),
+                                   values[i:i + size].view(size, 1, -1).clone(), lm.past_context)
+            expected = F.linear(batched[i].permute(1, 0, 2).reshape(1, -1), attn.out_proj.weight, attn.out_proj.bias)
+            if not torch.equal(single.view(1, -1), expected):
+                return False
     logits = randn(frames, num_codebooks, 1, lm.card)
     batched = torch.softmax(logits.permute(0, 3, 1, 2), dim=1)
     return all(torch.equal(torch.softmax(logits[i:i + 1].clone().permute(0, 3, 1, 2), dim=1), batched[i:i + 1])
@@ -163,7 +164,7 @@ class LayerwiseStream:
     @property
     def max_frames(self) -> int:
         """The most frames ``advance`` takes at once."""
-        return max(1, self.height - self.stable + 1) if self.layerwise else 1
+        return self.height - self.stable + 1 if self.layerwise else 1
 
     @torch.no_grad()
     def advance(self, previous: torch.Tensor) -> torch.Tensor:
@@ -172,19 +173,20 @@ class LayerwiseStream:
         count = previous.shape[1]
         if count > self.max_frames:
             raise ValueError(f"advance takes at most {self.max_frames} frames, got {count}")
-        state = self.state
-        if not self.layerwise or state is None or state.kv[0] is None or self.height < self.stable:
-            probas = []  # the first frames fill the kv caches the layer-wise pass continues from
-            for i in range(count):
-                frame, state = self.lm(previous[None, :, i:i + 1], state)
-                probas.append(frame[:, :, :, 0].transpose(1, 2))
-            self.state = state
-            return torch.cat(probas)
-        return self._advance(previous, self.stable if count == 1 else self.height)
+        if not self.layerwise:
+            frame, self.state = self.lm(previous[None], self.state)
+            return frame[:, :, :, 0].transpose(1, 2)
+        if self.state is None:
+            self.state = self.lm.initial_state(1)
+        return self._advance(previous, self.stable if count == 1 and self.state.kv[0] is not None else self.height)
 
     def _advance(self, indices: torch.Tensor, height: int) -> torch.Tensor:
-        """Frames of ``indices`` [K, C] through all layers, from a state with kv caches; keys and values come from a
-        product ``height`` rows high (the ``stable - 1`` frames before, the new ones, zeros)."""
+        """Frames of ``indices`` [K, C] through all layers.
+
+        Keys and values of the new frames come from a product ``height`` rows high (the frames before them, the new
+        ones, zeros), except in a stream's first frames, whose windows are shorter than ``stable``: the reference
+        projects each of those windows on its own, and so do we.
+        """
         state, stable, lm = self.state, self.stable, self.lm
         count, dim, past_context, heads = indices.shape[1], lm.dim, lm.past_context, lm.num_heads
         x = sum([F.embedding(indices[k], weight) for k, weight in enumerate(self.embeddings)])
@@ -192,25 +194,36 @@ class LayerwiseStream:
         # window length of each frame: the frames before it (at most past_context) plus itself
         windows = [min(state.length + i, past_context) + 1 for i in range(count)]
         groups = [(i, i + windows[i:].count(w)) for i, w in enumerate(windows) if i == 0 or windows[i - 1] != w]
-        inputs, pad = [], x.new_zeros(height - (stable - 1) - count, dim)
+        inputs, caches = [], []
         for w, layer_inputs, cache in zip(self.layers, state.inputs, state.kv):
-            kv = F.linear(torch.cat([layer_inputs[0, -(stable - 1):], x, pad]), w.w_kv, w.b_kv)
-            cache.append(kv[stable - 1:stable - 1 + count, None, :dim], kv[stable - 1:stable - 1 + count, None, dim:], 1)
+            rows = torch.cat([layer_inputs[0], x])  # up to stable - 1 frames before the new ones (all, at first)
+            before = rows.shape[0] - count
+            kv = F.linear(torch.cat([rows, x.new_zeros(height - rows.shape[0], dim)]), w.w_kv, w.b_kv)[:len(rows), None]
+            if cache is None:
+                cache = KVCache(kv[..., :dim], kv[..., dim:], past_context)
+            else:
+                cache.append(kv[before:, :, :dim], kv[before:, :, dim:], 1)
             keys, values = cache.keys[:cache.end, 0], cache.values[:cache.end, 0]
             q = _rows_linear(x, w.w_q, w.b_q)
             attended = []
             for i, j in groups:  # frames with equal windows share one attention call
-                end = cache.end - count + j
-                first = end - (j - i) - windows[i] + 1
-                q_i, k_i, v_i = _attention_inputs(q[i:j], keys[first:end], values[first:end], windows[i], heads)
+                if windows[i] < stable:  # a first frame: its whole window projected alone, as the reference does
+                    kv_i = F.linear(rows[:windows[i]], w.w_kv, w.b_kv)
+                    k_i, v_i = kv_i[:, :dim], kv_i[:, dim:]
+                else:
+                    end = cache.end - count + j
+                    first = end - (j - i) - windows[i] + 1
+                    k_i, v_i = keys[first:end], values[first:end]
+                q_i, k_i, v_i = _attention_inputs(q[i:j], k_i, v_i, windows[i], heads)
                 out = F.scaled_dot_product_attention(q_i, k_i, v_i, q.new_zeros(1, 1, 1, windows[i]), 0.0, False)
                 attended.append(out.permute(0, 2, 1, 3).reshape(j - i, dim))
             h = F.layer_norm(x + _rows_linear(torch.cat(attended), w.w_out, w.b_out), *w.norm1)
             ff = _rows_linear(F.gelu(_rows_linear(h, w.w_1, w.b_1)), w.w_2, w.b_2)
-            inputs.append(torch.cat([layer_inputs[0], x])[-(stable - 1):][None])
+            inputs.append(rows[-(stable - 1):][None])
+            caches.append(cache)
             x = F.layer_norm(h + ff, *w.norm2)
         logits = torch.stack([_rows_linear(x, weight, bias)[:, None] for weight, bias in self.heads], dim=1)
-        self.state = LMState(inputs, state.kv, min(state.length + count, past_context), state.offset + count)
+        self.state = LMState(inputs, caches, min(state.length + count, past_context), state.offset + count)
         return torch.softmax(logits.permute(0, 3, 1, 2), dim=1)[:, :, :, 0].transpose(1, 2)
 
 
@@ -219,8 +232,5 @@ def layerwise_probabilities(lm: EntropyLM, codes: torch.Tensor) -> Iterator[torc
     before t), each bit-identical to ``lm`` stepped one frame at a time."""
     stream = LayerwiseStream(lm, codes.shape[0])
     previous = torch.cat([torch.zeros_like(codes[:, :1]), 1 + codes[:, :-1]], dim=1)
-    start = 0
-    while start < codes.shape[1]:
-        count = 1 if stream.state is None or stream.state.kv[0] is None else stream.max_frames
-        yield stream.advance(previous[:, start:start + count])
-        start += count
+    for start in range(0, codes.shape[1], stream.max_frames):
+        yield stream.advance(previous[:, start:start + stream.max_frames])

@@ -88,8 +88,11 @@ def test_small_window_and_all_codebooks(official_encodec, num_codebooks):
     ours = EntropyLM(config.n_q, past_context=20).eval()
     ours.load_state_dict(reference.state_dict(), strict=True)
     codes = torch.randint(0, 1024, (1, num_codebooks, 50), generator=torch.Generator().manual_seed(4))
-    for a, b in zip(_reference_steps(reference, codes), _our_steps(ours, codes)):
+    expected = _reference_steps(reference, codes)
+    for a, b in zip(expected, _our_steps(ours, codes)):
         assert torch.equal(a, b)
+    layerwise = torch.cat(list(layerwise_probabilities(ours, codes[0])))  # chunks of 6 frames: 21-row products
+    assert torch.equal(layerwise, torch.cat([p[0, :, :, 0].T[None] for p in expected]))
 
 
 def test_whole_sequence_evaluation_matches_the_reference_but_not_streaming_bits(official_encodec):
