@@ -190,7 +190,7 @@ class LayerwiseStream:
         state, stable, lm = self.state, self.stable, self.lm
         count, dim, past_context, heads = indices.shape[1], lm.dim, lm.past_context, lm.num_heads
         x = sum([F.embedding(indices[k], weight) for k, weight in enumerate(self.embeddings)])
-        x = F.layer_norm(x, *self.norm_in) + _positions(count, state.offset, dim, lm.transformer.max_period)
+        x = F.layer_norm(x, *self.norm_in) + _positions(count, state.offset, dim, lm.transformer.max_period).to(x.device)
         # window length of each frame: the frames before it (at most past_context) plus itself
         windows = [min(state.length + i, past_context) + 1 for i in range(count)]
         groups = [(i, i + windows[i:].count(w)) for i, w in enumerate(windows) if i == 0 or windows[i - 1] != w]
