@@ -69,7 +69,7 @@ def _empty(x: Tensor, channels: int) -> Tensor:
 
 def _cat(head: Optional[Tensor], tail: Optional[Tensor]) -> Optional[Tensor]:
     """Join two time-major pieces along time; None stands for nothing."""
-    if head is None or head.shape[1] == 0:
+    if head is None or (tail is not None and head.shape[1] == 0):
         return tail
     if tail is None or tail.shape[1] == 0:
         return head
@@ -128,14 +128,16 @@ class _ConvStream(_Stream):
     def ready(self, n_inputs: int) -> int:
         return n_inputs // self.stride if n_inputs > self.start_after else 0
 
-    def _conv(self, x: Tensor) -> Tensor:
-        """Every complete window of ``x`` ``[B, T, C_in]`` through the conv, as one matrix product."""
-        windows = x.unfold(1, self.span, self.stride)  # [B, T_out, C_in, span], a view
-        if self.dilation > 1:
-            windows = windows[..., :: self.dilation]
-        rows = windows.transpose(2, 3).reshape(-1, self.matrix.shape[0])
+    def _conv(self, x: Tensor, n_out: int) -> Tensor:
+        """The first ``n_out`` windows of ``x`` ``[B, T, C_in]`` through the conv, as one matrix product."""
+        batch, _, channels = x.shape
+        if x.stride(2) != 1 or x.stride(1) != channels:
+            x = x.contiguous()
+        windows = x.as_strided((batch, n_out, self.kernel_size, channels),
+                               (x.stride(0), self.stride * channels, self.dilation * channels, 1))
+        rows = windows.reshape(batch * n_out, self.matrix.shape[0])  # a view for one batch item, no dilation
         out = torch.mm(rows, self.matrix) if self.bias is None else torch.addmm(self.bias, rows, self.matrix)
-        return out.view(x.shape[0], -1, self.out_channels)
+        return out.view(batch, n_out, self.out_channels)
 
     def step(self, x: Tensor) -> Tensor:
         self.received += x.shape[1]
@@ -151,7 +153,7 @@ class _ConvStream(_Stream):
             self.buffer = buffer
             return _empty(x, self.out_channels)
         self.buffer = buffer[:, n_out * self.stride:]
-        return self._conv(buffer)
+        return self._conv(buffer, n_out)
 
     def flush(self) -> Tensor:
         assert self.buffer is not None, "flush() before any step()"
@@ -164,7 +166,7 @@ class _ConvStream(_Stream):
         self.buffer = buffer[:, :0]
         if buffer.shape[1] < self.span:
             return _empty(buffer, self.out_channels)
-        return self._conv(buffer)
+        return self._conv(buffer, (buffer.shape[1] - self.span) // self.stride + 1)
 
 
 class _ConvTransposeStream(_Stream):
@@ -226,10 +228,12 @@ class _ConvTransposeStream(_Stream):
 
 
 class _LSTMStream(_Stream):
-    """The skip-LSTM one step at a time, carrying (h, c) per layer.
+    """The skip-LSTM, carrying (h, c) per layer from piece to piece.
 
-    ``torch.lstm_cell`` rather than ``nn.LSTM``: on CPU the LSTM module goes through oneDNN, which re-lays out
-    its 16 MB of weights at every call (~4 ms for a single step against ~0.7 ms here).
+    One frame (the common push): ``torch.lstm_cell`` per layer, rather than ``nn.LSTM``, which on CPU goes
+    through oneDNN and re-lays out its 16 MB of weights at every call (~4 ms for a single step against ~0.7 ms).
+    Several frames: layer by layer, the input half of every frame's gates in one product (its 4 MB of weights read
+    once, not once per frame), then the recurrent half frame by frame, with ``lstm_cell``'s arithmetic.
     """
 
     def __init__(self, layer: SkipLSTM) -> None:
@@ -248,16 +252,26 @@ class _LSTMStream(_Stream):
         if self.state is None:
             zeros = x.new_zeros((x.shape[0], x.shape[2]))
             self.state = [(zeros, zeros)] * len(self.weights)
-        state = self.state
-        outputs = []
-        for frame in range(n_frames):
-            h = x[:, frame]
+        if n_frames == 1:
+            h = x[:, 0]
             for index, weights in enumerate(self.weights):
-                h, c = torch.lstm_cell(h, state[index], *weights)
-                state[index] = (h, c)
-            outputs.append(h)
-        out = outputs[0].unsqueeze(1) if n_frames == 1 else torch.stack(outputs, dim=1)
-        return out + x
+                h, c = torch.lstm_cell(h, self.state[index], *weights)
+                self.state[index] = (h, c)
+            return h.unsqueeze(1) + x
+        layer_input = x
+        for index, (w_ih, w_hh, b_ih, b_hh) in enumerate(self.weights):
+            h, c = self.state[index]
+            input_gates = F.linear(layer_input, w_ih, b_ih)  # [B, T, 4H]
+            outputs = []
+            for frame in range(n_frames):
+                gates = input_gates[:, frame] + F.linear(h, w_hh, b_hh)
+                in_gate, forget_gate, cell_gate, out_gate = gates.chunk(4, 1)
+                c = forget_gate.sigmoid() * c + in_gate.sigmoid() * cell_gate.tanh()
+                h = out_gate.sigmoid() * c.tanh()
+                outputs.append(h)
+            self.state[index] = (h, c)
+            layer_input = torch.stack(outputs, dim=1)
+        return layer_input + x
 
 
 class _ELUStream(_Stream):
@@ -296,38 +310,57 @@ class _SequentialStream(_Stream):
 
 
 class _ResidualStream(_Stream):
-    """Shortcut plus block, summed sample by sample once both branches have produced the sample."""
+    """Shortcut plus block. Both end in a 1x1 conv (or the shortcut is the identity), so their sum is one matrix
+    product of the block's input beside its last hidden signal, ``[x, h] @ [W_shortcut; W_out]``, taken once ``h``
+    has caught up with ``x`` (the block's first conv starts later: it waits for its reflect padding)."""
 
     def __init__(self, layer: ResidualBlock) -> None:
-        self.shortcut = _stream_of(layer.shortcut)
-        self.block = _stream_of(layer.block)
-        self.pending_shortcut: Optional[Tensor] = None
-        self.pending_block: Optional[Tensor] = None
+        *front, last = layer.block
+        shortcut = layer.shortcut
+        if not _is_pointwise(last) or not (isinstance(shortcut, nn.Identity) or _is_pointwise(shortcut)):
+            raise TypeError("a residual block streams when its block and its shortcut end in a 1x1 conv "
+                            "(or the shortcut is the identity)")
+        self.front = _SequentialStream([_stream_of(module) for module in front])
+        out = _ConvStream(last)
+        self.identity = isinstance(shortcut, nn.Identity)
+        self.matrix, self.bias = out.matrix, out.bias
+        if not self.identity:
+            skip = _ConvStream(shortcut)
+            self.matrix = torch.cat([skip.matrix, out.matrix])  # rows: the input's channels, then the block's
+            biases = [bias for bias in (skip.bias, out.bias) if bias is not None]
+            self.bias = sum(biases[1:], biases[0]) if biases else None
+        self.out_channels = self.matrix.shape[1]
+        self.pending: Optional[Tensor] = None  # block inputs whose hidden signal is not out yet
 
     def ready(self, n_inputs: int) -> int:
-        return min(self.shortcut.ready(n_inputs), self.block.ready(n_inputs))
+        return self.front.ready(n_inputs)
 
-    def _sum_aligned(self, shortcut: Optional[Tensor], block: Optional[Tensor]) -> Optional[Tensor]:
-        shortcut = _cat(self.pending_shortcut, shortcut)
-        block = _cat(self.pending_block, block)
-        if shortcut is None or block is None:
-            self.pending_shortcut, self.pending_block = shortcut, block
-            return None
-        n = min(shortcut.shape[1], block.shape[1])
-        if shortcut.shape[1] == block.shape[1]:  # the steady state: nothing left over
-            self.pending_shortcut = self.pending_block = None
-            return shortcut + block
-        self.pending_shortcut, self.pending_block = shortcut[:, n:], block[:, n:]
-        return shortcut[:, :n] + block[:, :n]
+    def _sum(self, x: Tensor, hidden: Tensor) -> Tensor:
+        batch, n, _ = hidden.shape
+        if n == 0:
+            return _empty(hidden, self.out_channels)
+        rows = (hidden if self.identity else torch.cat([x, hidden], dim=2)).reshape(batch * n, -1)
+        out = torch.mm(rows, self.matrix) if self.bias is None else torch.addmm(self.bias, rows, self.matrix)
+        out = out.view(batch, n, self.out_channels)
+        return out.add_(x) if self.identity else out
 
     def step(self, x: Tensor) -> Tensor:
-        return self._sum_aligned(self.shortcut.step(x), self.block.step(x))
+        hidden = self.front.step(x)
+        inputs = _cat(self.pending, x)
+        n = hidden.shape[1]
+        self.pending = inputs[:, n:]
+        return self._sum(inputs[:, :n], hidden)
 
     def flush(self) -> Optional[Tensor]:
-        out = self._sum_aligned(self.shortcut.flush(), self.block.flush())
-        assert self.pending_shortcut is None or self.pending_shortcut.shape[1] == 0
-        assert self.pending_block is None or self.pending_block.shape[1] == 0
-        return out
+        hidden = self.front.flush()
+        assert hidden is not None and self.pending is not None and hidden.shape[1] == self.pending.shape[1]
+        inputs, self.pending = self.pending, None
+        return self._sum(inputs, hidden)
+
+
+def _is_pointwise(module: nn.Module) -> bool:
+    """A 1x1 conv: no padding, no state to stream."""
+    return isinstance(module, PaddedConv1d) and module.kernel_size == 1 and module.stride == 1
 
 
 def _stream_of(module: nn.Module) -> _Stream:
@@ -403,8 +436,8 @@ class StreamingEncoder(_Streaming):
         self.bandwidth = model.bandwidth if bandwidth is None else bandwidth
         self.num_codebooks = model.config.num_codebooks(self.bandwidth)
         # each codebook with its squared norms, for the nearest-code search of every frame
-        self._codebooks = [(embed, squared_norms(embed)) for embed in
-                           (layer._codebook.embed.detach() for layer in model.quantizer.vq.layers[: self.num_codebooks])]
+        embeds = [layer._codebook.embed.detach() for layer in model.quantizer.vq.layers[: self.num_codebooks]]
+        self._codebooks = [(embed, squared_norms(embed)) for embed in embeds]
         self.samples_received = 0
 
     @property
