@@ -212,11 +212,14 @@ class _ConvTransposeStream(_Stream):
             return _empty(x, self.out_channels)
         products = torch.mm(x.reshape(batch * n_frames, in_channels), self.matrix)
         products = products.view(batch, n_frames, self.blocks, self.stride, self.out_channels)
-        out = products.new_zeros((batch, n_frames + self.blocks - 1, self.stride, self.out_channels))
-        if self.tail is not None:
-            out[:, : self.blocks - 1] = self.tail
-        for block in range(self.blocks):
-            out[:, block: block + n_frames] += products[:, :, block]
+        if self.tail is not None:  # the previous piece's overhang lands where this piece's first frame starts
+            products[:, 0, : self.blocks - 1] += self.tail
+        if n_frames == 1:
+            out = products[:, 0]
+        else:
+            out = products.new_zeros((batch, n_frames + self.blocks - 1, self.stride, self.out_channels))
+            for block in range(self.blocks):
+                out[:, block: block + n_frames] += products[:, :, block]
         self.tail = out[:, n_frames:]
         return self._emit(out[:, :n_frames].reshape(batch, n_frames * self.stride, self.out_channels))
 
@@ -327,8 +330,10 @@ class _ResidualStream(_Stream):
         if not self.identity:
             skip = _ConvStream(shortcut)
             self.matrix = torch.cat([skip.matrix, out.matrix])  # rows: the input's channels, then the block's
-            biases = [bias for bias in (skip.bias, out.bias) if bias is not None]
-            self.bias = sum(biases[1:], biases[0]) if biases else None
+            if skip.bias is not None and out.bias is not None:
+                self.bias = skip.bias + out.bias
+            else:
+                self.bias = skip.bias if out.bias is None else out.bias
         self.out_channels = self.matrix.shape[1]
         self.pending: Optional[Tensor] = None  # block inputs whose hidden signal is not out yet
 
@@ -533,7 +538,7 @@ class StreamingDecoder(_Streaming):
         # [B, T, K, D] summed over the codebooks in order, as the model's quantizer sums them
         rows = self._offsets[: codes.shape[1]] + codes.to(self.device, torch.long).transpose(1, 2)
         latents = F.embedding(rows, self._table).sum(2)
-        return self._net.step(latents).transpose(1, 2)
+        return self._net.step(latents).transpose(1, 2).contiguous()
 
     @torch.inference_mode()
     def flush(self) -> Tensor:
@@ -541,4 +546,4 @@ class StreamingDecoder(_Streaming):
         samples of a transposed conv that trims on both sides, when ``trim_right_ratio`` < 1)."""
         if self.frames_received == 0 and self._batch is not None:
             raise ValueError("no code frames to decode")
-        return self._flush().transpose(1, 2)
+        return self._flush().transpose(1, 2).contiguous()

@@ -141,6 +141,23 @@ def test_frames_come_out_as_soon_as_they_are_complete(model):
     assert encoder.flush().shape[-1] == 0  # the stream ended on a frame boundary: nothing held back
 
 
+def test_one_frame_and_several_frame_pushes_agree(model):
+    # One-frame pushes take the lean paths (one LSTM step, one transposed-conv frame); several-frame pushes batch
+    # the LSTM's input weights over the frames and overlap-add many frames. Both must give the same stream.
+    x = 0.1 * torch.randn(2, 1, 320 * 30, generator=torch.Generator().manual_seed(5))
+    codes = {}
+    audio = {}
+    for frames in (1, 5):
+        encoder, decoder = StreamingEncoder(model, 6.0), StreamingDecoder(model)
+        pieces = [encoder.push(x[..., start: start + 320 * frames]) for start in range(0, x.shape[-1], 320 * frames)]
+        codes[frames] = torch.cat(pieces + [encoder.flush()], dim=-1)
+        frames_in = [codes[frames][..., start: start + frames] for start in range(0, codes[frames].shape[-1], frames)]
+        audio[frames] = torch.cat([decoder.push(c) for c in frames_in] + [decoder.flush()], dim=-1)
+    assert torch.equal(codes[1], codes[5])
+    assert codes[1].shape == (2, 8, 30)
+    assert (audio[1] - audio[5]).abs().max().item() <= 1e-6
+
+
 def test_a_refilled_input_buffer_does_not_change_the_held_samples(model):
     x = 0.1 * torch.randn(1, 1, 2000, generator=torch.Generator().manual_seed(3))
     encoder, piece = StreamingEncoder(model, 1.5), torch.empty(1, 1, 4)  # 4 < the first conv's 7-sample start
