@@ -14,20 +14,23 @@ the one-shot pass would read:
   the start-up burst gets down to one frame (13.3 ms);
 - the right alignment padding depends on the total length, so it is applied at ``flush()`` (end of stream), and
   a stream shorter than a conv's padding falls back to the one-shot rule for short inputs;
-- a transposed conv overlap-adds the tail of the previous piece; the LSTMs carry (h, c); a residual block sums
-  its shortcut and its (later-starting) block branch once both are there.
+- a transposed conv overlap-adds the tail of the previous piece; the LSTMs carry (h, c); a residual block adds
+  its shortcut to its block branch once the branch (which starts later) has caught up.
 
-Speed (one 320-sample frame per push is ~1 ms of arithmetic but 60 MB of weights to read, so per-op overhead
-matters): between layers the signal is held time-major, ``[B, T, C]``. A conv is then one matrix product of the
-windows ``[T_out, kernel * C_in]`` (a strided view of the input, copied once) with a weight matrix laid out once
-per stream, cheaper than ``F.conv1d`` on these short inputs; it sums the taps in another order than the one-shot
-conv, a relative 1e-7 difference that can flip a code only at a near-tie (none in 180,000 codes of the benchmark
-stream). A transposed conv is one product followed by an overlap-add of ``ceil(kernel / stride)`` blocks, the LSTM
-two ``lstm_cell`` calls per frame (``nn.LSTM`` on CPU goes through oneDNN, which re-lays out its 16 MB of weights at
-every call: ~4 ms for one step), and the quantizer a loop over codebooks prepared when the stream starts.
+Speed: a one-frame push is ~1 ms of arithmetic but reads ~60 MB of weights (about 2.5 ms at the ~24 GB/s one core
+of the benchmark machine reads), so everything else is kept small. Between layers the signal is held time-major,
+``[B, T, C]``. A conv is one matrix product of its windows ``[T_out, kernel * C_in]`` (a strided view of the input)
+with a weight matrix laid out once per stream, cheaper than ``F.conv1d`` on such short inputs; a residual block's
+1x1 shortcut and last 1x1 conv are one product of ``[input, hidden]``; a transposed conv is one product plus an
+overlap-add of ``ceil(kernel / stride)`` blocks. The LSTM takes two ``lstm_cell`` calls per frame (``nn.LSTM`` on
+CPU goes through oneDNN, which re-lays out its 16 MB of weights at every call: ~4 ms for one step) and, for several
+frames in one push, reads its input weights once for all of them. These products sum in another order than the
+one-shot convs (a relative 1e-7), which can flip a code only at a near-tie (see ``benchmarks/streaming.py`` for
+the count); the quantizer spells its distances as the one-shot quantizer does.
 
-A stream lays out its weights (weight norm applied) when it is created and shares the LSTM weights and codebooks
-with the model: create streams after loading weights, and do not train the model while they run.
+A stream lays out its conv weights (weight norm applied) and, for the decoder, a stacked copy of the codebooks
+when it is created, and shares the LSTM weights and the encoder's codebooks with the model: create streams after
+loading weights, and do not train the model while they run.
 """
 
 from __future__ import annotations
