@@ -11,7 +11,8 @@ than 16 rows use other kernels than taller ones. So the first steps of a stream 
 are projected exactly as the reference does, and later frames are projected inside a ``stable_rows``-high product
 (the new frame plus its predecessors). ``stable_rows`` is measured once per process on the machine
 (``gemm_stable_rows``); when no height gives identical rows the LM falls back to re-projecting the whole window.
-``tests/encodec/test_lm.py`` checks the probabilities against the reference for equality.
+``tests/encodec/test_lm.py`` checks the probabilities against the reference for equality. The coder itself runs the
+LM through ``lm_layerwise``, which evaluates it layer by layer over many frames with these same bits.
 """
 
 from __future__ import annotations
