@@ -32,7 +32,7 @@ from codec.files import replacing
 from codec.encodec.bitstream import (EcdcError, EcdcMetadata, Segment, SegmentWriter, check_layout,
                                      iter_segment_chunks, iter_segments, lm_progress, read_metadata, write_header)
 from codec.encodec.lm import EntropyLM
-from codec.encodec.model import EncodedFrame, EncodecModel
+from codec.encodec.model import EncodedFrame, EncodecModel, segment_runs
 
 BLOCK_FRAMES = 1 << 16  # input frames read at a time (1.4 s at 48 kHz)
 CODE_CHUNK_FRAMES = 750  # code frames unpacked or decoded at a time for the 24 kHz model (10 s)
@@ -154,10 +154,10 @@ def compress_file(model: EncodecModel, source: Union[str, Path], out: BinaryIO, 
             out.write(writer.codes(encoder.flush()[0].cpu().numpy()) + writer.end())
         else:
             segmenter = _Segmenter(config.segment_length, config.segment_stride, blocks.length)
-            for block in blocks:
-                for segment in segmenter.push(block):
-                    frame = model.encode_segment(torch.from_numpy(np.ascontiguousarray(segment))[None].to(device),
-                                                 n_q)
+            segments = (torch.from_numpy(np.array(segment))[None].to(device)
+                        for block in blocks for segment in segmenter.push(block))
+            for run in segment_runs(segments, lambda x: x.shape):  # the runs EncodecModel.encode batches
+                for frame in model.encode_segments(run, n_q):
                     scale = None if frame.scale is None else frame.scale.cpu().item()
                     out.write(writer.write_segment(Segment(frame.codes[0].cpu().numpy(), scale)))
     return metadata
@@ -245,11 +245,12 @@ def _then(pieces: Iterator[torch.Tensor], last: Callable[[], torch.Tensor]) -> I
 
 def _overlap_added(model: EncodecModel, segments: Iterator[Segment], device: torch.device) -> Iterator[torch.Tensor]:
     overlap_add = _OverlapAdd(model.config.segment_stride)
-    for segment in segments:
-        scale = segment.scale
-        frame = EncodedFrame(torch.from_numpy(segment.codes)[None].to(device),
-                             None if scale is None else torch.tensor(scale, device=device).view(1, 1))
-        yield overlap_add.add(model.decode_segment(frame))
+    frames = (EncodedFrame(torch.from_numpy(segment.codes)[None].to(device),
+                           None if segment.scale is None else torch.tensor(segment.scale, device=device).view(1, 1))
+              for segment in segments)
+    for run in segment_runs(frames, lambda frame: frame.codes.shape):  # the runs EncodecModel.decode batches
+        for decoded in model.decode_segments(run):
+            yield overlap_add.add(decoded)
     yield overlap_add.finish()
 
 

@@ -7,7 +7,7 @@ overlap-adds the decoded segments with a triangular window.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, NamedTuple, Optional, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -19,8 +19,27 @@ from .modules.conv import fold_weight_norm
 from .modules.seanet import SEANetDecoder, SEANetEncoder
 from .quantization.rvq import ResidualVectorQuantizer
 
+SEGMENT_BATCH = 16  # segments per LSTM call (``run_many``): 16 one-second 48 kHz segments, ~40 MB of activations
+T = TypeVar("T")
+
 if TYPE_CHECKING:
     from .streaming import StreamingDecoder, StreamingEncoder
+
+
+def segment_runs(items: Iterable[T], shape: Callable[[T], object]) -> Iterator[list[T]]:
+    """Consecutive items of one shape, at most ``SEGMENT_BATCH`` per run: the batches in which segments are coded.
+
+    A segment's bits depend on the run it is batched with, so every path that codes segments (``EncodecModel``,
+    streamed files in ``file_stream``) forms these same runs.
+    """
+    run: list[T] = []
+    for item in items:
+        if run and (len(run) == SEGMENT_BATCH or shape(item) != shape(run[0])):
+            yield run
+            run = []
+        run.append(item)
+    if run:
+        yield run
 
 
 class EncodedFrame(NamedTuple):
@@ -145,21 +164,29 @@ class EncodecModel(nn.Module):
         segment = self.config.segment_length
         stride = self.config.segment_stride
         if segment is None:
-            return [self.encode_segment(x, n_q)]
-        return [self.encode_segment(x[..., offset: offset + segment], n_q) for offset in range(0, length, stride)]
+            return self.encode_segments([x], n_q)
+        return self.encode_segments([x[..., offset: offset + segment] for offset in range(0, length, stride)], n_q)
 
     def encode_segment(self, x: Tensor, n_q: int) -> EncodedFrame:
         """Code one segment with ``n_q`` codebooks, normalising it first when the model does."""
-        scale = None
-        if self.config.normalize:
-            mono = x.mean(dim=1, keepdim=True)
-            volume = mono.pow(2).mean(dim=2, keepdim=True).sqrt()
-            scale = 1e-8 + volume
-            x = x / scale
-            scale = scale.view(-1, 1)
-        latents = self.encoder(x)
-        codes = self.quantizer.encode(latents, n_q)
-        return EncodedFrame(codes.transpose(0, 1), scale)
+        return self.encode_segments([x], n_q)[0]
+
+    def encode_segments(self, segments: Sequence[Tensor], n_q: int) -> list[EncodedFrame]:
+        """Code each segment; each run of ``segment_runs`` shares the encoder's LSTM calls (``run_many``)."""
+        frames = []
+        for run in segment_runs(segments, lambda x: x.shape):
+            scales = [self._scale(x) for x in run]
+            inputs = [x if scale is None else x / scale for x, scale in zip(run, scales)]
+            for latents, scale in zip(self.encoder.forward_many(inputs), scales):
+                codes = self.quantizer.encode(latents, n_q)
+                frames.append(EncodedFrame(codes.transpose(0, 1), None if scale is None else scale.view(-1, 1)))
+        return frames
+
+    def _scale(self, x: Tensor) -> Optional[Tensor]:
+        """The segment's RMS volume (of its channel mean, plus 1e-8), which normalising models divide it by."""
+        if not self.config.normalize:
+            return None
+        return 1e-8 + x.mean(dim=1, keepdim=True).pow(2).mean(dim=2, keepdim=True).sqrt()
 
     def decode(self, frames: Sequence[EncodedFrame]) -> Tensor:
         """Audio ``[B, channels, T']`` from the frames of ``encode``; T' is rounded up to whole code frames."""
@@ -169,19 +196,28 @@ class EncodecModel(nn.Module):
             if len(frames) != 1:
                 raise ValueError(f"{self.config.name} codes the whole signal as one frame, got {len(frames)}")
             return self.decode_segment(frames[0])
-        return linear_overlap_add([self.decode_segment(f) for f in frames], self.config.segment_stride)
+        return linear_overlap_add(self.decode_segments(frames), self.config.segment_stride)
 
     def decode_segment(self, frame: EncodedFrame) -> Tensor:
         """Audio of one segment, rescaled by its scale."""
-        codes, scale = frame
+        return self.decode_segments([frame])[0]
+
+    def decode_segments(self, frames: Sequence[EncodedFrame]) -> list[Tensor]:
+        """Audio of each segment, rescaled by its scale; each run of ``segment_runs`` shares the decoder's LSTM
+        calls (``run_many``)."""
+        outs: list[Tensor] = []
+        for run in segment_runs(frames, lambda frame: frame.codes.shape):
+            latents = [self.quantizer.decode(self._checked_codes(frame.codes).transpose(0, 1)) for frame in run]
+            for frame, out in zip(run, self.decoder.forward_many(latents)):
+                outs.append(out if frame.scale is None else out * frame.scale.view(-1, 1, 1))
+        return outs
+
+    def _checked_codes(self, codes: Tensor) -> Tensor:
         if codes.dim() != 3:
             raise ValueError(f"codes must be shaped [B, K, frames], got {tuple(codes.shape)}")
         if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= self.config.bins):
             raise ValueError(f"codes must lie in 0..{self.config.bins - 1}")
-        out = self.decoder(self.quantizer.decode(codes.transpose(0, 1)))
-        if scale is not None:
-            out = out * scale.view(-1, 1, 1)
-        return out
+        return codes
 
     def forward(self, x: Tensor, bandwidth: Optional[float] = None) -> Tensor:
         """Encode and decode, cropped to the input length (inference; training uses the quantizer directly)."""
