@@ -206,10 +206,10 @@ class EncodecModel(nn.Module):
         """Audio of each segment, rescaled by its scale; each run of ``segment_runs`` shares the decoder's LSTM
         calls (``run_many``)."""
         outs: list[Tensor] = []
-        for run in segment_runs(frames, lambda frame: frame.codes.shape):
-            latents = [self.quantizer.decode(self._checked_codes(frame.codes).transpose(0, 1)) for frame in run]
-            for frame, out in zip(run, self.decoder.forward_many(latents)):
-                outs.append(out if frame.scale is None else out * frame.scale.view(-1, 1, 1))
+        for run in segment_runs(frames, lambda frame: frame[0].shape):  # (codes, scale) pairs of any kind
+            latents = [self.quantizer.decode(self._checked_codes(codes).transpose(0, 1)) for codes, _ in run]
+            for (_, scale), out in zip(run, self.decoder.forward_many(latents)):
+                outs.append(out if scale is None else out * scale.view(-1, 1, 1))
         return outs
 
     def _checked_codes(self, codes: Tensor) -> Tensor:

@@ -9,7 +9,7 @@ import torch
 from torch.nn import functional as F
 
 from codec.encodec.config import EncodecConfig
-from codec.encodec.model import EncodecModel
+from codec.encodec.model import SEGMENT_BATCH, EncodecModel, segment_runs
 from codec.encodec.modules.conv import pad1d
 from tests.oracles import randomize_official
 
@@ -94,3 +94,35 @@ def test_training_runs_the_plain_modules(model):
     finally:
         model.eval()
         model.zero_grad(set_to_none=True)
+
+
+def test_segment_runs_group_equal_shapes_up_to_the_batch_size():
+    shapes = [(1, 2, 48000)] * 19 + [(1, 2, 47520)] + [(1, 2, 48000)] * 2
+    runs = list(segment_runs(iter(shapes), lambda shape: shape))  # an iterator: streamed files form runs lazily
+    assert [len(run) for run in runs] == [SEGMENT_BATCH, 3, 1, 2]
+    assert [shape for run in runs for shape in run] == shapes
+
+
+def test_segments_sharing_lstm_calls_stay_close_to_coding_one_at_a_time():
+    """48 kHz segments in one run share the LSTM's calls, a batched product that rounds differently from the
+    one-segment product: latents and audio within float32 noise of segment-at-a-time coding, codes mostly equal."""
+    torch.manual_seed(0)
+    model = randomize_official(EncodecModel(EncodecConfig.encodec_48khz()), seed=0).eval().fold_weight_norm()
+    segments = [0.1 * torch.randn(1, 2, 48000, generator=torch.Generator().manual_seed(i)) for i in range(4)]
+    lstm_calls = []
+    for lstm in (model.encoder.model[-3].lstm, model.decoder.model[1].lstm):
+        lstm.register_forward_hook(lambda module, args, out: lstm_calls.append(args[0].shape[1]))
+    with torch.inference_mode():
+        together = model.encoder.forward_many(segments)
+        assert lstm_calls == [4]  # one call, a batch of the four segments
+        alone = [model.encoder(x) for x in segments]
+        for a, b in zip(together, alone):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-5 * b.abs().max().item())
+        frames = model.encode_segments(segments, 4)
+        codes = torch.stack([f.codes for f in frames])
+        codes_alone = torch.stack([model.encode_segment(x, 4).codes for x in segments])
+        assert (codes != codes_alone).float().mean().item() <= 0.01
+        audio_together = model.decode_segments(frames)
+        audio_alone = [model.decode_segment(f) for f in frames]
+        for a, b in zip(audio_together, audio_alone):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-5)

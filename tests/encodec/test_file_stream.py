@@ -101,7 +101,7 @@ def test_48khz_bytes_equal_the_in_memory_path(model48, tmp_path, use_lm):
     assert torch.equal(got, reference)
 
 
-@pytest.mark.parametrize("length", [1000, 47521, 47700, 48000, 95041, 3 * 47520 + 480])
+@pytest.mark.parametrize("length", [1000, 47521, 47700, 48000, 95041, 3 * 47520 + 480, 20 * 47520])
 def test_48khz_segment_edges(model48, tmp_path, length):
     gen = np.random.default_rng(length)
     path = tmp_path / "noise.wav"
