@@ -31,6 +31,7 @@ from codec.encodec.config import EncodecConfig
 from codec.encodec.entropy import ArithmeticCodingError, ArithmeticDecoder, ArithmeticEncoder, quantized_cdfs
 from codec.encodec.lm import EntropyLM
 from codec.encodec.lm_layerwise import LayerwiseStream, layerwise_probabilities
+from codec.encodec.model import segment_runs
 
 MAGIC = b"ECDC"
 VERSION = 0
@@ -150,17 +151,25 @@ def unpack_codes(data: memoryview, offset: int, num_codebooks: int, frames: int,
 
 # ---- LM coding --------------------------------------------------------------------------------------------------
 def lm_encode(lm: EntropyLM, codes: np.ndarray, progress: Optional[tqdm] = None) -> bytes:
-    """Arithmetic-code codes [K, T] with the probabilities the decoder will compute frame by frame (evaluated layer by
-    layer over chunks of frames, with the same bits: ``lm_layerwise``)."""
-    encoder, start = ArithmeticEncoder(), 0
-    codes_t = torch.from_numpy(np.ascontiguousarray(codes, dtype=np.int64)).to(lm.emb[0].weight.device)
-    for probas in layerwise_probabilities(lm, codes_t):
+    """Arithmetic-code codes [K, T] with the probabilities the decoder will compute frame by frame."""
+    return lm_encode_segments(lm, [codes], progress)[0]
+
+
+def lm_encode_segments(lm: EntropyLM, segments: Sequence[np.ndarray], progress: Optional[tqdm] = None) -> list[bytes]:
+    """Arithmetic-code the codes [K, T] of segments of one shape, each an LM stream of its own, evaluated together
+    layer by layer over chunks of frames with the bits of frame-by-frame evaluation (``lm_layerwise``)."""
+    encoders = [ArithmeticEncoder() for _ in segments]
+    stacked = np.ascontiguousarray(np.stack(segments), dtype=np.int64)
+    codes_t = torch.from_numpy(stacked).to(lm.emb[0].weight.device)
+    start = 0
+    for probas in layerwise_probabilities(lm, codes_t):  # [C, B, K, card]
         count = probas.shape[0]
-        encoder.push(codes[:, start:start + count].T, quantized_cdfs(probas))
+        for encoder, codes, cdfs in zip(encoders, stacked, quantized_cdfs(probas.transpose(0, 1))):
+            encoder.push(codes[:, start:start + count].T, cdfs)
         start += count
         if progress is not None:
-            progress.update(count)
-    return encoder.finish()
+            progress.update(count * len(segments))
+    return [encoder.finish() for encoder in encoders]
 
 
 def lm_decode(lm: EntropyLM, data: memoryview, offset: int, num_codebooks: int, frames: int,
@@ -168,7 +177,7 @@ def lm_decode(lm: EntropyLM, data: memoryview, offset: int, num_codebooks: int, 
     """Codes [K, T] arithmetic-coded at ``offset``; returns them and the offset after their stream."""
     decoder = ArithmeticDecoder(np.frombuffer(data, np.uint8, len(data) - offset, offset))
     stream = LayerwiseStream(lm, num_codebooks)
-    previous = torch.zeros(num_codebooks, 1, dtype=torch.long, device=lm.emb[0].weight.device)
+    previous = torch.zeros(1, num_codebooks, 1, dtype=torch.long, device=lm.emb[0].weight.device)
     decoded: list[np.ndarray] = []  # grows with what the data really holds, whatever the header claims
     for t in range(frames):
         try:
@@ -176,7 +185,7 @@ def lm_decode(lm: EntropyLM, data: memoryview, offset: int, num_codebooks: int, 
         except ArithmeticCodingError as exc:
             raise EcdcError(f"frame {t} of {frames}: {exc}") from exc
         decoded.append(codes)
-        previous = 1 + torch.from_numpy(codes).to(previous.device).view(num_codebooks, 1)
+        previous = 1 + torch.from_numpy(codes).to(previous.device).view(1, num_codebooks, 1)
         if progress is not None:
             progress.update(1)
     return np.stack(decoded, axis=1), offset + decoder.bytes_read
@@ -247,6 +256,16 @@ class SegmentWriter:
         """A whole segment's bytes: its scale (when the model stores one), then its codes."""
         return self.begin(segment.scale) + self.codes(segment.codes) + self.end()
 
+    def write_segments(self, segments: Sequence[Segment]) -> bytes:
+        """The bytes of whole segments; LM coding evaluates the streams of equal-length segments together."""
+        if not self.metadata.use_lm or len(segments) < 2 or self.pending:
+            return b"".join(self.write_segment(segment) for segment in segments)
+        out = []
+        for run in segment_runs(segments, lambda segment: segment.codes.shape):
+            streams = lm_encode_segments(self.lm, [segment.codes for segment in run], self.progress)
+            out += [self.begin(segment.scale) + stream for segment, stream in zip(run, streams)]
+        return b"".join(out)
+
 
 def iter_segment_chunks(data: bytes, metadata: EcdcMetadata, offset: int, lm: Optional[EntropyLM] = None,
                         progress: Optional[tqdm] = None, chunk_frames: Optional[int] = None,
@@ -316,7 +335,7 @@ def write_ecdc(metadata: EcdcMetadata, segments: Sequence[Segment], lm: Optional
                         f"and frames {expected}")
     with lm_progress(metadata, "LM coding", show_progress) as bar:
         writer = SegmentWriter(metadata, lm, bar)
-        return write_header(metadata) + b"".join(writer.write_segment(segment) for segment in segments)
+        return write_header(metadata) + writer.write_segments(segments)
 
 
 def read_metadata(data: bytes) -> tuple[EcdcMetadata, int]:

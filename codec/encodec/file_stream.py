@@ -157,9 +157,9 @@ def compress_file(model: EncodecModel, source: Union[str, Path], out: BinaryIO, 
             segments = (torch.from_numpy(np.array(segment))[None].to(device)
                         for block in blocks for segment in segmenter.push(block))
             for run in segment_runs(segments, lambda x: x.shape):  # the runs EncodecModel.encode batches
-                for frame in model.encode_segments(run, n_q):
-                    scale = None if frame.scale is None else frame.scale.cpu().item()
-                    out.write(writer.write_segment(Segment(frame.codes[0].cpu().numpy(), scale)))
+                out.write(writer.write_segments([
+                    Segment(frame.codes[0].cpu().numpy(), None if frame.scale is None else frame.scale.cpu().item())
+                    for frame in model.encode_segments(run, n_q)]))
     return metadata
 
 

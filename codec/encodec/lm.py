@@ -93,6 +93,13 @@ def _project_last(window: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
     return F.linear(window.transpose(1, 0), weight, bias)[-count:]
 
 
+def stable_heights(rows: int, total: int) -> list[int]:
+    """The product heights ``gemm_stable_rows`` checks for a candidate ``rows`` (ascending): a product of one of
+    these heights may project frames for the kv cache."""
+    return sorted({h for h in (rows, rows + 1, rows + 2, rows + 3, 2 * rows - 1, 2 * rows, 2 * rows + 1, 3 * rows + 5,
+                               100, 127, 128, 129, 200, 255, 256, 257, total - 1, total) if rows <= h <= total})
+
+
 def gemm_stable_rows(weight: torch.Tensor, bias: torch.Tensor, past_context: int) -> Optional[int]:
     """The smallest product height from which projected rows no longer depend on the height, on this machine.
 
@@ -110,8 +117,7 @@ def gemm_stable_rows(weight: torch.Tensor, bias: torch.Tensor, past_context: int
     for rows in _STABLE_ROWS_CANDIDATES:
         if rows > total:
             break
-        heights = {h for h in (rows, rows + 1, rows + 2, rows + 3, 2 * rows - 1, 2 * rows, 2 * rows + 1, 3 * rows + 5,
-                               100, 127, 128, 129, 200, 255, 256, 257, total - 1, total) if rows <= h <= total}
+        heights = stable_heights(rows, total)
         same_heights = all(torch.equal(_project_last(x[:, :h].clone(), weight, bias, h), full[:h]) for h in heights)
         if same_heights and all(torch.equal(_project_last(x[:, i + 1 - rows:i + 1].clone(), weight, bias, 1), full[i:i + 1])
                                 for i in range(rows - 1, total)):

@@ -18,14 +18,14 @@ Whether the batched kernels give the bits of the single ones is measured once pe
 
 from __future__ import annotations
 
-from typing import Iterator, NamedTuple
+from typing import Iterator, NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
 
-from codec.encodec.lm import EntropyLM, KVCache, LMState, StreamingLayer, sin_embedding
+from codec.encodec.lm import EntropyLM, KVCache, LMState, StreamingLayer, sin_embedding, stable_heights
 
-_CHUNK_HEIGHT = 256  # rows of the key/value products (one of the heights ``gemm_stable_rows`` checks)
+_CHUNK_HEIGHT = 256  # most rows per layer-wise step (frames x streams); tallest key/value product
 _exact_found: dict[tuple, bool] = {}
 _POSITIONS_CACHED = 4096  # positional embeddings kept per (dim, period): 3 MB at dim 200
 _position_tables: dict[tuple, list[torch.Tensor]] = {}
@@ -41,15 +41,16 @@ def _rows_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> t
 
 
 def _attention_inputs(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, window: int, heads: int):
-    """Queries [G, dim] and the windows of ``window`` rows ending at each of the last G rows of keys/values [N, dim],
-    as sdpa's [G, heads, rows, head_dim] (overlapping views, no copy)."""
-    G, dim = q.shape
+    """Queries [G * B, dim] (frame by frame, then stream) and, for each, the ``window`` rows of keys and values
+    [N, B, dim] ending at its frame (the last G of N), as sdpa's [G * B, heads, rows, head_dim] (views, no copy)."""
+    streams, dim = keys.shape[1], q.shape[1]
     head_dim = dim // heads
 
-    def windows(rows: torch.Tensor) -> torch.Tensor:
-        return rows.view(rows.shape[0], heads, head_dim).unfold(0, window, 1).permute(0, 1, 3, 2)
+    def windows(rows: torch.Tensor) -> torch.Tensor:  # [G, B, heads, window, head_dim] -> merge G and B
+        unfolded = rows.view(rows.shape[0], streams, heads, head_dim).unfold(0, window, 1).permute(0, 1, 2, 4, 3)
+        return unfolded.reshape(-1, heads, window, head_dim)
 
-    return q.view(G, heads, 1, head_dim), windows(keys), windows(values)
+    return q.view(-1, heads, 1, head_dim), windows(keys), windows(values)
 
 
 def layerwise_exact(lm: EntropyLM, num_codebooks: int) -> bool:
@@ -92,7 +93,7 @@ def _probe(lm: EntropyLM, layer: StreamingLayer, num_codebooks: int, window: int
         return False
     for size in sorted({3, min(20, window), window}):  # attention on a first frame, a growing and a full window
         q, keys, values = randn(frames, lm.dim), randn(frames + size - 1, lm.dim), randn(frames + size - 1, lm.dim)
-        inputs = _attention_inputs(q, keys, values, size, lm.num_heads)
+        inputs = _attention_inputs(q, keys[:, None], values[:, None], size, lm.num_heads)
         batched = F.scaled_dot_product_attention(*inputs, q.new_zeros(1, 1, 1, size), 0.0, False)
         for i in range(frames):
             single = layer._attend(q[i:i + 1].view(1, 1, -1).clone(), keys[i:i + size].view(size, 1, -1).clone(),
@@ -148,14 +149,19 @@ def _positions(count: int, offset: int, dim: int, max_period: float) -> torch.Te
 
 
 class LayerwiseStream:
-    """One LM stream (fresh state, frame 0 first) that advances by any number of frames per call, with the bits of
-    ``lm`` stepped one frame at a time: the encoder feeds it chunks, the decoder single frames."""
+    """``streams`` LM streams (fresh states, frame 0 first, as many independent segments) that advance together by
+    any number of frames per call, each with the bits of ``lm`` stepped one frame at a time on that stream alone:
+    the encoder feeds chunks of frames of several segments, the decoder single frames of one."""
 
-    def __init__(self, lm: EntropyLM, num_codebooks: int) -> None:
-        self.lm, self.state = lm, None
+    def __init__(self, lm: EntropyLM, num_codebooks: int, streams: int = 1) -> None:
+        self.lm, self.streams = lm, streams
         self.stable = lm.stable_rows()
         self.layerwise = self.stable is not None and layerwise_exact(lm, num_codebooks)
-        self.height = min(_CHUNK_HEIGHT, lm.past_context + 1)
+        self.states: list[Optional[LMState]] = [None] * streams  # one per stream unless layer-wise
+        self.state: Optional[LMState] = None  # all streams at once, layer-wise
+        if self.layerwise:
+            self.heights = stable_heights(self.stable, lm.past_context + 1)
+            self.height = max(h for h in self.heights if h <= _CHUNK_HEIGHT)
         self.layers = [_layer_weights(layer) for layer in lm.transformer.layers]
         self.embeddings = [emb.weight.detach() for emb in lm.emb[:num_codebooks]]
         self.heads = [(linear.weight.detach(), linear.bias.detach()) for linear in lm.linears[:num_codebooks]]
@@ -163,74 +169,88 @@ class LayerwiseStream:
 
     @property
     def max_frames(self) -> int:
-        """The most frames ``advance`` takes at once."""
-        return self.height - self.stable + 1 if self.layerwise else 1
+        """The most frames ``advance`` takes at once (about ``_CHUNK_HEIGHT`` rows over all streams)."""
+        if not self.layerwise:
+            return 1
+        return max(1, min(self.height - self.stable + 1, _CHUNK_HEIGHT // self.streams))
 
     @torch.no_grad()
     def advance(self, previous: torch.Tensor) -> torch.Tensor:
-        """Probabilities [C, K, card] of the next C frames, given ``previous`` [K, C]: 1 + the codes of the frame
-        before each (0 before frame 0)."""
-        count = previous.shape[1]
-        if count > self.max_frames:
-            raise ValueError(f"advance takes at most {self.max_frames} frames, got {count}")
+        """Probabilities [C, streams, K, card] of the next C frames, given ``previous`` [streams, K, C]: 1 + the
+        codes of the frame before each (0 before frame 0)."""
+        count = previous.shape[-1]
+        if count > self.max_frames or previous.shape[0] != self.streams:
+            raise ValueError(f"advance takes [{self.streams}, K, at most {self.max_frames}] frames, "
+                             f"got {list(previous.shape)}")
         if not self.layerwise:
-            frame, self.state = self.lm(previous[None], self.state)
-            return frame[:, :, :, 0].transpose(1, 2)
+            probas = []
+            for b in range(self.streams):
+                frame, self.states[b] = self.lm(previous[b:b + 1], self.states[b])
+                probas.append(frame[:, :, :, 0].transpose(1, 2))
+            return torch.stack(probas, dim=1)
         if self.state is None:
-            self.state = self.lm.initial_state(1)
-        return self._advance(previous, self.stable if count == 1 and self.state.kv[0] is not None else self.height)
+            self.state = self.lm.initial_state(self.streams)
+        return self._advance(previous)
 
-    def _advance(self, indices: torch.Tensor, height: int) -> torch.Tensor:
-        """Frames of ``indices`` [K, C] through all layers.
+    def _advance(self, indices: torch.Tensor) -> torch.Tensor:
+        """Frames of ``indices`` [B, K, C] through all layers, rows ordered frame by frame, then stream.
 
-        Keys and values of the new frames come from a product ``height`` rows high (the frames before them, the new
-        ones, zeros), except in a stream's first frames, whose windows are shorter than ``stable``: the reference
-        projects each of those windows on its own, and so do we.
+        Keys and values of the new frames come from one product per stream, of a checked height (the frames before
+        them, the new ones, zeros), except in a stream's first frames, whose windows are shorter than ``stable``:
+        the reference projects each of those windows on its own, and so do we.
         """
         state, stable, lm = self.state, self.stable, self.lm
-        count, dim, past_context, heads = indices.shape[1], lm.dim, lm.past_context, lm.num_heads
-        x = sum([F.embedding(indices[k], weight) for k, weight in enumerate(self.embeddings)])
-        x = F.layer_norm(x, *self.norm_in) + _positions(count, state.offset, dim, lm.transformer.max_period).to(x.device)
+        streams, count = indices.shape[0], indices.shape[2]
+        dim, past_context, heads = lm.dim, lm.past_context, lm.num_heads
+        rows_in = indices.permute(2, 0, 1).reshape(count * streams, -1)  # [C * B, K]
+        x = sum([F.embedding(rows_in[:, k], weight) for k, weight in enumerate(self.embeddings)])
+        positions = _positions(count, state.offset, dim, lm.transformer.max_period).to(x.device)
+        x = F.layer_norm(x, *self.norm_in) + positions.repeat_interleave(streams, dim=0)
         # window length of each frame: the frames before it (at most past_context) plus itself
         windows = [min(state.length + i, past_context) + 1 for i in range(count)]
         groups = [(i, i + windows[i:].count(w)) for i, w in enumerate(windows) if i == 0 or windows[i - 1] != w]
         inputs, caches = [], []
         for w, layer_inputs, cache in zip(self.layers, state.inputs, state.kv):
-            rows = torch.cat([layer_inputs[0], x])  # up to stable - 1 frames before the new ones (all, at first)
-            before = rows.shape[0] - count
-            kv = F.linear(torch.cat([rows, x.new_zeros(height - rows.shape[0], dim)]), w.w_kv, w.b_kv)[:len(rows), None]
+            frames = x.view(count, streams, dim)
+            rows = torch.cat([layer_inputs, frames.transpose(0, 1)], dim=1)  # [B, before + C, dim] per stream
+            height = next(h for h in self.heights if h >= rows.shape[1])
+            pad = x.new_zeros(height - rows.shape[1], dim)
+            kv = torch.stack([F.linear(torch.cat([rows[b], pad]), w.w_kv, w.b_kv)[:rows.shape[1]]
+                              for b in range(streams)], dim=1)  # [before + C, B, 2 dim]
             if cache is None:
                 cache = KVCache(kv[..., :dim], kv[..., dim:], past_context)
             else:
-                cache.append(kv[before:, :, :dim], kv[before:, :, dim:], 1)
-            keys, values = cache.keys[:cache.end, 0], cache.values[:cache.end, 0]
+                cache.append(kv[-count:, :, :dim], kv[-count:, :, dim:], 1)
+            keys, values = cache.keys[:cache.end], cache.values[:cache.end]  # [N, B, dim]
             q = _rows_linear(x, w.w_q, w.b_q)
             attended = []
-            for i, j in groups:  # frames with equal windows share one attention call
+            for i, j in groups:  # frames with equal windows share one attention call, over all streams
                 if windows[i] < stable:  # a first frame: its whole window projected alone, as the reference does
-                    kv_i = F.linear(rows[:windows[i]], w.w_kv, w.b_kv)
-                    k_i, v_i = kv_i[:, :dim], kv_i[:, dim:]
+                    kv_i = torch.stack([F.linear(rows[b, :windows[i]], w.w_kv, w.b_kv) for b in range(streams)], 1)
+                    k_i, v_i = kv_i[..., :dim], kv_i[..., dim:]
                 else:
                     end = cache.end - count + j
                     first = end - (j - i) - windows[i] + 1
                     k_i, v_i = keys[first:end], values[first:end]
-                q_i, k_i, v_i = _attention_inputs(q[i:j], k_i, v_i, windows[i], heads)
+                q_i, k_i, v_i = _attention_inputs(q[i * streams:j * streams], k_i, v_i, windows[i], heads)
                 out = F.scaled_dot_product_attention(q_i, k_i, v_i, q.new_zeros(1, 1, 1, windows[i]), 0.0, False)
-                attended.append(out.permute(0, 2, 1, 3).reshape(j - i, dim))
+                attended.append(out.permute(0, 2, 1, 3).reshape((j - i) * streams, dim))
             h = F.layer_norm(x + _rows_linear(torch.cat(attended), w.w_out, w.b_out), *w.norm1)
             ff = _rows_linear(F.gelu(_rows_linear(h, w.w_1, w.b_1)), w.w_2, w.b_2)
-            inputs.append(rows[-(stable - 1):][None])
+            inputs.append(rows[:, -(stable - 1):])
             caches.append(cache)
             x = F.layer_norm(h + ff, *w.norm2)
         logits = torch.stack([_rows_linear(x, weight, bias)[:, None] for weight, bias in self.heads], dim=1)
         self.state = LMState(inputs, caches, min(state.length + count, past_context), state.offset + count)
-        return torch.softmax(logits.permute(0, 3, 1, 2), dim=1)[:, :, :, 0].transpose(1, 2)
+        probas = torch.softmax(logits.permute(0, 3, 1, 2), dim=1)[:, :, :, 0].transpose(1, 2)
+        return probas.reshape(count, streams, *probas.shape[1:])
 
 
 def layerwise_probabilities(lm: EntropyLM, codes: torch.Tensor) -> Iterator[torch.Tensor]:
-    """Probabilities [C, K, card] of codes [K, T] for successive chunks of frames (frame t given the codes of frames
-    before t), each bit-identical to ``lm`` stepped one frame at a time."""
-    stream = LayerwiseStream(lm, codes.shape[0])
-    previous = torch.cat([torch.zeros_like(codes[:, :1]), 1 + codes[:, :-1]], dim=1)
-    for start in range(0, codes.shape[1], stream.max_frames):
-        yield stream.advance(previous[:, start:start + stream.max_frames])
+    """Probabilities [C, B, K, card] of the codes [B, K, T] of B independent segments, for successive chunks of
+    frames (frame t given the codes of frames before t), each bit-identical to ``lm`` stepped one frame at a time
+    on that segment alone."""
+    stream = LayerwiseStream(lm, codes.shape[1], codes.shape[0])
+    previous = torch.cat([torch.zeros_like(codes[..., :1]), 1 + codes[..., :-1]], dim=-1)
+    for start in range(0, codes.shape[-1], stream.max_frames):
+        yield stream.advance(previous[..., start:start + stream.max_frames])

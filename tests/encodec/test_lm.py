@@ -91,7 +91,7 @@ def test_small_window_and_all_codebooks(official_encodec, num_codebooks):
     expected = _reference_steps(reference, codes)
     for a, b in zip(expected, _our_steps(ours, codes)):
         assert torch.equal(a, b)
-    layerwise = torch.cat(list(layerwise_probabilities(ours, codes[0])))  # chunks of 6 frames: 21-row products
+    layerwise = torch.cat(list(layerwise_probabilities(ours, codes)))[:, 0]  # chunks of 6 frames: 21-row products
     assert torch.equal(layerwise, torch.cat([p[0, :, :, 0].T[None] for p in expected]))
 
 
@@ -158,17 +158,17 @@ def test_layerwise_probabilities_equal_the_reference_frame_by_frame(official_enc
     ours.load_state_dict(reference.state_dict(), strict=True)
     codes = torch.randint(0, 1024, (1, 4, 560), generator=torch.Generator().manual_seed(10))
     expected = torch.cat([p[0, :, :, 0].T[None] for p in _reference_steps(reference, codes)])
-    chunks = list(layerwise_probabilities(ours, codes[0]))
-    assert torch.equal(torch.cat(chunks), expected)
+    chunks = list(layerwise_probabilities(ours, codes))
+    assert torch.equal(torch.cat(chunks)[:, 0], expected)
 
     stream = LayerwiseStream(ours, 4)  # the decoder's way: one frame per call
-    previous = torch.cat([torch.zeros(4, 1, dtype=torch.long), 1 + codes[0, :, :-1]], dim=1)
-    assert torch.equal(torch.cat([stream.advance(previous[:, t:t + 1]) for t in range(300)]), expected[:300])
+    previous = torch.cat([torch.zeros(1, 4, 1, dtype=torch.long), 1 + codes[:, :, :-1]], dim=-1)
+    assert torch.equal(torch.cat([stream.advance(previous[..., t:t + 1]) for t in range(300)])[:, 0], expected[:300])
     if not stream.layerwise:
         pytest.skip("batched kernels round differently on this machine: compression falls back to frame by frame")
     assert max(len(chunk) for chunk in chunks) == stream.max_frames > 100
     with pytest.raises(ValueError, match="at most"):
-        stream.advance(previous[:, :stream.max_frames + 1])
+        stream.advance(previous[..., :stream.max_frames + 1])
 
 
 def test_layerwise_probe_detects_different_rounding(monkeypatch):
@@ -183,4 +183,18 @@ def test_layerwise_probe_detects_different_rounding(monkeypatch):
     assert not stream.layerwise and stream.max_frames == 1
     codes = torch.randint(0, 1024, (2, 40), generator=torch.Generator().manual_seed(11))
     stepped = torch.cat(_our_steps(lm, codes[None]), dim=-1)[0, :, :, :].permute(2, 1, 0)
-    assert torch.equal(torch.cat(list(layerwise_probabilities(lm, codes))), stepped)
+    assert torch.equal(torch.cat(list(layerwise_probabilities(lm, codes[None])))[:, 0], stepped)
+
+
+def test_segments_evaluated_together_each_get_their_own_reference_bits(official_encodec):
+    """48 kHz files code each segment as an LM stream of its own; compression evaluates up to 16 of them together
+    (rows of all streams in each product and attention call), and each must still get its frame-by-frame bits."""
+    config = EncodecConfig.encodec_48khz()
+    reference = _official_lm(official_encodec, config, seed=12)
+    ours = EntropyLM.for_codec(config).eval()
+    ours.load_state_dict(reference.state_dict(), strict=True)
+    codes = torch.randint(0, 1024, (3, 4, 150), generator=torch.Generator().manual_seed(13))
+    together = torch.cat(list(layerwise_probabilities(ours, codes)))  # [150, 3, 4, 1024]
+    for b in range(3):
+        expected = torch.cat([p[0, :, :, 0].T[None] for p in _reference_steps(reference, codes[b:b + 1])])
+        assert torch.equal(together[:, b], expected), f"segment {b}"
