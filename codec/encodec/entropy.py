@@ -48,8 +48,9 @@ def quantized_cdfs(pdfs: torch.Tensor) -> np.ndarray:
     alpha = MIN_RANGE * pdfs.shape[-1] / total_range
     if alpha > 1:
         raise ArithmeticCodingError(f"{pdfs.shape[-1]} symbols do not fit a {TOTAL_RANGE_BITS}-bit range")
-    pdfs = (pdfs / ROUNDOFF).floor() * ROUNDOFF
-    ranges = (((1 - alpha) * total_range) * pdfs).floor().long()
+    # in place after the first result: each fresh multi-MB temporary costs page faults (same values either way)
+    scaled = (pdfs / ROUNDOFF).floor_().mul_(ROUNDOFF).mul_((1 - alpha) * total_range).floor_()
+    ranges = scaled.long()
     ranges += MIN_RANGE
     return torch.cumsum(ranges, dim=-1).numpy()
 
