@@ -226,7 +226,8 @@ class LayerwiseStream:
             attended = []
             for i, j in groups:  # frames with equal windows share one attention call, over all streams
                 if windows[i] < stable:  # a first frame: its whole window projected alone, as the reference does
-                    kv_i = torch.stack([F.linear(rows[b, :windows[i]], w.w_kv, w.b_kv) for b in range(streams)], 1)
+                    kv_i = torch.stack([F.linear(rows[b, :windows[i]].clone(), w.w_kv, w.b_kv)  # fresh, aligned
+                                        for b in range(streams)], 1)
                     k_i, v_i = kv_i[..., :dim], kv_i[..., dim:]
                 else:
                     end = cache.end - count + j
