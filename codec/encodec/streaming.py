@@ -17,16 +17,20 @@ the one-shot pass would read:
 - a transposed conv overlap-adds the tail of the previous piece; the LSTMs carry (h, c); a residual block adds
   its shortcut to its block branch once the branch (which starts later) has caught up.
 
-Speed: a one-frame push is ~1 ms of arithmetic but reads ~60 MB of weights (about 2.5 ms at the ~24 GB/s one core
-of the benchmark machine reads), so everything else is kept small. Between layers the signal is held time-major,
-``[B, T, C]``. A conv is one matrix product of its windows ``[T_out, kernel * C_in]`` (a strided view of the input)
-with a weight matrix laid out once per stream, cheaper than ``F.conv1d`` on such short inputs; a residual block's
-1x1 shortcut and last 1x1 conv are one product of ``[input, hidden]``; a transposed conv is one product plus an
-overlap-add of ``ceil(kernel / stride)`` blocks. The LSTM takes two ``lstm_cell`` calls per frame (``nn.LSTM`` on
-CPU goes through oneDNN, which re-lays out its 16 MB of weights at every call: ~4 ms for one step) and, for several
-frames in one push, reads its input weights once for all of them. These products sum in another order than the
-one-shot convs (a relative 1e-7), which can flip a code only at a near-tie (see ``benchmarks/streaming.py`` for
-the count); the quantizer spells its distances as the one-shot quantizer does.
+Two regimes. Long pushes (``LONG_PUSH_FRAMES`` frames or more: coding files, corpora) run the one-shot model's
+own kernels (oneDNN convs and LSTM, the residual sums unfused): away from the edges of the pieces the latents are
+the very same floats as ``model.encode``'s (under ``no_grad``), so the codes match even at near-ties.
+
+Short pushes (live streaming: a one-frame push is ~1 ms of arithmetic but reads ~60 MB of weights, about 2.5 ms
+at the ~24 GB/s one core of the benchmark machine reads) keep everything else small. Between layers the signal is
+held time-major, ``[B, T, C]``. A conv is one matrix product of its windows ``[T_out, kernel * C_in]`` (a strided
+view of the input) with a weight matrix laid out once per stream, cheaper than ``F.conv1d`` on such short inputs;
+a residual block's 1x1 shortcut and last 1x1 conv are one product of ``[input, hidden]``; a transposed conv is one
+product plus an overlap-add of ``ceil(kernel / stride)`` blocks. The LSTM takes two ``lstm_cell`` calls per frame
+(``nn.LSTM`` on CPU goes through oneDNN, which re-lays out its 16 MB of weights at every call: ~4 ms for one step)
+and, for a few frames in one push, reads its input weights once for all of them. These products sum in another
+order than the one-shot kernels (a relative 1e-7), which can flip a code at a near-tie (see
+``benchmarks/streaming.py`` for the count); the quantizer spells its distances as the one-shot quantizer does.
 
 A stream lays out its conv weights (weight norm applied) and, for the decoder, a stacked copy of the codebooks
 when it is created, and shares the LSTM weights and the encoder's codebooks with the model: create streams after
@@ -84,10 +88,23 @@ def _pad_time(x: Tensor, left: int, right: int, mode: str) -> Tensor:
     return pad1d(x.transpose(1, 2), left, right, mode).transpose(1, 2).contiguous()
 
 
+LONG_PUSH_FRAMES = 16  # pushes of at least this many frames (213 ms at 24 kHz) run the one-shot model's kernels
+
+
 class _Stream:
     """One layer's streaming state, on time-major ``[B, T, C]`` pieces. ``step`` takes the next input piece and
     returns every output it completes; ``flush`` ends the stream and returns the rest (None if there is none);
-    ``ready(n)`` says how many outputs ``n`` inputs complete before ``flush``."""
+    ``ready(n)`` says how many outputs ``n`` inputs complete before ``flush``.
+
+    ``one_shot_kernels`` (set for long pushes) makes the layer compute as the one-shot model does (oneDNN convs and
+    LSTM, unfused sums): away from the edges of the pieces, the very same floats, hence the one-shot codes even at
+    near-ties. Otherwise the layer takes the lean path for short pieces.
+    """
+
+    one_shot_kernels = False
+
+    def children(self) -> list["_Stream"]:
+        return []
 
     def step(self, x: Tensor) -> Tensor:
         raise NotImplementedError
@@ -113,6 +130,7 @@ class _ConvStream(_Stream):
         self.out_channels = weight.shape[0]
         # rows in the order of a time-major window flattened: (tap, input channel)
         self.matrix = weight.permute(2, 1, 0).reshape(-1, self.out_channels).contiguous()
+        self.weight = weight
         self.bias = None if conv.bias is None else conv.bias.detach()
         self.stride, self.dilation, self.kernel_size = layer.stride, layer.dilation, layer.kernel_size
         self.padding_total = layer.padding_total
@@ -133,6 +151,8 @@ class _ConvStream(_Stream):
 
     def _conv(self, x: Tensor, n_out: int) -> Tensor:
         """The first ``n_out`` windows of ``x`` ``[B, T, C_in]`` through the conv, as one matrix product."""
+        if self.one_shot_kernels:
+            return self._one_shot_conv(x.transpose(1, 2).contiguous()).transpose(1, 2)
         batch, _, channels = x.shape
         if x.stride(2) != 1 or x.stride(1) != channels:
             x = x.contiguous()
@@ -141,6 +161,19 @@ class _ConvStream(_Stream):
         rows = windows.reshape(batch * n_out, self.matrix.shape[0])  # a view for one batch item, no dilation
         out = torch.mm(rows, self.matrix) if self.bias is None else torch.addmm(self.bias, rows, self.matrix)
         return out.view(batch, n_out, self.out_channels)
+
+    def _one_shot_conv(self, x: Tensor) -> Tensor:
+        """The kernel ``F.conv1d`` picks for the one-shot model's long float32 CPU input ``[B, C, T]``: oneDNN, but
+        for a 1x1 conv on one thread, which stays on torch's own. A piece may hold fewer values than the 20480
+        above which ``F.conv1d`` turns to oneDNN, hence the direct call (a 1D conv as oneDNN gets it: 2D, height 1).
+        """
+        pointwise = self.kernel_size == 1 and self.stride == 1 and self.dilation == 1
+        native = pointwise and torch.get_num_threads() == 1 and x.shape[0] < 16
+        if native or x.device.type != "cpu" or x.dtype != torch.float32 or not torch.backends.mkldnn.is_available():
+            return F.conv1d(x, self.weight, self.bias, self.stride, 0, self.dilation)
+        y = torch.mkldnn_convolution(x.unsqueeze(2), self.weight.unsqueeze(2), self.bias, (0, 0), (1, self.stride),
+                                     (1, self.dilation), 1)
+        return y.squeeze(2)
 
     def step(self, x: Tensor) -> Tensor:
         self.received += x.shape[1]
@@ -238,8 +271,9 @@ class _LSTMStream(_Stream):
 
     One frame (the common push): ``torch.lstm_cell`` per layer, rather than ``nn.LSTM``, which on CPU goes
     through oneDNN and re-lays out its 16 MB of weights at every call (~4 ms for a single step against ~0.7 ms).
-    Several frames: layer by layer, the input half of every frame's gates in one product (its 4 MB of weights read
-    once, not once per frame), then the recurrent half frame by frame, with ``lstm_cell``'s arithmetic.
+    A few frames: layer by layer, the input half of every frame's gates in one product (its 4 MB of weights read
+    once, not once per frame), then the recurrent half frame by frame, with ``lstm_cell``'s arithmetic. Long
+    pushes (``one_shot_kernels``): the module itself, as the one-shot model runs it, from the carried state.
     """
 
     def __init__(self, layer: SkipLSTM) -> None:
@@ -249,6 +283,7 @@ class _LSTMStream(_Stream):
         self.weights = [tuple(getattr(lstm, f"{name}_l{index}").detach()
                               for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
                         for index in range(lstm.num_layers)]
+        self.lstm = lstm
         self.state: Optional[list[tuple[Tensor, Tensor]]] = None
 
     def step(self, x: Tensor) -> Tensor:
@@ -258,6 +293,11 @@ class _LSTMStream(_Stream):
         if self.state is None:
             zeros = x.new_zeros((x.shape[0], x.shape[2]))
             self.state = [(zeros, zeros)] * len(self.weights)
+        if self.one_shot_kernels:
+            sequence = x.transpose(0, 1)  # [T, B, C]
+            out, (h, c) = self.lstm(sequence, tuple(torch.stack(part) for part in zip(*self.state)))
+            self.state = list(zip(h, c))
+            return (out + sequence).transpose(0, 1)
         if n_frames == 1:
             h = x[:, 0]
             for index, weights in enumerate(self.weights):
@@ -297,6 +337,9 @@ class _SequentialStream(_Stream):
     def __init__(self, layers: list[_Stream]) -> None:
         self.layers = layers
 
+    def children(self) -> list[_Stream]:
+        return self.layers
+
     def ready(self, n_inputs: int) -> int:
         for layer in self.layers:
             n_inputs = layer.ready(n_inputs)
@@ -327,11 +370,12 @@ class _ResidualStream(_Stream):
             raise TypeError("a residual block streams when its block and its shortcut end in a 1x1 conv "
                             "(or the shortcut is the identity)")
         self.front = _SequentialStream([_stream_of(module) for module in front])
-        out = _ConvStream(last)
+        out = self.out = _ConvStream(last)
         self.identity = isinstance(shortcut, nn.Identity)
+        self.skip = None if self.identity else _ConvStream(shortcut)
         self.matrix, self.bias = out.matrix, out.bias
-        if not self.identity:
-            skip = _ConvStream(shortcut)
+        if self.skip is not None:
+            skip = self.skip
             self.matrix = torch.cat([skip.matrix, out.matrix])  # rows: the input's channels, then the block's
             if skip.bias is not None and out.bias is not None:
                 self.bias = skip.bias + out.bias
@@ -340,6 +384,9 @@ class _ResidualStream(_Stream):
         self.out_channels = self.matrix.shape[1]
         self.pending: Optional[Tensor] = None  # block inputs whose hidden signal is not out yet
 
+    def children(self) -> list[_Stream]:
+        return [self.front, self.out] + ([] if self.skip is None else [self.skip])
+
     def ready(self, n_inputs: int) -> int:
         return self.front.ready(n_inputs)
 
@@ -347,6 +394,9 @@ class _ResidualStream(_Stream):
         batch, n, _ = hidden.shape
         if n == 0:
             return _empty(hidden, self.out_channels)
+        if self.one_shot_kernels:  # the one-shot block: each 1x1 conv apart, then block + shortcut
+            out = self.out._conv(hidden, n)
+            return out + (x if self.skip is None else self.skip._conv(x, n))
         rows = (hidden if self.identity else torch.cat([x, hidden], dim=2)).reshape(batch * n, -1)
         out = torch.mm(rows, self.matrix) if self.bias is None else torch.addmm(self.bias, rows, self.matrix)
         out = out.view(batch, n, self.out_channels)
@@ -385,6 +435,10 @@ def _stream_of(module: nn.Module) -> _Stream:
     raise TypeError(f"no streaming version of {type(module).__name__}")
 
 
+def _all_streams(stream: _Stream) -> list[_Stream]:
+    return [stream] + [inner for child in stream.children() for inner in _all_streams(child)]
+
+
 def _first_ready(stream: _Stream, step: int) -> int:
     """Smallest multiple of ``step`` inputs after which ``stream`` has produced an output."""
     n = step
@@ -401,6 +455,7 @@ class _Streaming:
         self.model = model
         self.hop_length = model.config.hop_length
         self._net = _stream_of(network.model)
+        self._streams = _all_streams(self._net)
         self._flushed = False
         self._batch: Optional[int] = None
         parameter = next(model.parameters())
@@ -414,6 +469,13 @@ class _Streaming:
     @property
     def frame_latency_seconds(self) -> float:
         return self.hop_length / self.model.sample_rate
+
+    def _kernels_for(self, n_frames: int) -> None:
+        """Long pushes run the one-shot model's kernels, short ones the lean path (see ``_Stream``)."""
+        one_shot = n_frames >= LONG_PUSH_FRAMES
+        if one_shot != self._net.one_shot_kernels:
+            for stream in self._streams:
+                stream.one_shot_kernels = one_shot
 
     def _check_open(self, batch: int) -> None:
         if self._flushed:
@@ -472,6 +534,7 @@ class StreamingEncoder(_Streaming):
         if wav.shape[-1]:
             audio.check_finite(wav)
         self.samples_received += wav.shape[-1]
+        self._kernels_for(wav.shape[-1] // self.hop_length)
         # a copy (time-major): the first layers keep unconsumed samples, and callers often refill one buffer
         piece = torch.empty((wav.shape[0], wav.shape[2], wav.shape[1]), device=self.device, dtype=self.dtype)
         return self._codes(self._net.step(piece.copy_(wav.transpose(1, 2))))
@@ -538,6 +601,7 @@ class StreamingDecoder(_Streaming):
             if int(low) < 0 or int(high) >= bins:
                 raise ValueError(f"codes must lie in 0..{bins - 1}")
         self.frames_received += codes.shape[-1]
+        self._kernels_for(codes.shape[-1])
         # [B, T, K, D] summed over the codebooks in order, as the model's quantizer sums them
         rows = self._offsets[: codes.shape[1]] + codes.to(self.device, torch.long).transpose(1, 2)
         latents = F.embedding(rows, self._table).sum(2)
