@@ -175,14 +175,14 @@ class EncodecModel(nn.Module):
         """Code each segment; each run of ``segment_runs`` shares the encoder's LSTM calls (``run_many``)."""
         frames = []
         for run in segment_runs(segments, lambda x: x.shape):
-            scales = [self._scale(x) for x in run]
+            scales = [self.normalization_scale(x) for x in run]
             inputs = [x if scale is None else x / scale for x, scale in zip(run, scales)]
             for latents, scale in zip(self.encoder.forward_many(inputs), scales):
                 codes = self.quantizer.encode(latents, n_q)
                 frames.append(EncodedFrame(codes.transpose(0, 1), None if scale is None else scale.view(-1, 1)))
         return frames
 
-    def _scale(self, x: Tensor) -> Optional[Tensor]:
+    def normalization_scale(self, x: Tensor) -> Optional[Tensor]:
         """The segment's RMS volume (of its channel mean, plus 1e-8), which normalising models divide it by."""
         if not self.config.normalize:
             return None

@@ -11,6 +11,7 @@ from typing import Any, Optional
 import yaml
 
 from ..config import EncodecConfig
+from .init import INITS
 
 PAPER_WEIGHTS = {"l1": 0.1, "mel": 1.0, "adv": 3.0, "feat": 3.0}
 
@@ -28,11 +29,16 @@ class TrainConfig:
     disc_update_probability: Optional[float] = None  # None: 2/3 at 24 kHz, 1/2 at 48 kHz (paper)
     weights: dict[str, float] = field(default_factory=lambda: dict(PAPER_WEIGHTS))
     commitment_weight: float = 1.0
+    # The generator's conv init (train/init.py): PyTorch's default starts the encoder at a near-constant latent.
+    init: str = "signal_preserving"  # or "torch_default" (audiocraft's)
+    quantize: bool = True  # False trains the SEANet autoencoder alone, quantizer bypassed (a recipe's first check)
     balancer: bool = True
     generator_loss: str = "paper"  # or "audiocraft"
     relative_feature_loss: bool = True
     mel_scales: list[int] = field(default_factory=lambda: list(range(5, 12)))
-    mel_log_l2: bool = False
+    # True: the L2 term compares log10 mel powers, as audiocraft's msspec does. The paper's linear-power reading
+    # (False) keeps the encoder at its initial near-constant latent (benchmarks/results/learning_diagnosis.csv).
+    mel_log_l2: bool = True
     lr: float = 3e-4
     betas: tuple[float, float] = (0.5, 0.9)
     ema_decay: float = 0.99
@@ -42,6 +48,7 @@ class TrainConfig:
     seed: int = 0
     log_every: int = 10
     checkpoint_every: int = 1000
+    probe_every: int = 250  # steps between collapse-monitor scores of the probe segments (when probes are given)
 
     def encodec_config(self) -> EncodecConfig:
         return EncodecConfig.preset(self.model).with_(**self.model_overrides)
@@ -61,7 +68,8 @@ class TrainConfig:
 
     def config_hash(self) -> str:
         """Short sha256 of the settings that shape the result (name and logging cadence excluded)."""
-        data = {k: v for k, v in self.to_dict().items() if k not in ("name", "log_every", "checkpoint_every")}
+        logging_only = ("name", "log_every", "checkpoint_every", "probe_every")
+        data = {k: v for k, v in self.to_dict().items() if k not in logging_only}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
 
     @classmethod
@@ -73,6 +81,8 @@ class TrainConfig:
         config = cls(**data)
         config.betas = tuple(config.betas)
         config.encodec_config()  # fail now on a bad preset or override
+        if config.init not in INITS:
+            raise ValueError(f"unknown init {config.init!r}; expected one of {', '.join(INITS)}")
         return config
 
     @classmethod

@@ -25,32 +25,40 @@ from . import distributed
 from .balancer import Balancer
 from .config import TrainConfig
 from .discriminators import PerBandwidthAdversary, build_adversary
+from .init import initialize
 from .losses import (MultiScaleMelLoss, discriminator_hinge_loss, feature_matching_loss, generator_adversarial_loss,
                      time_l1)
+from .monitor import TOP_DIRECTIONS, ProbeMonitor
 
 CHECKPOINT_NAME = "checkpoint.pt"
+PROBES_NAME = "probes.csv"
 COMPACT_FORMAT = "encodec-eval-train-compact/1"
 _CODEBOOK = "quantizer.vq.layers."
 
 
 class Generator(nn.Module):
-    """The model's training forward: encoder -> RVQ at one bandwidth (straight-through) -> decoder."""
+    """The model's training forward: encoder -> RVQ at one bandwidth (straight-through) -> decoder; with
+    ``quantize=False`` the latent goes to the decoder as it is (the autoencoder alone, penalty zero)."""
 
-    def __init__(self, model: EncodecModel) -> None:
+    def __init__(self, model: EncodecModel, quantize: bool = True) -> None:
         super().__init__()
-        self.model = model
+        self.model, self.quantize = model, quantize
 
     def forward(self, x: torch.Tensor, bandwidth: float) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns (reconstruction cropped to the input length, RVQ commitment penalty)."""
-        scale = None
-        if self.model.config.normalize:
-            scale = 1e-8 + x.mean(dim=1, keepdim=True).pow(2).mean(dim=2, keepdim=True).sqrt()
+        scale = self.model.normalization_scale(x)
+        if scale is not None:
             x = x / scale
-        result = self.model.quantizer(self.model.encoder(x), self.model.frame_rate, bandwidth)
-        y = self.model.decoder(result.quantized)[..., : x.shape[-1]]
+        latent = self.model.encoder(x)
+        if self.quantize:
+            result = self.model.quantizer(latent, self.model.frame_rate, bandwidth)
+            latent, penalty = result.quantized, result.penalty
+        else:
+            penalty = latent.new_zeros(())
+        y = self.model.decoder(latent)[..., : x.shape[-1]]
         if scale is not None:
             y = y * scale
-        return y, result.penalty
+        return y, penalty
 
 
 class Adversary(nn.Module):
@@ -73,16 +81,21 @@ class Adversary(nn.Module):
 
 class Trainer:
     def __init__(self, config: TrainConfig, batches: Callable[[int], torch.Tensor], out_dir: Path | str,
-                 device: torch.device | str = "cpu", sampler_state: Optional[object] = None) -> None:
+                 device: torch.device | str = "cpu", sampler_state: Optional[object] = None,
+                 probes: Optional[torch.Tensor] = None) -> None:
         """``batches(batch_size)`` returns [B, C, T] audio; ``sampler_state`` (with state_dict/load_state_dict)
-        is checkpointed with it so that data draws resume exactly."""
+        is checkpointed with it so that data draws resume exactly. ``probes`` ([N, C, T] fixed segments) are scored
+        every ``config.probe_every`` steps for the collapse monitor (``monitor.py``) into ``probes.csv`` and the
+        training log."""
         self.config, self.batches, self.sampler_state = config, batches, sampler_state
         self.out_dir = Path(out_dir)
         self.device = torch.device(device)
         self.world = distributed.world_size()
         torch.manual_seed(config.seed)
-        self.model = EncodecModel(config.encodec_config()).to(self.device)
-        self.generator = Generator(self.model)
+        self.model = EncodecModel(config.encodec_config())
+        initialize(self.model, config.init)
+        self.model.to(self.device)
+        self.generator = Generator(self.model, config.quantize)
         self.adversaries = nn.ModuleDict({n: Adversary(n, config) for n in config.adversaries}).to(self.device)
         distributed.broadcast_parameters(list(self.model.parameters()) + list(self.adversaries.parameters()))
         self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
@@ -96,6 +109,7 @@ class Trainer:
         self.disc_probability = config.resolved_disc_probability()
         # Same seed on every rank: all ranks draw the same bandwidth and the same discriminator decision.
         self.shared_rng = torch.Generator().manual_seed(config.seed + 1)
+        self.monitor = None if probes is None else ProbeMonitor(probes, self.bandwidths)
         self.step = 0
 
     def _balancer_weights(self) -> dict[str, float]:
@@ -170,9 +184,13 @@ class Trainer:
             record = self.train_step()
             record["seconds_per_step"] = time.monotonic() - t0
             bar.update(1)
+            if main and self.monitor is not None and self.step % self.config.probe_every == 0:
+                record.update(self._probe())
             if main and (self.step % self.config.log_every == 0 or self.step == steps):
                 self._log(record)
-                bar.set_postfix(mel=f"{record['mel']:.3g}", l1=f"{record['l1']:.3g}")
+                bar.set_postfix(mel=f"{record['mel']:.3g}", l1=f"{record['l1']:.3g}",
+                                **({"rank": f"{record['latent_effective_rank']:.1f}"}
+                                   if "latent_effective_rank" in record else {}))
             if self.step % self.config.checkpoint_every == 0:
                 self.save()
             if max_seconds is not None and time.monotonic() - start > max_seconds:
@@ -180,12 +198,26 @@ class Trainer:
         bar.close()
         return self.save()
 
+    def _probe(self) -> dict[str, float]:
+        """Score the probes and append the row to ``probes.csv`` (one row per probe step, pandas-ready)."""
+        row = self.monitor.measure(self.model)
+        path = self.out_dir / PROBES_NAME
+        new = not path.exists()
+        with path.open("a", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=["step", *row])
+            if new:
+                writer.writeheader()
+            writer.writerow({"step": self.step, **row})
+        return row
+
     def _log(self, record: dict[str, float]) -> None:
         with (self.out_dir / "train_log.jsonl").open("a") as handle:
             handle.write(json.dumps(record) + "\n")
         csv_path = self.out_dir / "train_log.csv"
         fields = ["step", "bandwidth_kbps", "disc_updated", "generator_total", "l1", "mel", "commitment"] + sorted(
-            k for k in record if k.startswith(("adv_", "feat_", "disc_"))) + ["seconds_per_step"]
+            k for k in record if k.startswith(("adv_", "feat_", "disc_"))) + ["seconds_per_step"] + [
+            "latent_offset_share", f"latent_top{TOP_DIRECTIONS}_share", "latent_effective_rank"] + [
+            f"si_snr_db@{b:g}kbps" for b in self.bandwidths]
         new = not csv_path.exists()
         with csv_path.open("a", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
