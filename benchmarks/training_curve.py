@@ -4,8 +4,9 @@
 
 Probe segments are drawn once (seed 1234) from the training corpus per category, so the curve measures how well
 the codec fits its data, not the evaluation set (which stays unseen until the model card is written). Per snapshot
-and bandwidth it appends SI-SNR (dB), mel distance (``mel_distance@24k``) and the share of codebook entries the
-probes use, for the EMA and the raw weights, to ``RUN/curve.csv``.
+and bandwidth it appends SI-SNR (dB), mel distance (``mel_distance@24k``), the share of codebook entries the
+probes use and the collapse monitor's latent statistics (``codec.encodec.train.monitor``), for the EMA and the raw
+weights, to ``RUN/curve.csv``.
 """
 
 from __future__ import annotations
@@ -18,27 +19,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from codec.encodec.train.data import SegmentSampler, read_manifest
+from codec.encodec.train.data import probe_segments, read_manifest
 from codec.encodec.train.export import exported_model
-from codec.encodec.train.trainer import CHECKPOINT_NAME
+from codec.encodec.train.monitor import TOP_DIRECTIONS, latent_stats
+from codec.encodec.train.trainer import CHECKPOINT_NAME, PROBES_NAME
 from encodec_eval.metrics import get_metric
 
-PROBES_PER_CATEGORY = 6
-PROBE_SECONDS = 2.0
 FIELDS = ["step", "wall_time", "weights", "bandwidth_kbps", "category", "si_snr_db", "mel_distance@24k",
-          "codes_used_percent"]
-
-
-def probe_segments(corpus: Path, sample_rate: int) -> dict[str, np.ndarray]:
-    items = read_manifest(corpus)
-    rng = np.random.default_rng(1234)
-    probes = {}
-    for category in sorted({item.category for item in items}):
-        pool = [item for item in items if item.category == category]
-        pool = [pool[i] for i in rng.permutation(len(pool))[:40]]
-        sampler = SegmentSampler(pool, sample_rate, 1, PROBE_SECONDS, seed=1234)
-        probes[category] = np.stack([sampler.segment() for _ in range(PROBES_PER_CATEGORY)])
-    return probes
+          "codes_used_percent", "latent_offset_share", f"latent_top{TOP_DIRECTIONS}_share", "latent_effective_rank"]
 
 
 @torch.no_grad()
@@ -52,6 +40,7 @@ def score(run: Path, probes: dict[str, np.ndarray], model_name: str) -> list[dic
         for bandwidth in model.config.target_bandwidths:
             for category, batch in probes.items():
                 x = torch.from_numpy(batch)  # [probes, 1, samples]
+                collapse = latent_stats(model.encoder(x)).as_row()
                 codes = model.encode(x, bandwidth)
                 y = model.decode(codes)[..., : x.shape[-1]].numpy()
                 used = np.mean([len(torch.unique(codes[0].codes[:, k])) for k in range(codes[0].codes.shape[1])])
@@ -61,7 +50,7 @@ def score(run: Path, probes: dict[str, np.ndarray], model_name: str) -> list[dic
                              "weights": weights, "bandwidth_kbps": bandwidth, "category": category,
                              "si_snr_db": float(np.mean([s for s, _ in scores])),
                              "mel_distance@24k": float(np.mean([m for _, m in scores])),
-                             "codes_used_percent": 100 * used / model.config.bins})
+                             "codes_used_percent": 100 * used / model.config.bins, **collapse})
     return rows
 
 
@@ -74,26 +63,35 @@ def append(path: Path, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
-def plot(curve: Path, out: Path) -> Path:
-    """SI-SNR and mel distance against training steps at 6 kbps, per category, EMA weights solid, raw dashed."""
+def plot(probes_csv: Path, out: Path) -> Path:
+    """The collapse monitor's curve of a run (``RUN/probes.csv``, written by the trainer): SI-SNR on the probes per
+    bandwidth and with the quantizer bypassed, and the latent's effective rank and top-4 share, against the step."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import pandas as pd
 
-    rows = pd.read_csv(curve)
-    rows = rows[rows["bandwidth_kbps"] == 6.0]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    colours = {c: f"C{i}" for i, c in enumerate(sorted(rows["category"].unique()))}
-    for (weights, category), part in rows.groupby(["weights", "category"]):
-        style = "-" if weights == "ema" else "--"
-        for ax, column in zip(axes, ("si_snr_db", "mel_distance@24k")):
-            ax.plot(part["step"], part[column], style, color=colours[category], marker="o", markersize=3,
-                    label=f"{category} ({weights})")
-    axes[0].set(xlabel="training step", ylabel="SI-SNR (dB), higher is better", title="SI-SNR at 6 kbps, probes")
-    axes[1].set(xlabel="training step", ylabel="mel distance, lower is better", title="mel_distance@24k at 6 kbps")
-    axes[0].legend(fontsize=7)
+    rows = pd.read_csv(probes_csv)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    for column in [c for c in rows.columns if c.startswith("si_snr_db@")]:
+        label = column.split("@", 1)[1]
+        axes[0].plot(rows["step"], rows[column], marker="o", markersize=3,
+                     linestyle=":" if label == "continuous" else "-", label=label)
+    axes[0].set(xlabel="training step", ylabel="SI-SNR (dB), higher is better",
+                title="SI-SNR on the probes, per bandwidth")
+    axes[0].legend(fontsize=7, title="bandwidth", title_fontsize=7)
+    # runs older than the monitor's current definition logged the time-varying part as latent_varying_*
+    rank = next(c for c in rows.columns if c.startswith("latent_") and c.endswith("effective_rank"))
+    top = next(c for c in rows.columns if c.startswith("latent_") and c.endswith(f"top{TOP_DIRECTIONS}_share"))
+    part = "time-varying part" if "varying" in rank else "whole latent"
+    axes[1].plot(rows["step"], rows[rank], color="C0", marker="o", markersize=3)
+    axes[1].set(xlabel="training step", ylabel=f"effective rank of the {part}",
+                title=f"latent ({part}): effective rank and top-{TOP_DIRECTIONS} share")
+    share = axes[1].twinx()
+    share.plot(rows["step"], rows[top], color="C3", linestyle="--", marker="s", markersize=3)
+    share.set_ylabel(f"top-{TOP_DIRECTIONS} share of the energy (dashed)", color="C3")
+    share.set_ylim(0, 1)
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)
@@ -103,16 +101,19 @@ def plot(curve: Path, out: Path) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", type=Path, nargs="+")
-    parser.add_argument("--corpus", type=Path, required=True)
+    parser.add_argument("--corpus", type=Path, help="the training corpus the probes come from (not with --plot)")
     parser.add_argument("--model", default="encodec_eval_24khz")
     parser.add_argument("--every", type=float, default=0, help="seconds between rounds; 0 scores once")
-    parser.add_argument("--plot", type=Path, default=None, help="only draw RUN/curve.csv of the first run to this PNG")
+    parser.add_argument("--plot", type=Path, default=None,
+                        help="only draw the collapse monitor's RUN/probes.csv of the first run to this PNG")
     args = parser.parse_args()
     if args.plot is not None:
-        print(f"wrote {plot(args.runs[0] / 'curve.csv', args.plot)}")
+        print(f"wrote {plot(args.runs[0] / PROBES_NAME, args.plot)}")
         return
+    if args.corpus is None:
+        parser.error("--corpus is required to score snapshots")
     torch.set_num_threads(1)
-    probes = probe_segments(args.corpus, 24000)
+    probes = probe_segments(read_manifest(args.corpus), 24000)
     seen: dict[Path, int] = {}
     while True:
         for run in args.runs:

@@ -14,12 +14,13 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import torch
 import yaml
 
 from . import distributed
 from .config import TrainConfig
-from .data import SegmentSampler, read_manifest
+from .data import PROBE_SECONDS, CorpusError, SegmentSampler, probe_segments, read_manifest
 from .trainer import CHECKPOINT_NAME, Trainer
 
 
@@ -43,9 +44,16 @@ def main(argv: Optional[list[str]] = None) -> int:
     config = TrainConfig.from_yaml(args.config, steps=args.steps, batch_size=args.batch_size,
                                    segment_seconds=args.segment_seconds, **extra)
     model = config.encodec_config()
-    sampler = SegmentSampler(read_manifest(args.corpus), model.sample_rate, model.channels, config.segment_seconds,
-                             seed=config.seed + rank)
-    trainer = Trainer(config, sampler.batch, args.out, device=device, sampler_state=sampler)
+    items = read_manifest(args.corpus)
+    sampler = SegmentSampler(items, model.sample_rate, model.channels, config.segment_seconds, seed=config.seed + rank)
+    try:
+        probes = probe_segments(items, model.sample_rate, model.channels)
+    except CorpusError:
+        print(f"collapse monitor: no corpus file is {PROBE_SECONDS} s long; probing with training-length segments",
+              file=sys.stderr)
+        probes = probe_segments(items, model.sample_rate, model.channels, seconds=config.segment_seconds)
+    probes = torch.from_numpy(np.concatenate(list(probes.values())))
+    trainer = Trainer(config, sampler.batch, args.out, device=device, sampler_state=sampler, probes=probes)
     checkpoint = args.out / CHECKPOINT_NAME
     if checkpoint.exists():
         trainer.load(checkpoint)

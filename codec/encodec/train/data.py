@@ -120,3 +120,23 @@ class SegmentSampler:
 
     def load_state_dict(self, state: dict) -> None:
         self.rng.bit_generator.state = state["rng"]
+
+
+PROBES_PER_CATEGORY = 6
+PROBE_SECONDS = 2.0
+PROBE_SEED = 1234
+
+
+def probe_segments(items: Sequence[CorpusItem], sample_rate: int, channels: int = 1,
+                   per_category: int = PROBES_PER_CATEGORY, seconds: float = PROBE_SECONDS,
+                   seed: int = PROBE_SEED) -> dict[str, np.ndarray]:
+    """Fixed probe segments ``[per_category, C, T]`` per corpus category, drawn with the training mix (seed fixed), so
+    learning curves and the collapse monitor of every run score the same audio."""
+    rng = np.random.default_rng(seed)
+    probes = {}
+    for category in sorted({item.category for item in items}):
+        pool = [item for item in items if item.category == category]
+        pool = [pool[i] for i in rng.permutation(len(pool))[:40]]
+        sampler = SegmentSampler(pool, sample_rate, channels, seconds, seed=seed)
+        probes[category] = np.stack([sampler.segment() for _ in range(per_category)])
+    return probes
