@@ -8,7 +8,7 @@ import pytest
 import soundfile as sf
 
 from codec.encodec.train import corpus
-from codec.encodec.train.data import read_manifest
+from codec.encodec.train.data import SegmentSampler, read_manifest
 
 pytestmark = pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="dpkg-deb is needed to build test packages")
 
@@ -60,3 +60,21 @@ def test_only_the_listed_sources_and_no_silent_downloads(tmp_path):
         corpus.build(tmp_path / "c", ["sonic-pi-samples"], cache=tmp_path)
     with pytest.raises(corpus.CorpusBuildError, match="rerun with --download"):
         corpus.build(tmp_path / "c", ["klettres-data"], cache=tmp_path / "empty")
+
+
+def test_compact_corpus_is_a_small_24khz_mono_subset_training_can_draw_from(tiny_corpus, tmp_path):
+    out = tmp_path / "compact"
+    budget = 40_000
+    manifest = corpus.compact(tiny_corpus, out, budget, shares={"speech": 0.4, "music": 0.3, "general": 0.3})
+    items = read_manifest(out)
+    assert manifest == out / "manifest.tsv" and 0 < len(items) < 6
+    sizes = {}
+    for item in items:
+        info = sf.info(str(item.path))
+        assert (info.samplerate, info.channels, info.format, info.subtype) == (24000, 1, "OGG", "VORBIS")
+        sizes[item.category] = sizes.get(item.category, 0) + item.path.stat().st_size
+    assert sizes["speech"] <= 0.4 * budget and sizes["music"] <= 0.3 * budget and sizes["general"] <= 0.3 * budget
+    with manifest.open() as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    assert all(row["original_path"] and row["sample_rate"] == "24000" for row in rows)
+    assert SegmentSampler(items, 24000, 1, 0.1, seed=0).batch(2).shape == (2, 1, 2400)

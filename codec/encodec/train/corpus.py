@@ -8,10 +8,15 @@ its audioSearch recording: those are excluded here.
 
     python -m codec.encodec.train.corpus build --out DIR [--download] [--apt-install] [--music21-scores N]
                                                [--espeak-sentences N] [--packages klettres-data ...]
+    python -m codec.encodec.train.corpus compact --source DIR --out DIR [--max-mib 10]
 
 Network and system changes happen only with --download (``apt-get download`` into the cache, no root) and
 --apt-install (``apt-get install`` of fluidsynth / espeak-ng, root). Audio is written as FLAC at its original rate;
 ``manifest.tsv`` records every file's origin and licence, with each package's Debian copyright file in LICENSES/.
+
+``compact`` draws a random subset of a built corpus, per category by shares of a byte budget, as 24 kHz mono Ogg
+Vorbis: a corpus small enough to travel with the code to a GPU machine (the device's transfer limit is 64 MiB for
+the whole tree). Most sources are game data that ship as Ogg Vorbis already, so the re-encode adds little.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
+from ... import audio
 from .data import MANIFEST_FIELDS, MANIFEST_NAME
 
 DEFAULT_CACHE = Path.home() / ".cache" / "encodec-eval" / "corpus" / "debs"
@@ -244,6 +250,50 @@ def build(out_dir: Path, packages: list[str], cache: Path = DEFAULT_CACHE, downl
     return write_manifest(out_dir, rows)
 
 
+COMPACT_SHARES = {"speech": 0.45, "music": 0.30, "general": 0.25}
+COMPACT_VORBIS_LEVEL = 0.5  # libsndfile's compression level: about 60 kbps for 24 kHz mono
+VORBIS_BLOCK = 1 << 15
+
+
+def compact(source: Path, out_dir: Path, max_bytes: int, sample_rate: int = 24000, seed: int = 0,
+            shares: dict[str, float] = COMPACT_SHARES) -> Path:
+    """Write a random subset of the corpus at ``source`` into ``out_dir`` as ``sample_rate`` mono Ogg Vorbis, each
+    category within its share of ``max_bytes``; returns the new manifest. Manifest rows keep their origin."""
+    with (source / MANIFEST_NAME).open(newline="") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    if not rows:
+        raise CorpusBuildError(f"{source / MANIFEST_NAME}: no files to compact")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    budgets = {category: share * max_bytes for category, share in shares.items()}
+    used = {category: 0 for category in shares}
+    kept = []
+    order = np.random.default_rng(seed).permutation(len(rows))
+    for row in tqdm([rows[i] for i in order], desc="compact corpus", unit="file"):
+        category = row["category"]
+        if category not in budgets or used[category] >= budgets[category]:
+            continue
+        wav, sr = audio.load(source / row["path"])
+        mono = audio.convert(wav, sr, sample_rate, 1)[0]
+        relative = Path(row["path"]).with_suffix(".ogg")
+        target = out_dir / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with sf.SoundFile(str(target), "w", sample_rate, 1, format="OGG", subtype="VORBIS",
+                          compression_level=COMPACT_VORBIS_LEVEL) as handle:
+            for start in range(0, len(mono), VORBIS_BLOCK):  # libsndfile 1.2's Vorbis writer crashes on long writes
+                handle.write(mono[start: start + VORBIS_BLOCK])
+        size = target.stat().st_size
+        if used[category] + size > budgets[category]:
+            target.unlink()
+            continue
+        used[category] += size
+        kept.append({**row, "path": relative.as_posix(), "sample_rate": sample_rate, "channels": 1,
+                     "seconds": round(len(mono) / sample_rate, 3)})
+    licenses = source / "LICENSES"
+    if licenses.is_dir():
+        shutil.copytree(licenses, out_dir / "LICENSES", dirs_exist_ok=True)
+    return write_manifest(out_dir, kept)
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m codec.encodec.train.corpus", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -257,7 +307,16 @@ def main(argv: Optional[list[str]] = None) -> int:
     b.add_argument("--music21-scores", type=int, default=0, help="music21 scores to render with FluidSynth")
     b.add_argument("--espeak-sentences", type=int, default=0, help="synthetic espeak-ng utterances to add")
     b.add_argument("--max-files-per-package", type=int, default=None)
+    c = sub.add_parser("compact", help="a small 24 kHz mono Ogg Vorbis subset of a built corpus")
+    c.add_argument("--source", type=Path, required=True, help="a corpus made by `build`")
+    c.add_argument("--out", type=Path, required=True)
+    c.add_argument("--max-mib", type=float, default=10.0, help="byte budget of the audio, in MiB")
+    c.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    if args.command == "compact":
+        manifest = compact(args.source, args.out, int(args.max_mib * 2**20), seed=args.seed)
+        print(f"wrote {manifest}")
+        return 0
     try:
         manifest = build(args.out, args.packages, args.cache, args.download, args.apt_install, args.music21_scores,
                          args.espeak_sentences, args.max_files_per_package)
