@@ -82,7 +82,7 @@ def main() -> None:
     runs = [(name, variant, change, seed) for name, variant, change in VARIANTS for seed in args.seeds]
     for name, variant, change, seed in tqdm(runs, desc="one-knob ablations", unit="run"):
         base = BEFORE if name == "before" else AFTER
-        config = tiny_config(TrainConfig.from_yaml(SHIPPED_RECIPE), **base, **change, seed=seed)
+        config = tiny_config(TrainConfig.from_yaml(SHIPPED_RECIPE), **{**base, **change, "seed": seed})
         start = time.monotonic()
         with tempfile.TemporaryDirectory() as work:
             row = overfit_clip(config, clip, args.steps, work, crop_samples=crop, seed=seed)

@@ -159,7 +159,7 @@ def run(configs: list[Path], corpus: Path, out: Path, work: Path, steps: int, ma
         trainer = Trainer(config, sampler.batch, work / config.name, sampler_state=sampler)
         t0 = time.monotonic()
         if not load_finished_run(trainer, work / config.name / CHECKPOINT_NAME, steps):
-            trainer.fit(steps, max_seconds=None if max_minutes is None else 60 * max_minutes)
+            trainer.fit(steps=steps, max_seconds=None if max_minutes is None else 60 * max_minutes)
         train_seconds = time.monotonic() - t0
         last = trainer_last_record(work / config.name)
         base.update(steps_done=trainer.step, train_seconds=round(train_seconds, 1),

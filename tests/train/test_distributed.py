@@ -31,7 +31,7 @@ def _worker(rank: int, world: int, port: int, corpus: str, out: str) -> None:
         first_batch = []
         trainer = Trainer(config, lambda b: first_batch.append(sampler.batch(b)) or first_batch[-1], out,
                           sampler_state=sampler)
-        trainer.fit(3)
+        trainer.fit(steps=3)
         torch.save({"model": trainer.model.state_dict(), "adversaries": trainer.adversaries.state_dict(),
                     "batch": first_batch[0]}, os.path.join(out, f"rank{rank}.pt"))
     finally:

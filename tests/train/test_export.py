@@ -17,7 +17,7 @@ def _run(tmp_path, **changes):
     config = TrainConfig.from_dict(settings)
     torch.manual_seed(0)
     trainer = Trainer(config, lambda size: 0.1 * torch.randn(size, 1, 1200), tmp_path / "run")
-    trainer.fit(1)
+    trainer.fit(steps=1)
     return trainer
 
 
@@ -52,7 +52,7 @@ def test_compact_resume_state_continues_a_run(tiny_corpus, tmp_path):
         return Trainer(config, sampler.batch, out, sampler_state=sampler)
 
     first = trainer(tmp_path / "a")
-    first.fit(3)
+    first.fit(steps=3)
     state = export_resume_state(tmp_path / "a", tmp_path / "resume.pt")
     second = trainer(tmp_path / "b")
     second.load_compact(state)

@@ -41,7 +41,7 @@ def test_missing_manifest_is_a_clear_error(tmp_path):
 
 def test_training_steps_log_every_loss_term(tiny_corpus, tmp_path):
     trainer = _trainer(tiny_corpus, tmp_path, adversaries=["msstft"], disc_update_probability=1.0)
-    trainer.fit(3)
+    trainer.fit(steps=3)
     records = [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [1, 2, 3]
     for key in ("l1", "mel", "adv_msstft", "feat_msstft", "disc_msstft", "commitment", "generator_total",
@@ -65,13 +65,13 @@ def test_training_fits_a_fixed_batch(tiny_corpus, tmp_path):
 
 def test_resume_equals_uninterrupted(tiny_corpus, tmp_path):
     straight = _trainer(tiny_corpus, tmp_path / "a", adversaries=["stft"])
-    straight.fit(4)
+    straight.fit(steps=4)
     first = _trainer(tiny_corpus, tmp_path / "b", adversaries=["stft"])
-    first.fit(2)
+    first.fit(steps=2)
     resumed = _trainer(tiny_corpus, tmp_path / "b", adversaries=["stft"])
     resumed.load(tmp_path / "b" / "checkpoint.pt")
     assert resumed.step == 2
-    resumed.fit(4)
+    resumed.fit(steps=4)
     _states_equal(straight.model.state_dict(), resumed.model.state_dict())
     _states_equal(straight.ema.state_dict(), resumed.ema.state_dict())
     _states_equal(straight.adversaries.state_dict(), resumed.adversaries.state_dict())
@@ -102,7 +102,7 @@ def test_every_ablation_config_trains_a_few_steps(path, tiny_corpus, tmp_path):
     settings = tiny(model_overrides=data["model_overrides"])
     settings.update({k: data[k] for k in ("adversaries", "weights", "balancer")})
     trainer = _trainer(tiny_corpus, tmp_path, **settings)
-    trainer.fit(2)
+    trainer.fit(steps=2)
     assert trainer.step == 2
     assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
 

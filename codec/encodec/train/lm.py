@@ -155,7 +155,7 @@ class LMTrainer:
                          "bits_per_code": bits, "kbps_ce_estimate": bits * num_codebooks * self.codec.frame_rate / 1000})
         return rows
 
-    def fit(self, max_seconds: Optional[float] = None, steps: Optional[int] = None) -> Path:
+    def fit(self, *, steps: Optional[int] = None, max_seconds: Optional[float] = None) -> Path:
         """Train to ``steps`` (default: the config's) or until ``max_seconds``; returns the last checkpoint."""
         steps = self.config.steps if steps is None else steps
         self.out_dir.mkdir(parents=True, exist_ok=True)

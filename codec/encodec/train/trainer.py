@@ -172,7 +172,7 @@ class Trainer:
         return record
 
     # ---- the loop --------------------------------------------------------------------------------------------
-    def fit(self, steps: Optional[int] = None, max_seconds: Optional[float] = None) -> Path:
+    def fit(self, *, steps: Optional[int] = None, max_seconds: Optional[float] = None) -> Path:
         """Train until ``steps`` (default: the config's) or ``max_seconds``; returns the last checkpoint."""
         steps = self.config.steps if steps is None else steps
         self.out_dir.mkdir(parents=True, exist_ok=True)
