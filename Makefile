@@ -37,7 +37,7 @@ shipped-model: setup
 	.venv/bin/python -m codec.encodec.train --config codec/encodec/weights/encodec_eval_24khz.train.yaml \
 		--corpus $(CORPUS) --out runs/encodec_eval_24khz --max-minutes 90 \
 		--resume-compact codec/encodec/weights/encodec_eval_24khz.resume.pt
-	.venv/bin/python -m codec.encodec.train.export runs/encodec_eval_24khz --raw \
+	.venv/bin/python -m codec.encodec.train.export runs/encodec_eval_24khz \
 		--out codec/encodec/weights/encodec_eval_24khz.pt --resume-state codec/encodec/weights/encodec_eval_24khz.resume.pt
 	.venv/bin/python -m codec.encodec.train.lm --codec codec/encodec/weights/encodec_eval_24khz.pt --corpus $(CORPUS) \
 		--out runs/encodec_eval_24khz_lm --steps 600 --max-minutes 22 --measure-seconds 16 \

@@ -81,16 +81,21 @@ def plot(probes_csv: Path, out: Path) -> Path:
     axes[0].set(xlabel="training step", ylabel="SI-SNR (dB), higher is better",
                 title="SI-SNR on the probes, per bandwidth")
     axes[0].legend(fontsize=7, title="bandwidth", title_fontsize=7)
-    # runs older than the monitor's current definition logged the time-varying part as latent_varying_*
-    rank = next(c for c in rows.columns if c.startswith("latent_") and c.endswith("effective_rank"))
-    top = next(c for c in rows.columns if c.startswith("latent_") and c.endswith(f"top{TOP_DIRECTIONS}_share"))
-    part = "time-varying part" if "varying" in rank else "whole latent"
-    axes[1].plot(rows["step"], rows[rank], color="C0", marker="o", markersize=3)
-    axes[1].set(xlabel="training step", ylabel=f"effective rank of the {part}",
-                title=f"latent ({part}): effective rank and top-{TOP_DIRECTIONS} share")
+    # the shipped run's first probes measured the time-varying part only (latent_varying_*): drawn dotted
     share = axes[1].twinx()
-    share.plot(rows["step"], rows[top], color="C3", linestyle="--", marker="s", markersize=3)
-    share.set_ylabel(f"top-{TOP_DIRECTIONS} share of the energy (dashed)", color="C3")
+    for column in [c for c in rows.columns if c.startswith("latent_") and c.endswith("effective_rank")]:
+        part = rows[["step", column]].dropna()
+        axes[1].plot(part["step"], part[column], color="C0", marker="o", markersize=3,
+                     linestyle=":" if "varying" in column else "-", label=column.removeprefix("latent_"))
+    for column in [c for c in rows.columns if c.startswith("latent_") and c.endswith(f"top{TOP_DIRECTIONS}_share")]:
+        part = rows[["step", column]].dropna()
+        share.plot(part["step"], part[column], color="C3", marker="s", markersize=3,
+                   linestyle=":" if "varying" in column else "--", label=column.removeprefix("latent_"))
+    axes[1].set(xlabel="training step", ylabel="effective rank (blue)",
+                title=f"latent: effective rank and top-{TOP_DIRECTIONS} share of its energy")
+    share.set_ylabel(f"top-{TOP_DIRECTIONS} share (red)", color="C3")
+    lines = axes[1].get_legend_handles_labels()[0] + share.get_legend_handles_labels()[0]
+    axes[1].legend(lines, [line.get_label() for line in lines], fontsize=7, loc="center right")
     share.set_ylim(0, 1)
     fig.tight_layout()
     fig.savefig(out, dpi=120)
