@@ -184,9 +184,10 @@ class Trainer:
             record = self.train_step()
             record["seconds_per_step"] = time.monotonic() - t0
             bar.update(1)
-            if main and self.monitor is not None and self.step % self.config.probe_every == 0:
+            probed = main and self.monitor is not None and self.step % self.config.probe_every == 0
+            if probed:
                 record.update(self._probe())
-            if main and (self.step % self.config.log_every == 0 or self.step == steps):
+            if main and (self.step % self.config.log_every == 0 or self.step == steps or probed):
                 self._log(record)
                 bar.set_postfix(mel=f"{record['mel']:.3g}", l1=f"{record['l1']:.3g}",
                                 **({"rank": f"{record['latent_effective_rank']:.1f}"}
