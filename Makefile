@@ -3,6 +3,7 @@
 .PHONY: setup bench test corpus ablations notebooks perf shipped-model
 
 CORPUS ?= runs/corpus
+TRAIN_ARGS ?=
 
 setup:
 	@bash scripts/setup.sh
@@ -33,10 +34,12 @@ perf: setup
 
 # Train the shipped encodec_eval_24khz further (from its committed compact resume state, then from the run's own
 # checkpoints), retrain its LM on the new codes, and export both into the package. Hours on a CPU.
+# CORPUS=data/train-compact needs nothing but a clone; TRAIN_ARGS adds trainer options, e.g. the MS-STFT adversary
+# from the resumed step on: TRAIN_ARGS="--set adversary_start_step=11546".
 shipped-model: setup
 	.venv/bin/python -m codec.encodec.train --config codec/encodec/weights/encodec_eval_24khz.train.yaml \
 		--corpus $(CORPUS) --out runs/encodec_eval_24khz --max-minutes 90 \
-		--resume-compact codec/encodec/weights/encodec_eval_24khz.resume.pt
+		--resume-compact codec/encodec/weights/encodec_eval_24khz.resume.pt $(TRAIN_ARGS)
 	.venv/bin/python -m codec.encodec.train.export runs/encodec_eval_24khz \
 		--out codec/encodec/weights/encodec_eval_24khz.pt --resume-state codec/encodec/weights/encodec_eval_24khz.resume.pt
 	.venv/bin/python -m codec.encodec.train.lm --codec codec/encodec/weights/encodec_eval_24khz.pt --corpus $(CORPUS) \
