@@ -50,6 +50,7 @@ def test_training_steps_log_every_loss_term(tiny_corpus, tmp_path):
     assert {r["bandwidth_kbps"] for r in records} <= {6.0, 12.0}
     header = (tmp_path / "train_log.csv").read_text().splitlines()[0].split(",")
     assert "feat_msstft" in header and "disc_msstft" in header
+    assert len(header) == len(set(header)), header  # disc_updated once, not again among the disc_* losses
     assert (tmp_path / "checkpoint.pt").exists()
 
 

@@ -215,10 +215,11 @@ class Trainer:
         with (self.out_dir / "train_log.jsonl").open("a") as handle:
             handle.write(json.dumps(record) + "\n")
         csv_path = self.out_dir / "train_log.csv"
-        fields = ["step", "bandwidth_kbps", "disc_updated", "generator_total", "l1", "mel", "commitment"] + sorted(
-            k for k in record if k.startswith(("adv_", "feat_", "disc_"))) + ["seconds_per_step"] + [
-            "latent_offset_share", f"latent_top{TOP_DIRECTIONS}_share", "latent_effective_rank"] + [
-            f"si_snr_db@{b:g}kbps" for b in self.bandwidths]
+        fixed = ["step", "bandwidth_kbps", "disc_updated", "generator_total", "l1", "mel", "commitment"]
+        adversarial = sorted(k for k in record if k.startswith(("adv_", "feat_", "disc_")) and k not in fixed)
+        monitor = ["latent_offset_share", f"latent_top{TOP_DIRECTIONS}_share", "latent_effective_rank",
+                   *(f"si_snr_db@{b:g}kbps" for b in self.bandwidths)]
+        fields = fixed + adversarial + ["seconds_per_step"] + monitor
         new = not csv_path.exists()
         with csv_path.open("a", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
