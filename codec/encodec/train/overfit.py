@@ -2,8 +2,8 @@
 
 A recipe that cannot fit a single short clip with a tiny model cannot train a codec. The tests in
 ``tests/train/test_learning.py`` and the one-knob diagnosis in ``benchmarks/learning_diagnosis.py`` both train with
-the real ``Trainer`` (losses, balancer, RVQ, commitment) on a batch that repeats one clip, then score that clip with
-the collapse monitor.
+the real ``Trainer`` (losses, balancer, RVQ, commitment) on batches of one clip (whole, or random crops of it), then
+score that clip with the collapse monitor.
 """
 
 from __future__ import annotations
