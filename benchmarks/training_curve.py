@@ -37,10 +37,12 @@ def score(run: Path, probes: dict[str, np.ndarray], model_name: str) -> list[dic
     for weights in ("ema", "raw"):
         model = exported_model(checkpoint, model_name, use_ema=weights == "ema").fold_weight_norm()
         sr = model.sample_rate
+        # the latent does not depend on the bandwidth: its statistics once per category
+        collapse = {category: latent_stats(model.encoder(torch.from_numpy(batch))).as_row()
+                    for category, batch in probes.items()}
         for bandwidth in model.config.target_bandwidths:
             for category, batch in probes.items():
                 x = torch.from_numpy(batch)  # [probes, 1, samples]
-                collapse = latent_stats(model.encoder(x)).as_row()
                 codes = model.encode(x, bandwidth)
                 y = model.decode(codes)[..., : x.shape[-1]].numpy()
                 used = np.mean([len(torch.unique(codes[0].codes[:, k])) for k in range(codes[0].codes.shape[1])])
@@ -50,7 +52,7 @@ def score(run: Path, probes: dict[str, np.ndarray], model_name: str) -> list[dic
                              "weights": weights, "bandwidth_kbps": bandwidth, "category": category,
                              "si_snr_db": float(np.mean([s for s, _ in scores])),
                              "mel_distance@24k": float(np.mean([m for _, m in scores])),
-                             "codes_used_percent": 100 * used / model.config.bins, **collapse})
+                             "codes_used_percent": 100 * used / model.config.bins, **collapse[category]})
     return rows
 
 

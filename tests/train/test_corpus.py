@@ -78,3 +78,8 @@ def test_compact_corpus_is_a_small_24khz_mono_subset_training_can_draw_from(tiny
         rows = list(csv.DictReader(handle, delimiter="\t"))
     assert all(row["original_path"] and row["sample_rate"] == "24000" for row in rows)
     assert SegmentSampler(items, 24000, 1, 0.1, seed=0).batch(2).shape == (2, 1, 2400)
+
+
+def test_compact_without_a_built_corpus_is_a_clear_error(tmp_path, capsys):
+    assert corpus.main(["compact", "--source", str(tmp_path / "none"), "--out", str(tmp_path / "out")]) == 1
+    assert "no corpus manifest" in capsys.readouterr().err

@@ -259,7 +259,10 @@ def compact(source: Path, out_dir: Path, max_bytes: int, sample_rate: int = 2400
             shares: dict[str, float] = COMPACT_SHARES) -> Path:
     """Write a random subset of the corpus at ``source`` into ``out_dir`` as ``sample_rate`` mono Ogg Vorbis, each
     category within its share of ``max_bytes``; returns the new manifest. Manifest rows keep their origin."""
-    with (source / MANIFEST_NAME).open(newline="") as handle:
+    manifest = source / MANIFEST_NAME
+    if not manifest.is_file():
+        raise CorpusBuildError(f"{manifest}: no corpus manifest; build the corpus first (`build --out {source}`)")
+    with manifest.open(newline="") as handle:
         rows = list(csv.DictReader(handle, delimiter="\t"))
     if not rows:
         raise CorpusBuildError(f"{source / MANIFEST_NAME}: no files to compact")
@@ -313,15 +316,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     c.add_argument("--max-mib", type=float, default=10.0, help="byte budget of the audio, in MiB")
     c.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    if args.command == "compact":
-        manifest = compact(args.source, args.out, int(args.max_mib * 2**20), seed=args.seed)
-        print(f"wrote {manifest}")
-        return 0
     try:
-        manifest = build(args.out, args.packages, args.cache, args.download, args.apt_install, args.music21_scores,
-                         args.espeak_sentences, args.max_files_per_package)
+        if args.command == "compact":
+            manifest = compact(args.source, args.out, int(args.max_mib * 2**20), seed=args.seed)
+        else:
+            manifest = build(args.out, args.packages, args.cache, args.download, args.apt_install,
+                             args.music21_scores, args.espeak_sentences, args.max_files_per_package)
     except (CorpusBuildError, subprocess.CalledProcessError) as exc:
-        print(f"corpus build failed: {exc}", file=sys.stderr)
+        print(f"corpus {args.command} failed: {exc}", file=sys.stderr)
         return 1
     with manifest.open() as handle:
         count = sum(1 for _ in handle) - 1
