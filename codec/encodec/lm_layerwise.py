@@ -40,17 +40,19 @@ def _rows_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> t
                          weight.t().unsqueeze(0).expand(rows, -1, -1)).view(rows, -1)
 
 
-def _attention_inputs(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, window: int, heads: int):
+def _attention_inputs(queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, window: int,
+                      num_heads: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Queries [G * B, dim] (frame by frame, then stream) and, for each, the ``window`` rows of keys and values
-    [N, B, dim] ending at its frame (the last G of N), as sdpa's [G * B, heads, rows, head_dim] (views, no copy)."""
-    streams, dim = keys.shape[1], q.shape[1]
-    head_dim = dim // heads
+    [N, B, dim] ending at its frame (the last G of N), as sdpa's [G * B, num_heads, rows, head_dim] (views, no
+    copy)."""
+    streams, dim = keys.shape[1], queries.shape[1]
+    head_dim = dim // num_heads
 
-    def windows(rows: torch.Tensor) -> torch.Tensor:  # [G, B, heads, window, head_dim] -> merge G and B
-        unfolded = rows.view(rows.shape[0], streams, heads, head_dim).unfold(0, window, 1).permute(0, 1, 2, 4, 3)
-        return unfolded.reshape(-1, heads, window, head_dim)
+    def windows(rows: torch.Tensor) -> torch.Tensor:  # [G, B, num_heads, window, head_dim] -> merge G and B
+        unfolded = rows.view(rows.shape[0], streams, num_heads, head_dim).unfold(0, window, 1).permute(0, 1, 2, 4, 3)
+        return unfolded.reshape(-1, num_heads, window, head_dim)
 
-    return q.view(-1, heads, 1, head_dim), windows(keys), windows(values)
+    return queries.view(-1, num_heads, 1, head_dim), windows(keys), windows(values)
 
 
 def layerwise_exact(lm: EntropyLM, num_codebooks: int) -> bool:
@@ -92,11 +94,12 @@ def _probe(lm: EntropyLM, layer: StreamingLayer, num_codebooks: int, window: int
             and torch.equal(F.gelu(hidden), torch.cat([F.gelu(hidden[i:i + 1].clone()) for i in range(frames)]))):
         return False
     for size in sorted({3, min(20, window), window}):  # attention on a first frame, a growing and a full window
-        q, keys, values = randn(frames, lm.dim), randn(frames + size - 1, lm.dim), randn(frames + size - 1, lm.dim)
-        inputs = _attention_inputs(q, keys[:, None], values[:, None], size, lm.num_heads)
-        batched = F.scaled_dot_product_attention(*inputs, q.new_zeros(1, 1, 1, size), 0.0, False)
+        queries = randn(frames, lm.dim)
+        keys, values = randn(frames + size - 1, lm.dim), randn(frames + size - 1, lm.dim)
+        inputs = _attention_inputs(queries, keys[:, None], values[:, None], size, lm.num_heads)
+        batched = F.scaled_dot_product_attention(*inputs, queries.new_zeros(1, 1, 1, size), 0.0, False)
         for i in range(frames):
-            single = layer._attend(q[i:i + 1].view(1, 1, -1).clone(), keys[i:i + size].view(size, 1, -1).clone(),
+            single = layer._attend(queries[i:i + 1].view(1, 1, -1).clone(), keys[i:i + size].view(size, 1, -1).clone(),
                                    values[i:i + size].view(size, 1, -1).clone(), lm.past_context)
             expected = F.linear(batched[i].permute(1, 0, 2).reshape(1, -1), attn.out_proj.weight, attn.out_proj.bias)
             if not torch.equal(single.view(1, -1), expected):
@@ -107,31 +110,31 @@ def _probe(lm: EntropyLM, layer: StreamingLayer, num_codebooks: int, window: int
                for i in range(frames))
 
 
-class _Layer(NamedTuple):
+class _LayerWeights(NamedTuple):
     """One layer's weights, detached once per stream (attribute lookups cost more than a frame's small products)."""
 
-    w_q: torch.Tensor
-    b_q: torch.Tensor
-    w_kv: torch.Tensor
-    b_kv: torch.Tensor
-    w_out: torch.Tensor
-    b_out: torch.Tensor
-    w_1: torch.Tensor
-    b_1: torch.Tensor
-    w_2: torch.Tensor
-    b_2: torch.Tensor
-    norm1: tuple
-    norm2: tuple
+    query_weight: torch.Tensor  # first third of the attention's in_proj: dim -> queries
+    query_bias: torch.Tensor
+    kv_weight: torch.Tensor  # the other two thirds: dim -> keys and values side by side
+    kv_bias: torch.Tensor
+    out_weight: torch.Tensor  # attention output projection
+    out_bias: torch.Tensor
+    expand_weight: torch.Tensor  # feed-forward linear1: dim -> hidden
+    expand_bias: torch.Tensor
+    contract_weight: torch.Tensor  # feed-forward linear2: hidden -> dim
+    contract_bias: torch.Tensor
+    norm1: tuple  # F.layer_norm arguments after attention
+    norm2: tuple  # and after the feed-forward block
 
 
 def _norm_args(norm: torch.nn.LayerNorm) -> tuple:
     return norm.normalized_shape, norm.weight.detach(), norm.bias.detach(), norm.eps
 
 
-def _layer_weights(layer: StreamingLayer) -> _Layer:
+def _layer_weights(layer: StreamingLayer) -> _LayerWeights:
     dim = layer.norm1.normalized_shape[0]
     w_in, b_in = layer.self_attn.in_proj_weight.detach(), layer.self_attn.in_proj_bias.detach()
-    return _Layer(w_in[:dim], b_in[:dim], w_in[dim:], b_in[dim:], layer.self_attn.out_proj.weight.detach(),
+    return _LayerWeights(w_in[:dim], b_in[:dim], w_in[dim:], b_in[dim:], layer.self_attn.out_proj.weight.detach(),
                   layer.self_attn.out_proj.bias.detach(), layer.linear1.weight.detach(), layer.linear1.bias.detach(),
                   layer.linear2.weight.detach(), layer.linear2.bias.detach(), _norm_args(layer.norm1),
                   _norm_args(layer.norm2))
@@ -161,10 +164,11 @@ class LayerwiseStream:
         self.state: Optional[LMState] = None  # all streams at once, layer-wise
         if self.layerwise:
             self.heights = stable_heights(self.stable, lm.past_context + 1)
-            self.height = max(h for h in self.heights if h <= _CHUNK_HEIGHT)
+            self.height = max(height for height in self.heights if height <= _CHUNK_HEIGHT)
         self.layers = [_layer_weights(layer) for layer in lm.transformer.layers]
         self.embeddings = [emb.weight.detach() for emb in lm.emb[:num_codebooks]]
-        self.heads = [(linear.weight.detach(), linear.bias.detach()) for linear in lm.linears[:num_codebooks]]
+        # one output projection per codebook (dim -> card logits); not the attention heads
+        self.output_heads = [(linear.weight.detach(), linear.bias.detach()) for linear in lm.linears[:num_codebooks]]
         self.norm_in = _norm_args(lm.transformer.norm_in)
 
     @property
@@ -201,47 +205,55 @@ class LayerwiseStream:
         """
         state, stable, lm = self.state, self.stable, self.lm
         streams, count = indices.shape[0], indices.shape[2]
-        dim, past_context, heads = lm.dim, lm.past_context, lm.num_heads
+        dim, past_context, num_heads = lm.dim, lm.past_context, lm.num_heads
         rows_in = indices.permute(2, 0, 1).reshape(count * streams, -1)  # [C * B, K]
         x = sum([F.embedding(rows_in[:, k], weight) for k, weight in enumerate(self.embeddings)])
         positions = _positions(count, state.offset, dim, lm.transformer.max_period).to(x.device)
         x = F.layer_norm(x, *self.norm_in) + positions.repeat_interleave(streams, dim=0)
         # window length of each frame: the frames before it (at most past_context) plus itself
         windows = [min(state.length + i, past_context) + 1 for i in range(count)]
-        groups = [(i, i + windows[i:].count(w)) for i, w in enumerate(windows) if i == 0 or windows[i - 1] != w]
+        # runs [start, stop) of consecutive frames whose windows have the same length
+        groups = [(i, i + windows[i:].count(window)) for i, window in enumerate(windows)
+                  if i == 0 or windows[i - 1] != window]
         inputs, caches = [], []
-        for w, layer_inputs, cache in zip(self.layers, state.inputs, state.kv):
+        for weights, layer_inputs, cache in zip(self.layers, state.inputs, state.kv):
             frames = x.view(count, streams, dim)
             rows = torch.cat([layer_inputs, frames.transpose(0, 1)], dim=1)  # [B, before + C, dim] per stream
-            height = next(h for h in self.heights if h >= rows.shape[1])
-            pad = x.new_zeros(height - rows.shape[1], dim)
-            kv = torch.stack([F.linear(torch.cat([rows[b], pad]), w.w_kv, w.b_kv)[:rows.shape[1]]
-                              for b in range(streams)], dim=1)  # [before + C, B, 2 dim]
+            known = rows.shape[1]  # rows per stream: the frames kept from before, then the new ones
+            height = next(size for size in self.heights if size >= known)
+            pad = x.new_zeros(height - known, dim)
+            keys_values = torch.stack([F.linear(torch.cat([rows[b], pad]), weights.kv_weight, weights.kv_bias)[:known]
+                                       for b in range(streams)], dim=1)  # [before + C, B, 2 dim]
             if cache is None:
-                cache = KVCache(kv[..., :dim], kv[..., dim:], past_context)
+                cache = KVCache(keys_values[..., :dim], keys_values[..., dim:], past_context)
             else:
-                cache.append(kv[-count:, :, :dim], kv[-count:, :, dim:], 1)
+                cache.append(keys_values[-count:, :, :dim], keys_values[-count:, :, dim:], 1)
             keys, values = cache.keys[:cache.end], cache.values[:cache.end]  # [N, B, dim]
-            q = _rows_linear(x, w.w_q, w.b_q)
+            queries = _rows_linear(x, weights.query_weight, weights.query_bias)
             attended = []
-            for i, j in groups:  # frames with equal windows share one attention call, over all streams
-                if windows[i] < stable:  # a first frame: its whole window projected alone, as the reference does
-                    kv_i = torch.stack([F.linear(rows[b, :windows[i]].clone(), w.w_kv, w.b_kv)  # fresh, aligned
-                                        for b in range(streams)], 1)
-                    k_i, v_i = kv_i[..., :dim], kv_i[..., dim:]
+            for start, stop in groups:  # frames with equal windows share one attention call, over all streams
+                window = windows[start]
+                if window < stable:  # a first frame: its whole window projected alone, as the reference does
+                    window_keys_values = torch.stack(
+                        [F.linear(rows[b, :window].clone(), weights.kv_weight, weights.kv_bias)  # fresh, aligned
+                         for b in range(streams)], 1)
+                    group_keys, group_values = window_keys_values[..., :dim], window_keys_values[..., dim:]
                 else:
-                    end = cache.end - count + j
-                    first = end - (j - i) - windows[i] + 1
-                    k_i, v_i = keys[first:end], values[first:end]
-                q_i, k_i, v_i = _attention_inputs(q[i * streams:j * streams], k_i, v_i, windows[i], heads)
-                out = F.scaled_dot_product_attention(q_i, k_i, v_i, q.new_zeros(1, 1, 1, windows[i]), 0.0, False)
-                attended.append(out.permute(0, 2, 1, 3).reshape((j - i) * streams, dim))
-            h = F.layer_norm(x + _rows_linear(torch.cat(attended), w.w_out, w.b_out), *w.norm1)
-            ff = _rows_linear(F.gelu(_rows_linear(h, w.w_1, w.b_1)), w.w_2, w.b_2)
+                    end = cache.end - count + stop
+                    first = end - (stop - start) - window + 1
+                    group_keys, group_values = keys[first:end], values[first:end]
+                sdpa_inputs = _attention_inputs(queries[start * streams:stop * streams], group_keys, group_values,
+                                                window, num_heads)
+                out = F.scaled_dot_product_attention(*sdpa_inputs, queries.new_zeros(1, 1, 1, window), 0.0, False)
+                attended.append(out.permute(0, 2, 1, 3).reshape((stop - start) * streams, dim))
+            after_attention = F.layer_norm(x + _rows_linear(torch.cat(attended), weights.out_weight,
+                                                            weights.out_bias), *weights.norm1)
+            hidden = F.gelu(_rows_linear(after_attention, weights.expand_weight, weights.expand_bias))
+            feed_forward = _rows_linear(hidden, weights.contract_weight, weights.contract_bias)
             inputs.append(rows[:, -(stable - 1):])
             caches.append(cache)
-            x = F.layer_norm(h + ff, *w.norm2)
-        logits = torch.stack([_rows_linear(x, weight, bias)[:, None] for weight, bias in self.heads], dim=1)
+            x = F.layer_norm(after_attention + feed_forward, *weights.norm2)
+        logits = torch.stack([_rows_linear(x, weight, bias)[:, None] for weight, bias in self.output_heads], dim=1)
         self.state = LMState(inputs, caches, min(state.length + count, past_context), state.offset + count)
         probas = torch.softmax(logits.permute(0, 3, 1, 2), dim=1)[:, :, :, 0].transpose(1, 2)
         return probas.reshape(count, streams, *probas.shape[1:])
