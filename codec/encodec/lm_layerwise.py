@@ -2,9 +2,8 @@
 bit-identical to the frame-by-frame evaluation the decoder has to do.
 
 Frame by frame, every product is a matrix-vector product that reads a layer's weights from memory again: the LM is
-memory-bound at about 2 ms per frame. When all codes are known, each layer can run over a whole chunk of frames while
-its weights stay in cache. The bits stay those of the frame-by-frame evaluation because every frame still goes
-through the same kernels:
+memory-bound. When all codes are known, each layer can run over a whole chunk of frames while its weights stay in
+cache. The bits stay those of the frame-by-frame evaluation because every frame still goes through the same kernels:
 
 - one-row products as ``baddbmm`` over a batch of one-row matrices (MKL runs each like ``F.linear`` on one row);
 - keys and values as rows of a product at least ``stable_rows`` high, as the kv cache of ``EntropyLM`` does;

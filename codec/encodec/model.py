@@ -19,7 +19,9 @@ from .modules.conv import fold_weight_norm
 from .modules.seanet import SEANetDecoder, SEANetEncoder
 from .quantization.rvq import ResidualVectorQuantizer
 
-SEGMENT_BATCH = 16  # segments per LSTM call (``run_many``): 16 one-second 48 kHz segments, ~40 MB of activations
+# segments per LSTM call (``run_many``): 16 one-second 48 kHz segments share each read of the LSTM's weights, while
+# the activations held at once stay bounded however long the file
+SEGMENT_BATCH = 16
 T = TypeVar("T")
 
 if TYPE_CHECKING:
@@ -129,8 +131,8 @@ class EncodecModel(nn.Module):
 
     def set_bfloat16(self, encoder: Optional[bool] = None, decoder: Optional[bool] = None) -> "EncodecModel":
         """Run the encoder and/or decoder in bfloat16 at inference (None keeps a setting; the quantizer stays
-        float32). 2-3x faster on CPUs with bf16 units, but codes and audio change: ``benchmarks/speed.py`` reports
-        by how much. Off by default."""
+        float32). Faster on CPUs with bf16 units, but codes and audio change: ``benchmarks/speed.py`` measures both
+        the speed and the change. Off by default."""
         if encoder is not None:
             self.encoder.bfloat16 = bool(encoder)
         if decoder is not None:

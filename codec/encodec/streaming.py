@@ -21,16 +21,17 @@ Two regimes. Long pushes (``LONG_PUSH_FRAMES`` frames or more: coding files, cor
 own kernels (oneDNN convs and LSTM, the residual sums unfused): away from the edges of the pieces the latents are
 the very same floats as ``model.encode``'s (under ``no_grad``), so the codes match even at near-ties.
 
-Short pushes (live streaming: a one-frame push is ~1 ms of arithmetic but reads ~60 MB of weights, about 2.5 ms
-at the ~24 GB/s one core of the benchmark machine reads) keep everything else small. Between layers the signal is
-held time-major, ``[B, T, C]``. A conv is one matrix product of its windows ``[T_out, kernel * C_in]`` (a strided
-view of the input) with a weight matrix laid out once per stream, cheaper than ``F.conv1d`` on such short inputs;
-a residual block's 1x1 shortcut and last 1x1 conv are one product of ``[input, hidden]``; a transposed conv is one
-product plus an overlap-add of ``ceil(kernel / stride)`` blocks. The LSTM takes two ``lstm_cell`` calls per frame
-(``nn.LSTM`` on CPU goes through oneDNN, which re-lays out its 16 MB of weights at every call: ~4 ms for one step)
-and, for a few frames in one push, reads its input weights once for all of them. These products sum in another
-order than the one-shot kernels (a relative 1e-7), which can flip a code at a near-tie (see
-``benchmarks/streaming.py`` for the count); the quantizer spells its distances as the one-shot quantizer does.
+Short pushes (live streaming: a one-frame push does little arithmetic but reads every weight matrix once, about
+60 MB at 24 kHz, so its time is mostly memory traffic; ``benchmarks/streaming.py`` measures that floor) keep
+everything else small. Between layers the signal is held time-major, ``[B, T, C]``. A conv is one matrix product
+of its windows ``[T_out, kernel * C_in]`` (a strided view of the input) with a weight matrix laid out once per
+stream, cheaper than ``F.conv1d`` on such short inputs; a residual block's 1x1 shortcut and last 1x1 conv are one
+product of ``[input, hidden]``; a transposed conv is one product plus an overlap-add of ``ceil(kernel / stride)``
+blocks. The LSTM takes two ``lstm_cell`` calls per frame (``nn.LSTM`` on CPU goes through oneDNN, which re-lays
+out its 16 MB of weights at every call, costing more than the step itself) and, for a few frames in one push,
+reads its input weights once for all of them. These products sum in another order than the one-shot kernels (a
+relative 1e-7), which can flip a code at a near-tie (see ``benchmarks/streaming.py`` for the count); the quantizer
+spells its distances as the one-shot quantizer does.
 
 A stream lays out its conv weights (weight norm applied) and, for the decoder, a stacked copy of the codebooks
 when it is created, and shares the LSTM weights and the encoder's codebooks with the model: create streams after
@@ -270,7 +271,7 @@ class _LSTMStream(_Stream):
     """The skip-LSTM, carrying (h, c) per layer from piece to piece.
 
     One frame (the common push): ``torch.lstm_cell`` per layer, rather than ``nn.LSTM``, which on CPU goes
-    through oneDNN and re-lays out its 16 MB of weights at every call (~4 ms for a single step against ~0.7 ms).
+    through oneDNN and re-lays out its 16 MB of weights at every call, which costs more than the step itself.
     A few frames: layer by layer, the input half of every frame's gates in one product (its 4 MB of weights read
     once, not once per frame), then the recurrent half frame by frame, with ``lstm_cell``'s arithmetic. Long
     pushes (``one_shot_kernels``): the module itself, as the one-shot model runs it, from the carried state.

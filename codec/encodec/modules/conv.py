@@ -29,7 +29,8 @@ def pad1d(x: torch.Tensor, left: int, right: int, mode: str = "reflect") -> torc
 
     Any non-zero padding returns a new tensor, which callers may then modify in place. A reflection is built as
     one concatenation of the flipped edges and the input: the same values as ``F.pad(mode="reflect")``, whose
-    kernel is 3-5x slower on long signals (a fifth of the encoder's time in the profile).
+    kernel is several times slower on long signals (``benchmarks/profile_encodec.py`` shows its share of the
+    encoder's time).
     """
     if mode != "reflect":
         return F.pad(x, (left, right), mode="constant" if mode in ("zero", "constant") else mode)

@@ -86,9 +86,10 @@ def run_channels_last(layers: nn.Sequential, x: Tensor) -> Tensor:
     """``run_layers`` on ``[B, C, T]`` held as ``[B, C, 1, T]`` in channels-last (time-major) memory.
 
     oneDNN convolves time-major data without the layout conversions it otherwise makes around every conv (in the
-    profile, converting a transposed conv's output back to [C, T] took as long as the conv itself): each conv runs
-    1.3-3x faster. Transposed convs give the same bits either way; plain convs sum in another order (about 1e-7
-    relative), hence an option for the encoder, whose codes must match the official ones exactly.
+    profile, converting a transposed conv's output back to [C, T] took as long as the conv itself), so each conv
+    runs faster (``benchmarks/speed.py`` times the whole model this way). Transposed convs give the same bits either
+    way; plain convs sum in another order (about 1e-7 relative), hence an option for the encoder, whose codes must
+    match the official ones exactly.
     """
     out = run_layers(layers, x.unsqueeze(2).contiguous(memory_format=torch.channels_last), channels_last=True)
     return out.squeeze(2)
@@ -119,10 +120,11 @@ def run_many(network: "SEANetEncoder | SEANetDecoder", inputs: Sequence[Tensor])
     """``[network(x) for x in inputs]`` for inputs of one shape (the segments of a 48 kHz file), with a single LSTM
     call for all of them; inference only.
 
-    The LSTM reads its 4 MB of recurrent weights at every step, memory-bound, and is 40 % of a 48 kHz encode or
-    decode: batched, it reads them once per step for all segments. Its batched product rounds differently from
-    the official one-segment product: on the default data no code differs from the official ones, and decoded
-    audio stays within about 2e-6 of the official decoder's (``benchmarks/speed.py`` measures both).
+    The LSTM reads its 4 MB of recurrent weights at every step, memory-bound, and is a large share of a 48 kHz
+    encode or decode: batched, it reads them once per step for all segments. Its batched product rounds
+    differently from the official one-segment product: on the default data no code differs from the official
+    ones, and decoded audio stays within about 2e-6 of the official decoder's (``benchmarks/speed.py`` measures
+    both).
     """
     layers = network.model
     split = next((i for i, layer in enumerate(layers) if isinstance(layer, SkipLSTM)), None)
