@@ -23,7 +23,7 @@ SHIPPED_RECIPE = Path(__file__).resolve().parents[1] / "weights" / "encodec_eval
 
 # The tiny model of the learning tests and the diagnosis: SEANet at 8 filters with the full 320x hop, a 32-dim latent,
 # no LSTM, and eight 16-entry codebooks (4 bits each: 0.3 kbps per codebook at 75 Hz), so that one codebook cannot
-# carry a 1 s clip and quality has room to rise with the bandwidth. About 25 s per 300 steps on one CPU thread.
+# carry a 1 s clip and quality has room to rise with the bandwidth; small enough to train on one CPU thread in tests.
 TINY_MODEL = {"n_filters": 8, "dimension": 32, "lstm": 0, "bins": 16, "target_bandwidths": [0.3, 2.4],
               "threshold_ema_dead_code": 0.1}
 TINY_BATCH = {"batch_size": 4, "segment_seconds": 0.25, "log_every": 1000, "checkpoint_every": 100_000}
