@@ -83,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="EnCodec weights: auto (default), official, hf, project, random, or a path (official "
                              ".th, Hugging Face folder, or a project checkpoint); a spec suffix such as "
                              "encodec:24khz-hf@6 still wins for that spec")
+    parser.add_argument("--download-weights", action="store_true",
+                        help="first fetch the official EnCodec weights (24 and 48 kHz codecs and their LMs) where "
+                             "missing, from $ENCODEC_DOWNLOAD_URL if set, else Meta's server, into $ENCODEC_WEIGHTS if "
+                             "set, else the torch hub cache; hashes are checked. Then do what the other options ask "
+                             "(with none: the default run, on the official weights)")
     parser.add_argument("--plugins", type=_csv, default=[],
                         help="Python modules to import first (in every worker) so that they register extra codecs "
                              "or metrics")
@@ -100,12 +105,25 @@ def _select_weights(choice: str) -> None:
     os.environ[WEIGHTS_ENV] = choice
 
 
+def _download_weights() -> None:
+    """Fetch the official files before any worker resolves ``auto`` weights, so that the run uses Meta's."""
+    from codec.encodec.checkpoints import DownloadError, download_all_official
+
+    try:
+        folders = sorted({str(path.parent) for path in download_all_official()})
+    except DownloadError as exc:
+        raise CodecError(str(exc)) from exc
+    print(f"encodec-bench: official EnCodec weights ready in {', '.join(folders)}", file=sys.stderr)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         import_plugins(args.plugins)
         if args.weights is not None:
             _select_weights(args.weights)
+        if args.download_weights:
+            _download_weights()
         if args.list:
             print("codecs:  " + ", ".join(known_codecs()))
             print("metrics: " + ", ".join(known_metrics()))

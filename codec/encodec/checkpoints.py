@@ -3,19 +3,26 @@
 Our modules carry the official parameter names, so an official state dict loads as it is. Hugging Face checkpoints
 come in two naming dialects (legacy ``weight_g``/``weight_v`` and parametrized ``original0``/``original1``); both are
 renamed to the official names before a strict load that leaves no key over. Nothing is downloaded unless the caller
-asks for it: missing weights raise an error that says where they were looked for and how to get them.
+asks for it (``download_official``, ``load_model(..., download=True)``, ``--download-weights``): missing weights raise
+an error that says where they were looked for and how to get them.
 """
 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
 import re
+import urllib.error
+import urllib.request
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, BinaryIO, Optional, Union
 
 import torch
+from tqdm import tqdm
+
+from codec.files import replacing
 
 from .config import EncodecConfig
 from .model import EncodecModel
@@ -23,6 +30,10 @@ from .model import EncodecModel
 PathLike = Union[str, Path]
 
 OFFICIAL_URL = "https://dl.fbaipublicfiles.com/encodec/v0/"
+#: Overrides OFFICIAL_URL for downloads (a mirror, or a local server in tests).
+DOWNLOAD_URL_ENV = "ENCODEC_DOWNLOAD_URL"
+#: First folder searched for official files, and where downloads go when it is set.
+OFFICIAL_WEIGHTS_ENV = "ENCODEC_WEIGHTS"
 OFFICIAL_FILES = {
     "encodec_24khz": "encodec_24khz-d7cc33bc.th",
     "encodec_48khz": "encodec_48khz-7e698e3e.th",
@@ -52,13 +63,17 @@ class WeightsNotFoundError(FileNotFoundError):
     """Weights that are not on this machine; the message says where we looked and how to get them."""
 
 
+class DownloadError(OSError):
+    """A download of official weights that failed; the one-line message says why and what to do. No file is left."""
+
+
 # ---- where weights live -------------------------------------------------------------------------------------
 def official_search_dirs() -> list[Path]:
     """Folders searched for official files: $ENCODEC_WEIGHTS, then torch.hub's cache (where the official package
     downloads them)."""
     dirs = []
-    if os.environ.get("ENCODEC_WEIGHTS"):
-        dirs.append(Path(os.environ["ENCODEC_WEIGHTS"]))
+    if os.environ.get(OFFICIAL_WEIGHTS_ENV):
+        dirs.append(Path(os.environ[OFFICIAL_WEIGHTS_ENV]))
     dirs.append(Path(torch.hub.get_dir()) / "checkpoints")
     return dirs
 
@@ -112,6 +127,101 @@ def sha256_of(path: PathLike) -> str:
     """sha256 of a file, to name the exact weights (or data) behind every result."""
     with open(path, "rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+# ---- fetching the official files ----------------------------------------------------------------------------
+_HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,})\.[^.]+$")
+_CHUNK_BYTES = 1 << 20
+
+
+def official_filename(name_or_filename: str, lm: bool = False) -> str:
+    """The published file for a model name (``encodec_24khz``; its LM with ``lm=True``) or a published file name."""
+    files = OFFICIAL_LM_FILES if lm else OFFICIAL_FILES
+    if name_or_filename in files:
+        return files[name_or_filename]
+    if name_or_filename in (*OFFICIAL_FILES.values(), *OFFICIAL_LM_FILES.values()):
+        return name_or_filename
+    known = ", ".join([*OFFICIAL_FILES, *OFFICIAL_FILES.values(), *OFFICIAL_LM_FILES.values()])
+    raise WeightsNotFoundError(f"{name_or_filename!r} is not an official EnCodec file; known: {known}")
+
+
+def download_dir() -> Path:
+    """Where downloads go: $ENCODEC_WEIGHTS when set (the first folder searched), else torch.hub's cache, where the
+    official package downloads the same files, so that both find them."""
+    return official_search_dirs()[0]
+
+
+def download_official(name_or_filename: str, lm: bool = False, base_url: Optional[str] = None,
+                      progress: bool = True, timeout: float = 60.0) -> Path:
+    """The path of an official file, downloaded into ``download_dir()`` unless a searched folder already holds it.
+
+    The file comes from ``base_url`` (default: $ENCODEC_DOWNLOAD_URL, else the official OFFICIAL_URL), with a
+    progress bar on stderr. Like ``torch.hub`` for the official package, the sha256 of the bytes must begin with the
+    hex digits after the last ``-`` of the file name. The bytes go to a hidden file beside the target, renamed over
+    it only when complete and verified, so an interrupted or bad download never leaves a file that looks loadable.
+    ``timeout`` (seconds) bounds each network wait, not the whole transfer. Failures raise DownloadError.
+    """
+    filename = official_filename(name_or_filename, lm)
+    found = find_official_checkpoint(filename)
+    if found is not None:
+        return found
+    match = _HASH_IN_NAME.search(filename)
+    if match is None:
+        raise DownloadError(f"{filename}: the file name carries no hash prefix, so a download could not be verified")
+    target = download_dir() / filename
+    url = (base_url or os.environ.get(DOWNLOAD_URL_ENV) or OFFICIAL_URL).rstrip("/") + "/" + filename
+    try:
+        response = urllib.request.urlopen(url, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        raise DownloadError(f"{url}: the server answered HTTP {exc.code} {exc.reason}") from exc
+    except (urllib.error.URLError, OSError) as exc:  # refused, no route, DNS failure, timeout
+        reason = getattr(exc, "reason", exc)
+        raise DownloadError(f"could not reach {url} ({reason}); are you offline? On a machine with internet access, "
+                            f"download that file and copy it into {target.parent}") from exc
+    with response:
+        try:
+            with replacing(target) as part, open(part, "wb") as out:
+                _receive(response, out, url, filename, match.group(1), progress)
+        except DownloadError:
+            raise
+        except OSError as exc:  # the folder cannot be created or written, the disk is full
+            raise DownloadError(f"cannot write {target}: {exc}") from exc
+    return target
+
+
+def download_all_official(base_url: Optional[str] = None, progress: bool = True) -> list[Path]:
+    """Every official codec file and its LM, fetched where missing: what ``--download-weights`` does."""
+    wanted = [(name, False) for name in OFFICIAL_FILES] + [(name, True) for name in OFFICIAL_LM_FILES]
+    return [download_official(name, lm, base_url, progress) for name, lm in wanted]
+
+
+def _receive(response: http.client.HTTPResponse, out: BinaryIO, url: str, filename: str, hash_prefix: str,
+             progress: bool) -> None:
+    """Copy the body into ``out``; raise DownloadError unless it is complete and its hash matches the file name."""
+    header = response.headers.get("Content-Length", "")
+    expected_bytes = int(header) if header.isdigit() else None
+    digest, received = hashlib.sha256(), 0
+    with tqdm(total=expected_bytes, unit="B", unit_scale=True, unit_divisor=1024, desc=filename,
+              disable=not progress) as bar:
+        while True:
+            try:
+                chunk = response.read(_CHUNK_BYTES)
+            except (OSError, http.client.HTTPException) as exc:
+                raise DownloadError(f"{url}: the download broke off after {received} bytes ({exc}); nothing was kept, "
+                                    "try again") from exc
+            if not chunk:
+                break
+            out.write(chunk)
+            digest.update(chunk)
+            received += len(chunk)
+            bar.update(len(chunk))
+    if expected_bytes is not None and received != expected_bytes:
+        raise DownloadError(f"{url}: truncated download: {received} of {expected_bytes} bytes arrived; nothing was "
+                            "kept, try again")
+    actual = digest.hexdigest()
+    if not actual.startswith(hash_prefix):
+        raise DownloadError(f"{url}: hash mismatch: the sha256 of the {received} bytes begins {actual[:8]}, the file "
+                            f"name promises {hash_prefix}; the download was removed")
 
 
 # ---- state-dict dialects ------------------------------------------------------------------------------------
@@ -325,25 +435,19 @@ def load_model(name_or_path: PathLike, fold: bool = True, download: bool = False
     a path.
 
     Paths may be an official ``.th`` file, a Hugging Face folder, or a file saved by ``save_project``. Official and
-    Hugging Face names are looked up in the local caches (``download=True`` lets the official files be fetched, with
-    hash check); the project's own model comes from the weights shipped with the package.
+    Hugging Face names are looked up in the local caches (``download=True`` lets the official files be fetched by
+    ``download_official``, hash checked); the project's own model comes from the weights shipped with the package.
     """
     text = str(name_or_path)
     if text in OFFICIAL_FILES:
         filename = OFFICIAL_FILES[text]
-        found = find_official_checkpoint(filename)
+        found = download_official(text) if download else find_official_checkpoint(filename)
         if found is not None:
             return load_official_file(found, EncodecConfig.preset(text), fold)
-        if download:
-            state = torch.hub.load_state_dict_from_url(OFFICIAL_URL + filename, map_location="cpu", check_hash=True)
-            model = EncodecModel(EncodecConfig.preset(text))
-            load_state_dict_strict(model, state, OFFICIAL_URL + filename)
-            return _ready(model, fold)
         raise WeightsNotFoundError(
             f"official weights {filename} not found; looked in {', '.join(map(str, official_search_dirs()))}. "
-            f"Get them with `python -c \"import torch; torch.hub.load_state_dict_from_url('{OFFICIAL_URL}{filename}',"
-            f" check_hash=True)\"` on a machine with internet access, copy the file into one of those folders "
-            f"(or set ENCODEC_WEIGHTS), or call load_model(..., download=True).")
+            f"Get them with `encodec --download-weights` (or load_model(..., download=True)), or copy "
+            f"{OFFICIAL_URL}{filename}, downloaded on a machine with internet access, into one of those folders.")
     if text in PROJECT_FILES:
         found = find_project_checkpoint(text)
         if found is not None:

@@ -23,7 +23,8 @@ from tqdm import tqdm
 from codec import audio
 from codec.files import replacing
 from codec.encodec.bitstream import read_metadata
-from codec.encodec.checkpoints import WeightsNotFoundError, find_project_checkpoint, load_model
+from codec.encodec.checkpoints import (DownloadError, WeightsNotFoundError, download_all_official,
+                                       find_project_checkpoint, load_model)
 from codec.encodec.compress import compress, decompress, default_lm
 from codec.encodec.file_stream import AudioBlocks, WavWriter, compress_file, decompress_to_wav
 from codec.encodec.lm import EntropyLM, load_lm
@@ -43,11 +44,11 @@ def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         "encodec",
         usage="encodec [options] INPUT [OUTPUT]\n       encodec [options] INPUT INPUT INPUT...\n"
-              "       encodec [options] -o DIR INPUT...",
+              "       encodec [options] -o DIR INPUT...\n       encodec --download-weights",
         description="High fidelity neural audio codec. If input is a .ecdc, decompresses it. If input is audio, "
                     "compresses it. If output is also wav, does a compression/decompression cycle. With three or "
                     "more paths, or with --output-dir, every path is an input.")
-    parser.add_argument("paths", type=Path, nargs="+", metavar="PATH",
+    parser.add_argument("paths", type=Path, nargs="*", metavar="PATH",
                         help="Input file (any format soundfile reads, or .ecdc), then optionally the output file.")
     parser.add_argument("-b", "--bandwidth", type=float, default=6, choices=[1.5, 3.0, 6.0, 12.0, 24.0],
                         help="Target bandwidth (1.5, 3, 6, 12 or 24). 1.5 is not supported with --hq.")
@@ -67,6 +68,11 @@ def get_parser() -> argparse.ArgumentParser:
                         help="LM checkpoint for --lm and LM-coded files. Default: the LM trained for the model (the "
                              "official one from the torch hub cache, or the one shipped with ours).")
     parser.add_argument("--device", type=str, default="cpu", help="Torch device to run on (cpu, cuda, mps).")
+    parser.add_argument("--download-weights", action="store_true",
+                        help="First fetch the official 24 and 48 kHz models and their LMs where missing (from "
+                             "$ENCODEC_DOWNLOAD_URL if set, else Meta's server) into $ENCODEC_WEIGHTS if set, else "
+                             "the torch hub cache the official package uses; hashes are checked. With no PATH, "
+                             "only download.")
     parser.add_argument("--stream", choices=("auto", "always", "never"), default="auto",
                         help="Code files piece by piece so memory stays flat however long they are. auto: always "
                              "for the 48 kHz model (same bytes), for the 24 kHz model beyond "
@@ -222,10 +228,19 @@ def run_job(job: Job, resources: Resources) -> None:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    args = get_parser().parse_args(argv)
+    parser = get_parser()
+    args = parser.parse_args(argv)
+    if not args.paths and not args.download_weights:
+        parser.error("the following arguments are required: PATH")
     try:
         check_device(args.device)
-        jobs = plan_jobs(args)
+        jobs = plan_jobs(args) if args.paths else []
+        if args.download_weights:  # after the checks above, so that a typo does not cost a download
+            try:
+                folders = sorted({str(path.parent) for path in download_all_official()})
+            except DownloadError as exc:
+                raise CommandError(str(exc)) from exc
+            print(f"encodec: official weights ready in {', '.join(folders)}", file=sys.stderr)
         resources = Resources(args)
         for job in tqdm(jobs, unit="file", disable=len(jobs) < 2):
             try:
