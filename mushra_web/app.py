@@ -14,10 +14,12 @@ import random
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Annotated, Iterator, Optional
 
 import anyio
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi import Path as UrlPath
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -34,6 +36,8 @@ STATIC = Path(__file__).parent / "static"
 MAX_BODY = 64 * 1024
 SCALE = [[80, "Excellent"], [60, "Good"], [40, "Fair"], [20, "Poor"], [0, "Bad"]]
 ADMIN_COOKIE = "mushra_admin"
+# A trial position in a URL: bounded to what the database's integer column holds, so no value can overflow it.
+Position = Annotated[int, UrlPath(ge=0, le=2**31 - 1)]
 
 
 @dataclass(frozen=True)
@@ -62,25 +66,36 @@ def _config(config_json: str) -> TestConfig:
 # ---- payloads ----
 
 class _Payload(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Strict: a JSON number is the only thing a number field takes (no ``true`` for 1, no ``"42"`` for 42)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class AudioEnv(_Payload):
+    """What the browser's AudioContext reports: the playback rate in Hz and latencies in seconds."""
+
+    sampleRate: Optional[float] = Field(default=None, ge=3000, le=768000, allow_inf_nan=False)
+    baseLatency: Optional[float] = Field(default=None, ge=0, le=10, allow_inf_nan=False)
+    outputLatency: Optional[float] = Field(default=None, ge=0, le=10, allow_inf_nan=False)
+    maxChannelCount: Optional[int] = Field(default=None, ge=0, le=1024)
 
 
 class JoinBody(_Payload):
     params: dict[str, str] = Field(default_factory=dict, max_length=20)
-    audio_env: dict[str, float | int | str | bool | None] = Field(default_factory=dict, max_length=20)
+    audio_env: AudioEnv = Field(default_factory=AudioEnv)
 
-    @field_validator("params", "audio_env")
+    @field_validator("params")
     @classmethod
     def _short(cls, v: dict) -> dict:
         for k, val in v.items():
-            if len(k) > 64 or (isinstance(val, str) and len(val) > 200):
+            if len(k) > 64 or len(val) > 200:
                 raise ValueError("parameter names are limited to 64 characters and values to 200")
         return v
 
 
 class RatingIn(_Payload):
     button: int = Field(ge=0, le=63)
-    score: Optional[float] = Field(default=None, ge=0, le=100)
+    score: Optional[float] = Field(default=None, ge=0, le=100, allow_inf_nan=False)
     plays: int = Field(default=0, ge=0, le=100_000)
     listen_ms: int = Field(default=0, ge=0, le=100_000_000)
     n_moves: int = Field(default=0, ge=0, le=1_000_000)
@@ -178,6 +193,13 @@ async def _reject(send, status: int, detail: str) -> None:  # noqa: ANN001
     await send({"type": "http.response.body", "body": body})
 
 
+async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    """422 naming each field and the problem, without echoing the input: a value such as 1e400 or NaN cannot be
+    written as JSON, and echoing it would turn a clear refusal into a 500."""
+    errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+    return JSONResponse({"detail": errors}, status_code=422)
+
+
 def _releases_session(handler):  # noqa: ANN001, ANN202
     """Close the request's session when the handler returns or raises, inside the handler's own thread.
 
@@ -211,6 +233,7 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
     app.state.engine = engine
     app.state.settings = settings
     app.add_middleware(_Guard)
+    app.add_exception_handler(RequestValidationError, _validation_error)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     def db() -> Iterator[Session]:
@@ -291,6 +314,7 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
             p = session.scalar(select(Participant).where(Participant.token_hash == auth.token_hash(token),
                                                          Participant.experiment_id == exp.id))
         external = body.params.get(cfg.crowd.url_param) if cfg.crowd.url_param else None
+        env = body.audio_env.model_dump(exclude_none=True)
         if p is not None and external and p.external_id != external:
             p = None  # a different worker on the same browser: a new participant
         if p is None and external:
@@ -311,7 +335,7 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
                             external_id=external, study_id=body.params.get("STUDY_ID") or body.params.get("hitId"),
                             crowd_session_id=body.params.get("SESSION_ID") or body.params.get("assignmentId"),
                             seed=random.SystemRandom().randrange(2**31),
-                            user_agent=(request.headers.get("user-agent") or "")[:400], audio_env=body.audio_env)
+                            user_agent=(request.headers.get("user-agent") or "")[:400], audio_env=env)
             session.add(p)
             try:
                 session.flush()
@@ -321,8 +345,8 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
             from mushra_web.plan import build_plan
 
             build_plan(session, exp, cfg, p)
-        elif body.audio_env:
-            p.audio_env = body.audio_env
+        elif env:
+            p.audio_env = env
         session.commit()
         set_participant_cookie(response, slug, token)
         return state(session, exp, p)
@@ -344,7 +368,7 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
 
     @app.get("/e/{slug}/api/trials/{position}")
     @_releases_session
-    def get_trial(slug: str, position: int, request: Request, session: Session = Depends(db)) -> dict:
+    def get_trial(slug: str, position: Position, request: Request, session: Session = Depends(db)) -> dict:
         exp = experiment(session, slug)
         cfg = _config(exp.config_json)
         p = participant(request, session, exp)
@@ -362,7 +386,12 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
                 "n_switches": trial.n_switches, "loop": trial.loop or None,
                 "require": {"play_all": cfg.design.require_play_all, "rate_all": cfg.design.require_rate_all}}
 
-    def apply_save(session: Session, trial: Trial, body: SaveBody) -> None:
+    def apply_save(session: Session, trial: Trial, body: SaveBody) -> int:
+        """Store a save unless one with a higher or equal sequence number is stored already.
+
+        Returns the latest sequence number stored before this save: when it is above ``body.seq`` the save was
+        stale (an older save arriving late) and nothing changed; when equal, it was a retry of the stored save.
+        """
         ratings = {r.button_index: r for r in session.execute(
             select(Rating).where(Rating.trial_id == trial.id).with_for_update()).scalars()}
         buttons = [r.button for r in body.ratings]
@@ -374,11 +403,12 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
         n_frames = session.get(Stimulus, trial.reference_stimulus_id).n_frames
         if body.loop is not None and not (body.loop.start < body.loop.end <= n_frames):
             raise HTTPException(422, f"loop region must satisfy 0 <= start < end <= {n_frames}")
+        latest = max((r.save_seq for r in ratings.values()), default=0)
+        if body.seq <= latest:
+            return latest
         now = utcnow()
         for item in body.ratings:
             row = ratings[item.button]
-            if row.save_seq >= body.seq:
-                continue  # an older save arriving late, or a retry of one already applied
             row.score, row.n_moves = item.score, item.n_moves
             row.plays, row.listen_ms = max(row.plays, item.plays), max(row.listen_ms, item.listen_ms)
             row.save_seq, row.updated_at = body.seq, now
@@ -386,26 +416,35 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
         trial.n_switches = max(trial.n_switches, body.n_switches)
         if body.loop is not None:
             trial.loop = body.loop.model_dump()
+        return latest
+
+    def writable(exp: Experiment) -> None:
+        if exp.status != "open":
+            raise HTTPException(403, "this test is closed: nothing more can be saved")
 
     @app.put("/e/{slug}/api/trials/{position}")
     @_releases_session
-    def save_trial(slug: str, position: int, body: SaveBody, request: Request,
+    def save_trial(slug: str, position: Position, body: SaveBody, request: Request,
                    session: Session = Depends(db)) -> dict:
         begin_write(session)
         exp = experiment(session, slug)
+        writable(exp)
         p = participant(request, session, exp)
         trial = open_trial(session, p, position)
-        apply_save(session, trial, body)
+        latest = apply_save(session, trial, body)
         session.commit()
+        if body.seq < latest:
+            return {"saved": False, "stale": True, "seq": body.seq, "latest_seq": latest}
         return {"saved": True, "seq": body.seq}
 
     @app.post("/e/{slug}/api/trials/{position}/submit")
     @_releases_session
-    def submit_trial(slug: str, position: int, body: SaveBody, request: Request,
+    def submit_trial(slug: str, position: Position, body: SaveBody, request: Request,
                      session: Session = Depends(db)) -> dict:
         begin_write(session)
         exp = experiment(session, slug)
         cfg = _config(exp.config_json)
+        writable(exp)
         p = participant(request, session, exp)
         done = session.scalar(select(Trial).where(Trial.participant_id == p.id, Trial.position == position,
                                                   Trial.status == "submitted"))
@@ -447,7 +486,7 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
 
     @app.get("/e/{slug}/a/{position}/{button}/{mac}")
     @_releases_session
-    def audio(slug: str, position: int, button: str, mac: str, request: Request,
+    def audio(slug: str, position: Position, button: str, mac: str, request: Request,
               session: Session = Depends(db)) -> FileResponse:
         exp = experiment(session, slug)
         p = participant(request, session, exp)

@@ -6,20 +6,37 @@ import csv
 import hashlib
 import io
 import json
+import math
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from mushra_web.db import Experiment, ItemUse, Participant, Rating, Stimulus, Trial
 
-COLUMNS = ["experiment", "config_sha256", "app_version", "participant_id", "external_id_hash", "participant_status",
+COLUMNS = ["experiment", "config_sha256", "app_version", "participant_id", "external_id_hash", "study_id",
+           "crowd_session_id", "participant_status",
            "item_id", "trial_position", "is_training", "trial_status", "condition", "condition_kind",
            "button_index", "score", "plays", "listen_ms", "n_moves", "reference_plays", "n_switches", "loop_used",
            "trial_duration_ms", "submitted_at", "audio_sample_rate", "user_agent"]
 
 
+# A cell starting with one of these is a formula to a spreadsheet (CSV injection); a leading ' makes it text.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _hash_external(external: str | None) -> str | None:
     return hashlib.sha256(external.encode()).hexdigest()[:16] if external else None
+
+
+def _rate_hz(audio_env: object) -> float | None:
+    """The playback rate a participant's browser reported, or None for anything that is not a finite number.
+
+    What is stored is not trusted: rows written before join validated ``audio_env`` may hold any JSON.
+    """
+    rate = audio_env.get("sampleRate") if isinstance(audio_env, dict) else None
+    if isinstance(rate, (int, float)) and not isinstance(rate, bool) and math.isfinite(rate):
+        return float(rate)
+    return None
 
 
 def export_rows(session: Session, exp: Experiment) -> list[dict]:
@@ -39,23 +56,31 @@ def export_rows(session: Session, exp: Experiment) -> list[dict]:
         rows.append({
             "experiment": exp.slug, "config_sha256": exp.config_sha256, "app_version": exp.app_version,
             "participant_id": p.public_id, "external_id_hash": _hash_external(p.external_id),
-            "participant_status": p.status, "item_id": trial.item_id, "trial_position": trial.position,
+            "study_id": p.study_id, "crowd_session_id": p.crowd_session_id, "participant_status": p.status,
+            "item_id": trial.item_id, "trial_position": trial.position,
             "is_training": bool(trial.is_training), "trial_status": trial.status, "condition": stim.condition,
             "condition_kind": kind, "button_index": rating.button_index, "score": rating.score,
             "plays": rating.plays, "listen_ms": rating.listen_ms, "n_moves": rating.n_moves,
             "reference_plays": trial.reference_plays, "n_switches": trial.n_switches,
             "loop_used": bool(trial.loop), "trial_duration_ms": duration,
             "submitted_at": trial.submitted_at.isoformat() + "Z" if trial.submitted_at else None,
-            "audio_sample_rate": (p.audio_env or {}).get("sampleRate"), "user_agent": p.user_agent,
+            "audio_sample_rate": _rate_hz(p.audio_env), "user_agent": p.user_agent,
         })
     return rows
 
 
+def _csv_cell(value: object) -> object:
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def to_csv(rows: list[dict]) -> str:
+    """CSV with text cells that a spreadsheet would run as formulas prefixed by ' (they hold participant input)."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({k: _csv_cell(v) for k, v in row.items()} for row in rows)
     return buf.getvalue()
 
 

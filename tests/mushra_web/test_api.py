@@ -166,7 +166,7 @@ def test_payloads_are_validated(app_env):
     res = client.put("/e/t1/api/trials/0", content=chunks, headers={"content-type": "application/json"})
     assert res.status_code == 413
     assert client.get("/e/t1/api/trials/9").status_code == 404
-    assert client.get("/e/t1/api/trials/-1").status_code == 404
+    assert client.get("/e/t1/api/trials/-1").status_code == 422
     assert client.get("/e/nope/api/state").status_code == 404
     assert client.get("/e/t1/api/trials/0").json()["buttons"][0]["score"] is None
 
@@ -225,3 +225,87 @@ def test_several_tests_at_once_keep_separate_sessions(app_env):
     assert len(client.get("/e/t1/api/trials/0").json()["buttons"]) == N_BUTTONS
     t1_audio = client.get("/e/t1/api/trials/0").json()["reference_url"]
     assert client.get(t1_audio.replace("/e/t1/", "/e/t2/")).status_code == 403
+
+
+def _scores(client, pos: int = 0) -> list:
+    return [b["score"] for b in client.get(f"/e/t1/api/trials/{pos}").json()["buttons"]]
+
+
+def test_unwritable_numbers_and_huge_positions_get_4xx_and_store_nothing(app_env):
+    app_env.create()
+    client = app_env.client()
+    client.post("/e/t1/api/join", json={})
+    json_type = {"content-type": "application/json"}
+    for raw in (b"1e400", b"-1e400", b"NaN", b"Infinity"):
+        body = b'{"seq": 1, "ratings": [{"button": 0, "score": ' + raw + b', "plays": 1}]}'
+        for method, path in (("PUT", "/e/t1/api/trials/0"), ("POST", "/e/t1/api/trials/0/submit")):
+            res = client.request(method, path, content=body, headers=json_type)
+            assert res.status_code == 422, (raw, path, res.status_code)
+            assert ["body", "ratings", 0, "score"] in [e["loc"] for e in res.json()["detail"]]
+    huge = "1180591620717411303424"
+    body = {"seq": 1, "ratings": [{"button": 0, "score": 50, "plays": 1}]}
+    assert client.post(f"/e/t1/api/trials/{huge}/submit", json=body).status_code == 422
+    assert client.put(f"/e/t1/api/trials/{huge}", json=body).status_code == 422
+    assert client.get(f"/e/t1/api/trials/{huge}").status_code == 422
+    ref = client.get("/e/t1/api/trials/0").json()["reference_url"]
+    assert client.get(ref.replace("/a/0/", f"/a/{huge}/")).status_code == 422
+    assert _scores(client) == [None] * N_BUTTONS
+    assert client.get("/e/t1/api/state").json()["position"] == 0
+
+
+def test_only_json_numbers_are_numbers_and_stale_saves_say_so(app_env):
+    app_env.create()
+    client = app_env.client()
+    assert client.post("/e/t1/api/join", json={"audio_env": {"sampleRate": "48000"}}).status_code == 422
+    assert client.post("/e/t1/api/join", json={"audio_env": {"sampleRate": 48000}}).status_code == 200
+    for rating in ({"button": 0, "score": True}, {"button": 0, "score": "42"}, {"button": "0", "score": 5},
+                   {"button": True, "score": 5}, {"button": 0, "score": 5, "plays": "1"}):
+        res = client.put("/e/t1/api/trials/0", json={"seq": 1, "ratings": [rating]})
+        assert res.status_code == 422, rating
+    assert client.put("/e/t1/api/trials/0", json={"seq": "1", "ratings": []}).status_code == 422
+    assert _scores(client) == [None] * N_BUTTONS
+    assert save(client, 0, 5, {0: 70}).json() == {"saved": True, "seq": 5}
+    assert save(client, 0, 4, {0: 20}).json() == {"saved": False, "stale": True, "seq": 4, "latest_seq": 5}
+    assert save(client, 0, 5, {0: 70}).json() == {"saved": True, "seq": 5}  # a retry whose answer was lost
+    assert _scores(client)[0] == 70
+
+
+def test_a_closed_test_takes_no_more_saves(app_env):
+    from mushra_web.db import Experiment
+
+    app_env.create()
+    client = app_env.client()
+    client.post("/e/t1/api/join", json={})
+    assert save(client, 0, 1, {0: 30}).status_code == 200
+    with session_factory(app_env.engine)() as session:
+        session.scalar(select(Experiment)).status = "closed"
+        session.commit()
+    res = save(client, 0, 2, {0: 90})
+    assert res.status_code == 403 and "closed" in res.json()["detail"]
+    trial = client.get("/e/t1/api/trials/0").json()
+    body = {"seq": 3, "ratings": [{"button": b["index"], "score": 60, "plays": 1} for b in trial["buttons"]]}
+    assert client.post("/e/t1/api/trials/0/submit", json=body).status_code == 403
+    assert _scores(client) == [30] + [None] * (N_BUTTONS - 1)
+    assert client.get("/e/t1/api/state").json()["position"] == 0
+
+
+def test_csv_cells_never_run_as_formulas_and_crowd_ids_are_exported(app_env):
+    import csv
+    import io
+
+    from mushra_web.db import Experiment
+    from mushra_web.export import export_rows, to_csv
+
+    app_env.create(crowd={"platform": "prolific"})
+    client = app_env.client()
+    params = {"PROLIFIC_PID": '=HYPERLINK("http://x.invalid","y")', "STUDY_ID": "+st1", "SESSION_ID": "@se1"}
+    res = client.post("/e/t1/api/join", json={"params": params}, headers={"user-agent": "=1+1"})
+    assert res.status_code == 200
+    with session_factory(app_env.engine)() as session:
+        rows = export_rows(session, session.scalar(select(Experiment)))
+    assert (rows[0]["study_id"], rows[0]["crowd_session_id"], rows[0]["user_agent"]) == ("+st1", "@se1", "=1+1")
+    parsed = list(csv.DictReader(io.StringIO(to_csv(rows))))
+    assert len(parsed) == len(rows) == 3 * N_BUTTONS
+    for row in parsed:
+        assert (row["study_id"], row["crowd_session_id"], row["user_agent"]) == ("'+st1", "'@se1", "'=1+1")
+        assert not any(cell.startswith(("=", "+", "-", "@")) for cell in row.values())

@@ -171,3 +171,33 @@ def test_password_guessing_is_throttled_per_user(admin_env):
     assert res.status_code == 429 and "too many failed logins" in res.json()["detail"]
     other = admin_env.client()  # another worker or process sees the same count: it lives in the database
     assert other.post("/admin/api/login", json={"username": "alice", "password": PASSWORD}).status_code == 429
+
+
+def test_audio_env_is_validated_and_exports_survive_whatever_is_stored(admin_env, tmp_path, monkeypatch):
+    from sqlalchemy import func, select
+
+    from mushra_web.cli import main as cli
+    from mushra_web.db import Participant
+
+    client = admin_env.client()
+    for env in ({"sampleRate": "abc"}, {"sampleRate": 1e9}, {"sampleRate": None, "extra": 1}, {"sampleRate": True}):
+        assert client.post("/e/t1/api/join", json={"audio_env": env}).status_code == 422, env
+    with session_factory(admin_env.engine)() as session:
+        assert session.scalar(select(func.count()).select_from(Participant)) == 0
+    finish_participant(client, 42.0)
+    admin = admin_env.client()
+    login(admin)
+    monkeypatch.chdir(tmp_path)
+    # what earlier versions let in: any JSON at all under audio_env
+    for stored in ({"sampleRate": "abc"}, {"sampleRate": [1, 2]}, {"sampleRate": True}, ["x"], "abc"):
+        with session_factory(admin_env.engine)() as session:
+            session.scalar(select(Participant)).audio_env = stored
+            session.commit()
+        res = admin.get("/admin/api/experiments/t1/export.parquet")
+        assert res.status_code == 200, stored
+        table = pq.read_table(io.BytesIO(res.content))
+        assert table.num_rows == 15 and table.column("audio_sample_rate").to_pylist() == [None] * 15
+        assert cli(["--db", admin_env.url, "export", "t1", "--format", "parquet", "--out", "r.parquet"]) == 0
+        assert pq.read_table(tmp_path / "r.parquet").num_rows == 15
+        assert admin.get("/admin/api/experiments/t1/export.csv").status_code == 200
+        assert admin.get("/admin/api/experiments/t1/report").status_code == 200
