@@ -1,8 +1,9 @@
 """EnCodec model description: one small config object instead of positional arguments.
 
-The presets reproduce the official 24 kHz and 48 kHz models and the 32 kHz MusicGen codec of the Hugging Face hub
-(``encodec-reference-spec.md`` sections 1.1 and 2.1). Ablation variants change fields such as ``n_filters``,
-``lstm`` (0 for none) or ``n_residual_layers``.
+The presets reproduce the official 24 kHz and 48 kHz models (the paper, Défossez et al. 2022, arXiv:2210.13438,
+section 3.1, as the official package builds them) and the 32 kHz MusicGen codec of the Hugging Face hub (its
+``facebook/encodec_32khz`` config). Ablation variants change fields such as ``n_filters``, ``lstm`` (0 for none)
+or ``n_residual_layers``.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Hugging Face semantics on our model, for users who port code written against ``transformers``.
 
-They differ from the official package's (``encodec-reference-spec.md`` section 2.3): the default bandwidth is the
-*smallest* one, a padding mask zeroes samples before coding, the codes of all segments are stacked after padding the
-last with code 0 (``last_frame_pad_length`` tells decode how much to drop), and decode crops to the mask's length.
+They differ from the official package's (``tests/encodec/test_hf_parity.py`` compares them with ``transformers``'
+own): the default bandwidth is the *smallest* one, a padding mask zeroes samples before coding, the codes of all
+segments are stacked after padding the last with code 0 (``last_frame_pad_length`` tells decode how much to drop),
+and decode crops to the mask's length.
 """
 
 from __future__ import annotations

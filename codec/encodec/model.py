@@ -1,8 +1,9 @@
 """EncodecModel: SEANet encoder, residual vector quantizer and SEANet decoder, with the official segmenting.
 
-``encode`` and ``decode`` keep the official semantics exactly (``encodec-reference-spec.md`` section 1.7): the
-48 kHz model cuts the signal into 1 s segments that overlap by 10 ms, codes each with its own RMS scale, and
-overlap-adds the decoded segments with a triangular window.
+``encode`` and ``decode`` keep the official package's semantics exactly (the paper, Défossez et al. 2022,
+arXiv:2210.13438, section 3.1; the file layout they imply is in ``docs/ecdc-format.md``): the 48 kHz model cuts the
+signal into 1 s segments that overlap by 10 ms, codes each with its own RMS scale, and overlap-adds the decoded
+segments with a triangular window.
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
 """Residual vector quantization: inference and the training behaviour of EnCodec's RVQ.
 
-Training follows ``encodec-reference-spec.md`` section 5.1: k-means initialisation, EMA codebook updates (decay
-0.99), dead-code replacement, a straight-through estimator, and the commitment loss with the gradient fix of
-encodec#25 (each layer's quantized output is detached before it is subtracted, so every layer's commitment
-gradient reaches the encoder). Under ``torch.distributed`` the codebook statistics are summed over ranks and random
-decisions are broadcast from rank 0, so the buffers stay identical everywhere.
+Training follows the paper (Défossez et al. 2022, arXiv:2210.13438, section 3.2) and the official package's
+quantizer: k-means initialisation, EMA codebook updates (decay 0.99), dead-code replacement, a straight-through
+estimator, and the commitment loss with the gradient fix of encodec#25 (each layer's quantized output is detached
+before it is subtracted, so every layer's commitment gradient reaches the encoder). Under ``torch.distributed``
+the codebook statistics are summed over ranks and random decisions are broadcast from rank 0, so the buffers stay
+identical everywhere.
 
 Two upstream quirks are fixed (neither touches inference or checkpoints): the k-means start of the EMA sums
 (``_init_embed``) and dead-code replacement, which upstream undoes in the same step (``_expire_codes``).
