@@ -1,4 +1,4 @@
-"""Training behaviour of the residual vector quantizer (encodec-reference-spec.md section 5.1)."""
+"""Training behaviour of the residual vector quantizer (Défossez et al. 2022, arXiv:2210.13438, section 3.2)."""
 
 import os
 import socket
