@@ -1,4 +1,7 @@
-"""The arithmetic coder of the EnCodec paper and its quantized CDF, bit-exact with the reference (spec section 3.5).
+"""The arithmetic coder of the EnCodec paper and its quantized CDF, bit-exact with the reference.
+
+The paper: Défossez et al. 2022, arXiv:2210.13438, section 3.3; the coder step by step: ``docs/ecdc-format.md``
+section 5.
 
 A 24-bit range coder: every symbol keeps at least 2 of the 2^24 units, probabilities are floored to 1e-8 before the
 CDF is quantized, bits leave as soon as the low and high ends of the range share them (MSB-first), and they are packed
