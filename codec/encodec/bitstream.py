@@ -1,4 +1,5 @@
-"""The ``.ecdc`` file format of the official EnCodec package, read and written byte for byte (spec section 3).
+"""The ``.ecdc`` file format of the official EnCodec package, read and written byte for byte (described in full in
+``docs/ecdc-format.md``).
 
 Layout: ``ECDC``, version byte 0, big-endian uint32 length, JSON metadata ``{"m", "al", "nc", "lm"}``; then one
 stream per model segment (one at 24 kHz, one per 1 s segment at 48 kHz): a big-endian float32 scale when the model
