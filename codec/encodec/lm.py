@@ -1,4 +1,7 @@
-"""The entropy-coding language model: predicts each codebook's next code from the previous frame (spec section 4).
+"""The entropy-coding language model: predicts each codebook's next code from the previous frame.
+
+The paper's LM (Défossez et al. 2022, arXiv:2210.13438, section 3.3); how the coder uses its probabilities:
+``docs/ecdc-format.md`` section 5.
 
 Arithmetic coding is only decodable when the decoder sees bit-for-bit the float32 probabilities the encoder saw, so
 every operation mirrors the reference's order on CPU (sin embedding, attention through ``scaled_dot_product_attention``
