@@ -20,7 +20,6 @@ import platform
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,15 +31,12 @@ import soundfile as sf
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from testkit.net import free_port  # noqa: E402
 RESULTS = ROOT / "benchmarks" / "results" / "mushra_load.json"
 CONDITIONS = ["codec_a", "codec_b", "codec_c"]
 SCENARIOS = {"paced": (1.0, 4.0), "stress": (0.0, 0.05)}  # seconds a participant waits between two saves
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def make_config(tmp: Path, n_items: int, per_participant: int) -> Path:

@@ -1,13 +1,13 @@
 """Training behaviour of the residual vector quantizer (Défossez et al. 2022, arXiv:2210.13438, section 3.2)."""
 
 import os
-import socket
 
 import pytest
 import torch
 import torch.multiprocessing as mp
 
 from codec.encodec.quantization.rvq import EuclideanCodebook, ResidualVectorQuantizer, kmeans
+from testkit.net import free_port
 
 
 def _data(n=512, d=8, seed=0):
@@ -95,12 +95,6 @@ def test_eval_mode_leaves_buffers_alone():
     assert all(torch.equal(before[k], v) for k, v in rvq.state_dict().items())
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _rank_worker(rank, world, port, out):
     import torch.distributed as dist
 
@@ -117,7 +111,7 @@ def _rank_worker(rank, world, port, out):
 def test_buffers_stay_identical_across_ranks():
     manager = mp.Manager()
     out = manager.dict()
-    mp.spawn(_rank_worker, args=(2, _free_port(), out), nprocs=2, join=True)
+    mp.spawn(_rank_worker, args=(2, free_port(), out), nprocs=2, join=True)
     a, b = out[0], out[1]
     assert set(a) == set(b)
     for key in a:

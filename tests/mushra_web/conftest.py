@@ -7,7 +7,6 @@ import itertools
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -18,17 +17,13 @@ import pytest
 import soundfile as sf
 import yaml
 
+from testkit.net import free_port
+
 pytest.importorskip("fastapi")
 pytest.importorskip("sqlalchemy")
 
 PG_BIN = Path("/usr/lib/postgresql")
 RAMP_SCALE = 2.0 ** -20  # channel 1 carries the playhead position: sample n holds n * 2^-20 (exact in float32)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def write_stimuli(root: Path, items: list[str], conditions: list[str], sample_rate: int, seconds: float,

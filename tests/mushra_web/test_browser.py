@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from tests.mushra_web.conftest import RAMP_SCALE, free_port, wait_for, write_config
+from testkit.net import free_port
+from tests.mushra_web.conftest import RAMP_SCALE, wait_for, write_config
 
 sync_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = "/usr/bin/chromium"

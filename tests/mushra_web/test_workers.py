@@ -13,7 +13,8 @@ from mushra_web import auth
 from mushra_web.db import init_db, make_engine, session_factory
 from mushra_web.ingest import create_experiment
 from mushra_web.schema import load_config
-from tests.mushra_web.conftest import free_port, fresh_postgres_db, wait_for
+from testkit.net import free_port
+from tests.mushra_web.conftest import fresh_postgres_db, wait_for
 
 
 @pytest.mark.slow

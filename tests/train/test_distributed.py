@@ -1,7 +1,6 @@
 """Two-process data-parallel training with gloo on 127.0.0.1: weights and RVQ buffers stay identical across ranks."""
 
 import os
-import socket
 
 import pytest
 import torch
@@ -10,13 +9,8 @@ import torch.multiprocessing as mp
 from codec.encodec.train.config import TrainConfig
 from codec.encodec.train.data import SegmentSampler, read_manifest
 from codec.encodec.train.trainer import Trainer
+from testkit.net import free_port
 from tests.train.conftest import tiny
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _worker(rank: int, world: int, port: int, corpus: str, out: str) -> None:
@@ -40,7 +34,7 @@ def _worker(rank: int, world: int, port: int, corpus: str, out: str) -> None:
 
 @pytest.mark.slow
 def test_two_process_training_keeps_ranks_identical(tiny_corpus, tmp_path):
-    mp.spawn(_worker, args=(2, _free_port(), str(tiny_corpus), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, free_port(), str(tiny_corpus), str(tmp_path)), nprocs=2, join=True)
     rank0 = torch.load(tmp_path / "rank0.pt", weights_only=False)
     rank1 = torch.load(tmp_path / "rank1.pt", weights_only=False)
     assert not torch.equal(rank0["batch"], rank1["batch"]), "ranks must train on different data"
