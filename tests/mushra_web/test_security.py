@@ -201,3 +201,35 @@ def test_audio_env_is_validated_and_exports_survive_whatever_is_stored(admin_env
         assert pq.read_table(tmp_path / "r.parquet").num_rows == 15
         assert admin.get("/admin/api/experiments/t1/export.csv").status_code == 200
         assert admin.get("/admin/api/experiments/t1/report").status_code == 200
+
+
+def test_each_sound_has_its_own_bytes_and_no_validators_yet_the_same_samples(admin_env):
+    import soundfile as sf
+    from sqlalchemy import select
+
+    from mushra_web.db import Participant, Rating, Stimulus, Trial
+
+    client = admin_env.client()
+    client.post("/e/t1/api/join", json={})
+    trial = client.get("/e/t1/api/trials/0").json()
+    with session_factory(admin_env.engine)() as session:
+        t = session.scalar(select(Trial).join(Participant).where(Trial.position == 0))
+        stims = dict(session.execute(select(Rating.button_index, Stimulus.path).join(Stimulus)
+                                     .where(Rating.trial_id == t.id)).all())
+        ref_path = session.get(Stimulus, t.reference_stimulus_id).path
+    hidden = next(b for b, path in stims.items() if path == ref_path)
+    urls = {"ref": trial["reference_url"], **{b["index"]: b["url"] for b in trial["buttons"]}}
+    got = {}
+    for key, url in urls.items():
+        res = client.get(url)
+        assert res.status_code == 200 and res.headers["content-type"] == "audio/wav"
+        assert "etag" not in res.headers and "last-modified" not in res.headers
+        assert client.get(url).content == res.content  # stable for this session: retries and caches agree
+        got[key] = res.content
+    assert len(set(got.values())) == len(got)  # no two sounds share their bytes
+    assert got["ref"] != got[hidden]
+    for key, body in got.items():
+        samples, rate = sf.read(io.BytesIO(body), dtype="float32", always_2d=True)
+        stored, stored_rate = sf.read(admin_env.data_dir / (ref_path if key == "ref" else stims[key]),
+                                      dtype="float32", always_2d=True)
+        assert rate == stored_rate and samples.shape == stored.shape and (samples == stored).all()
