@@ -7,6 +7,7 @@ all live in the database, so ``serve --workers N`` against PostgreSQL behaves li
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import functools
 import hashlib
 import json
@@ -29,8 +30,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from mushra_web import auth
-from mushra_web.db import (REQUEST_THREADS, Experiment, ItemUse, Participant, Rating, Stimulus, Trial, begin_write,
-                           init_db, make_engine, session_factory, utcnow)
+from mushra_web.db import (REQUEST_THREADS, Experiment, ItemUse, Participant, Rating, Stimulus, TakeoverGrant, Trial,
+                           begin_write, init_db, make_engine, session_factory, utcnow)
 from mushra_web.schema import TestConfig
 
 STATIC = Path(__file__).parent / "static"
@@ -339,7 +340,8 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
                                                          Participant.external_id == external))
             if p is not None and p.status == "completed":
                 raise HTTPException(409, "this participant id has already completed the test")
-            if p is not None:  # the same worker on another browser or after clearing cookies: resume
+            if p is not None:  # the same id from another browser, or after clearing cookies
+                take_over(session, cfg, p)
                 token = auth.new_token()
                 p.token_hash = auth.token_hash(token)
         if p is None:
@@ -367,6 +369,21 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
         session.commit()
         set_participant_cookie(response, slug, token)
         return state(session, exp, p)
+
+    def take_over(session: Session, cfg: TestConfig, p: Participant) -> None:
+        """Let a new browser continue ``p``'s session if an admin allowed it or the old browser has gone idle."""
+        grant = session.get(TakeoverGrant, p.id)
+        if grant is not None:
+            session.delete(grant)
+            return
+        idle = cfg.crowd.takeover_idle_minutes
+        last = max(filter(None, [p.created_at, session.scalar(
+            select(func.max(Rating.updated_at)).join(Trial).where(Trial.participant_id == p.id)),
+            session.scalar(select(func.max(Trial.submitted_at)).where(Trial.participant_id == p.id))]))
+        if idle is None or utcnow() - last < dt.timedelta(minutes=idle):
+            wait = "" if idle is None else f", wait until it has been unused for {idle:g} minutes,"
+            raise HTTPException(409, f"this participant id is in use in another browser: continue there{wait} "
+                                     "or ask the researcher to let this browser take over")
 
     @app.get("/e/{slug}/api/state")
     @_releases_session
@@ -618,6 +635,21 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
         session.execute(delete(Participant).where(Participant.id == p.id))
         session.commit()
         return {"deleted": public_id}
+
+    @app.post("/admin/api/experiments/{slug}/participants/{public_id}/takeover")
+    @_releases_session
+    def allow_takeover(slug: str, public_id: str, _=Depends(admin),  # noqa: ANN001
+                       session: Session = Depends(db)) -> dict:
+        begin_write(session)
+        exp = experiment(session, slug)
+        p = session.scalar(select(Participant).where(Participant.experiment_id == exp.id,
+                                                     Participant.public_id == public_id))
+        if p is None:
+            raise HTTPException(404, "no such participant")
+        if session.get(TakeoverGrant, p.id) is None:
+            session.add(TakeoverGrant(participant_id=p.id))
+        session.commit()
+        return {"participant_id": public_id, "takeover_allowed": True}
 
     @app.get("/admin/api/experiments/{slug}/export.{fmt}")
     @_releases_session

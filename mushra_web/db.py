@@ -121,6 +121,14 @@ class Participant(Base):
     __table_args__ = (UniqueConstraint("experiment_id", "external_id"),)
 
 
+class TakeoverGrant(Base):
+    """An admin's consent that the next browser joining with this participant's crowd id takes the session over."""
+
+    __tablename__ = "takeover_grant"
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participant.id", ondelete="CASCADE"), primary_key=True)
+    granted_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
 class Trial(Base):
     __tablename__ = "trial"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -59,6 +59,9 @@ class CrowdConfig(_Strict):
     platform: Literal["prolific", "mturk", "generic", "none"] = "none"
     id_param: Optional[str] = None
     complete_url: Optional[str] = None
+    # A participant id in use in one browser starts in another only after this many minutes without a save or
+    # submit in the first (None: only when an admin allows it), so that knowing someone's id is not enough.
+    takeover_idle_minutes: Optional[float] = Field(default=30.0, gt=0, le=7 * 24 * 60)
 
     @field_validator("complete_url")
     @classmethod

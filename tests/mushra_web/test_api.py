@@ -117,6 +117,22 @@ def test_training_trials_come_first_and_are_flagged(app_env):
         assert {u.item_id for u in session.scalars(select(ItemUse))} == {"i1", "i3"}
 
 
+def idle_for(engine, minutes: float) -> None:
+    """Move every participant's activity ``minutes`` into the past, as if their browser had been left alone."""
+    import datetime as dt
+
+    from mushra_web.db import Trial
+
+    back = dt.timedelta(minutes=minutes)
+    with session_factory(engine)() as session:
+        for row, columns in ((Participant, ["created_at"]), (Rating, ["updated_at"]), (Trial, ["submitted_at"])):
+            for obj in session.scalars(select(row)):
+                for column in columns:
+                    if getattr(obj, column) is not None:
+                        setattr(obj, column, getattr(obj, column) - back)
+        session.commit()
+
+
 def test_crowd_ids_completion_redirect_and_one_participation(app_env):
     app_env.create(crowd={"platform": "prolific",
                           "complete_url": "https://app.prolific.com/submissions/complete?cc={code}"})
@@ -126,9 +142,13 @@ def test_crowd_ids_completion_redirect_and_one_participation(app_env):
     params = {"PROLIFIC_PID": "5f00aa", "STUDY_ID": "s1", "SESSION_ID": "x1"}
     assert client.post("/e/t1/api/join", json={"params": params}).status_code == 200
     complete_trial(client, 0)
-    # the same worker on another browser resumes where they were, as the same participant
+    # the same worker on another browser resumes where they were, as the same participant, once the first browser
+    # has been idle for crowd.takeover_idle_minutes (30 by default)
     other = app_env.client()
+    assert other.post("/e/t1/api/join", json={"params": params}).status_code == 409
+    idle_for(app_env.engine, minutes=31)
     assert other.post("/e/t1/api/join", json={"params": params}).json()["position"] == 1
+    assert client.get("/e/t1/api/state").status_code == 401  # the idle browser's session has ended
     for pos in (1, 2):
         complete_trial(other, pos)
     done = other.post("/e/t1/api/finish").json()

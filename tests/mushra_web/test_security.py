@@ -233,3 +233,37 @@ def test_each_sound_has_its_own_bytes_and_no_validators_yet_the_same_samples(adm
         stored, stored_rate = sf.read(admin_env.data_dir / (ref_path if key == "ref" else stims[key]),
                                       dtype="float32", always_2d=True)
         assert rate == stored_rate and samples.shape == stored.shape and (samples == stored).all()
+
+
+def test_a_crowd_id_alone_cannot_take_over_a_session(app_env):
+    from tests.mushra_web.test_api import idle_for, save
+
+    app_env.create(crowd={"platform": "prolific", "takeover_idle_minutes": 10})
+    with session_factory(app_env.engine)() as session:
+        auth.add_user(session, "alice", PASSWORD)
+        session.commit()
+    params = {"params": {"PROLIFIC_PID": "victim"}}
+    victim, thief = app_env.client(), app_env.client()
+    assert victim.post("/e/t1/api/join", json=params).status_code == 200
+    assert save(victim, 0, 1, {0: 40}).status_code == 200
+    res = thief.post("/e/t1/api/join", json=params)
+    assert res.status_code == 409 and "in use in another browser" in res.json()["detail"]
+    assert "10 minutes" in res.json()["detail"]
+    assert thief.get("/e/t1/api/trials/0").status_code == 401
+    assert save(thief, 0, 2, {0: 99}).status_code == 401
+    idle_for(app_env.engine, minutes=9)  # idle, but not long enough
+    assert thief.post("/e/t1/api/join", json=params).status_code == 409
+    assert victim.get("/e/t1/api/trials/0").json()["buttons"][0]["score"] == 40  # the first browser goes on
+    # an admin lets the new browser in (say the participant wrote that their laptop died)
+    admin = app_env.client()
+    csrf = login(admin)
+    pid = admin.get("/admin/api/experiments").json()[0]["participants"][0]["participant_id"]
+    url = f"/admin/api/experiments/t1/participants/{pid}/takeover"
+    assert admin.post(url).status_code == 403  # CSRF
+    assert admin.post(url, headers={"X-CSRF-Token": csrf}).json() == {"participant_id": pid,
+                                                                       "takeover_allowed": True}
+    newer = app_env.client()
+    assert newer.post("/e/t1/api/join", json=params).status_code == 200
+    assert newer.get("/e/t1/api/trials/0").json()["buttons"][0]["score"] == 40
+    assert victim.get("/e/t1/api/trials/0").status_code == 401
+    assert thief.post("/e/t1/api/join", json=params).status_code == 409  # the consent was for one browser
