@@ -6,7 +6,7 @@
 model, no LM) then decompressed to 16-bit WAV, each run in a fresh process with one thread; the process's peak
 resident set size (VmHWM of /proc/self/status) is recorded with its RSS once the model is loaded, and the wall time
 of the coding alone (after imports and model loading). The weights are
-random (an official-format ``.th`` drawn with ``tests.oracles.randomize_official``): memory and bytes do not depend
+random (an official-format ``.th`` drawn with ``testkit.oracles.randomize_official``): memory and bytes do not depend
 on their values. The official package runs through its Python API (``encodec.compress``), the same calls its CLI
 makes, reading the file whole with soundfile. Writes benchmarks/results/memory.csv and memory.json (machine, rows,
 the slope of peak RSS in MB per minute of audio for each implementation and direction), updated after every run.
@@ -54,7 +54,7 @@ def random_weights(path: Path) -> None:
     """An official-format 48 kHz checkpoint with random values that still give varied codes."""
     import torch
 
-    from tests.oracles import official_encodec, randomize_official
+    from testkit.oracles import official_encodec, randomize_official
 
     official = official_encodec()
     model = randomize_official(official.EncodecModel.encodec_model_48khz(pretrained=False), seed=0)
@@ -93,7 +93,7 @@ def child(implementation: str, direction: str, source: str, target: str, weights
     else:
         import soundfile as sf
 
-        from tests.oracles import official_encodec
+        from testkit.oracles import official_encodec
 
         official = official_encodec()
         ecompress = importlib.import_module("encodec.compress")  # the package's __init__ shadows it with a function
@@ -159,13 +159,13 @@ def main() -> None:
         return
 
     from benchmarks.machine import machine_info
-    from tests.oracles import official_encodec
+    from testkit.oracles import official_encodec
 
     machine = {**machine_info(), "torch_threads": 1}
     notes = {
         "what": "peak resident set size of one process compressing (6 kbps, encodec_48khz, no LM) or decompressing "
                 "(to 16-bit WAV) a 48 kHz stereo file, against the file's length",
-        "weights": "random (official-format .th, tests.oracles.randomize_official); memory does not depend on them",
+        "weights": "random (official-format .th, testkit.oracles.randomize_official); memory does not depend on them",
         "ours": "encodec command, --stream always (encodec-eval, codec/encodec/file_stream.py)",
         "official": f"encodec {official_encodec().__version__} Python API (encodec.compress), file read whole",
         "threads": 1,

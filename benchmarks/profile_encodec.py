@@ -4,7 +4,7 @@
         [--exact-layout-decoder] [--bfloat16] [--shapes] [--rows 20]
 
 Prints the operators sorted by their own CPU time (with ``--shapes``, split by input shape). The weights are random
-(``tests.oracles.randomize_official``): the time does not depend on their values.
+(``testkit.oracles.randomize_official``): the time does not depend on their values.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 from codec.encodec.config import EncodecConfig  # noqa: E402
 from codec.encodec.model import EncodecModel  # noqa: E402
-from tests.oracles import randomize_official  # noqa: E402
+from testkit.oracles import randomize_official  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:

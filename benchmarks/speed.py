@@ -39,7 +39,7 @@ from codec import audio  # noqa: E402
 from codec.encodec.checkpoints import load_state_dict_strict  # noqa: E402
 from codec.encodec.config import EncodecConfig  # noqa: E402
 from codec.encodec.model import EncodecModel  # noqa: E402
-from tests.oracles import official_encodec, randomize_official  # noqa: E402
+from testkit.oracles import official_encodec, randomize_official  # noqa: E402
 
 DEFAULT_DATA = ROOT / "encodec_eval" / "data" / "default"
 AUDIO_SUFFIXES = (".wav", ".flac")

@@ -36,7 +36,7 @@ from codec.encodec.compress import compress, decompress  # noqa: E402
 from codec.encodec.config import EncodecConfig  # noqa: E402
 from codec.encodec.lm import load_lm  # noqa: E402
 from benchmarks.machine import machine_info  # noqa: E402
-from tests.oracles import official_encodec  # noqa: E402
+from testkit.oracles import official_encodec  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 SOURCE = ROOT / "encodec_eval" / "data" / "default" / "music" / "fluidr3_render_k525_mvt1_48k.wav"

@@ -1,6 +1,8 @@
-"""The test oracles behind one door: the official ``encodec`` package and Hugging Face ``transformers``.
+"""The reference implementations (test oracles) behind one door: the official ``encodec`` package and Hugging Face
+``transformers``.
 
-Tests build the oracles' models with random weights and compare ours against them; nothing is downloaded.
+Tests build their models with random weights and compare ours against them, benchmarks time ours against them;
+nothing is downloaded.
 """
 
 from __future__ import annotations

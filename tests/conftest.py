@@ -11,13 +11,13 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 @pytest.fixture
 def official_encodec():
-    from tests.oracles import official_encodec as load
+    from testkit.oracles import official_encodec as load
 
     return load()
 
 
 @pytest.fixture
 def hf_encodec():
-    from tests.oracles import hf_encodec as load
+    from testkit.oracles import hf_encodec as load
 
     return load()

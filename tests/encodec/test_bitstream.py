@@ -65,7 +65,7 @@ def official_module(name: str):
 
 @pytest.fixture(scope="module")
 def pairs(tmp_path_factory):
-    from tests.oracles import official_encodec
+    from testkit.oracles import official_encodec
 
     official = official_encodec()
     folder = tmp_path_factory.mktemp("weights")

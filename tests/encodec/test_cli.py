@@ -29,7 +29,7 @@ ENCODEC = Path(sys.executable).parent / "encodec"
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory) -> tuple[Path, dict[str, Pair]]:
     """A folder holding random weights under the official file names, and the matching pairs."""
-    from tests.oracles import official_encodec
+    from testkit.oracles import official_encodec
 
     official = official_encodec()
     folder = tmp_path_factory.mktemp("official-names")

@@ -5,7 +5,7 @@ import torch
 
 from codec.encodec.checkpoints import OFFICIAL_FILES, load_model, save_official
 from codec.encodec.config import EncodecConfig
-from tests.oracles import randomize_official
+from testkit.oracles import randomize_official
 
 LENGTHS = [1, 319, 320, 321, 24000, 24001, 47999, 48000, 48001, 100000]
 
@@ -13,7 +13,7 @@ LENGTHS = [1, 319, 320, 321, 24000, 24001, 47999, 48000, 48001, 100000]
 @pytest.fixture(scope="module", params=["encodec_24khz", "encodec_48khz"])
 def pair(request, tmp_path_factory):
     """(official model, our model loaded from the official model's weights written as an official .th file)."""
-    from tests.oracles import official_encodec
+    from testkit.oracles import official_encodec
 
     official = official_encodec()
     build = {"encodec_24khz": official.EncodecModel.encodec_model_24khz,

@@ -11,7 +11,7 @@ from torch.nn import functional as F
 from codec.encodec.config import EncodecConfig
 from codec.encodec.model import SEGMENT_BATCH, EncodecModel, segment_runs
 from codec.encodec.modules.conv import pad1d
-from tests.oracles import randomize_official
+from testkit.oracles import randomize_official
 
 
 @pytest.fixture(scope="module", params=["24khz", "48khz"])

@@ -23,7 +23,7 @@ from codec.encodec.compress import compress, decompress
 from codec.encodec.config import EncodecConfig
 from codec.encodec.lm import EntropyLM
 from codec.encodec.model import EncodecModel
-from tests.oracles import randomize_official
+from testkit.oracles import randomize_official
 
 DATA = Path(__file__).resolve().parents[2] / "encodec_eval" / "data" / "default"
 

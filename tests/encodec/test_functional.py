@@ -6,7 +6,7 @@ import torch
 from codec.encodec import functional as Fn
 from codec.encodec.config import EncodecConfig
 from codec.encodec.model import EncodecModel
-from tests.oracles import randomize_official
+from testkit.oracles import randomize_official
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from codec.encodec.checkpoints import load_model, official_to_hf, save_hf
 from codec.encodec.config import EncodecConfig
 from codec.encodec.hf_compat import hf_decode, hf_encode
 from codec.encodec.model import EncodecModel
-from tests.oracles import randomize_official
+from testkit.oracles import randomize_official
 
 HF_OVERRIDES = {
     "encodec_24khz": {},
@@ -27,7 +27,7 @@ HF_OVERRIDES = {
 def pair(request, tmp_path_factory):
     """(HF model, ours): random weights made on our side, written as a legacy-named HF folder (like the hub files),
     read back by transformers' from_pretrained and by our loader."""
-    from tests.oracles import hf_encodec
+    from testkit.oracles import hf_encodec
 
     hf = hf_encodec()
     torch.manual_seed(7)

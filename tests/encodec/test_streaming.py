@@ -9,7 +9,7 @@ from codec.audio import AudioError
 from codec.encodec.config import EncodecConfig
 from codec.encodec.model import EncodecModel, EncodedFrame
 from codec.encodec.streaming import LONG_PUSH_FRAMES, StreamingDecoder, StreamingEncoder, check_streamable
-from tests.oracles import randomize_official
+from testkit.oracles import randomize_official
 
 LENGTHS = [1, 319, 320, 321, 2239, 2240, 24001]
 

@@ -3,7 +3,7 @@
 The official ``encodec`` package, one of our test oracles, imports torchaudio at import time, and PyPI's torchaudio
 for current torch is a CUDA-only build that fails to load here. This package gives the oracle the few functions it
 uses (load, save, resampling, the spectrogram of its discriminator), built on soundfile, soxr and torch.stft. It is
-put on ``sys.path`` by ``tests/oracles.py`` only, never by the runtime.
+put on ``sys.path`` by ``testkit/oracles.py`` only, never by the runtime.
 """
 
 from __future__ import annotations
