@@ -155,7 +155,7 @@ def download_official(name_or_filename: str, lm: bool = False, base_url: Optiona
                       progress: bool = True, timeout: float = 60.0) -> Path:
     """The path of an official file, downloaded into ``download_dir()`` unless a searched folder already holds it.
 
-    The file comes from ``base_url`` (default: $ENCODEC_DOWNLOAD_URL, else the official OFFICIAL_URL), with a
+    The file comes from ``base_url`` (default: $ENCODEC_DOWNLOAD_URL, else OFFICIAL_URL, Meta's server), with a
     progress bar on stderr. Like ``torch.hub`` for the official package, the sha256 of the bytes must begin with the
     hex digits after the last ``-`` of the file name. The bytes go to a hidden file beside the target, renamed over
     it only when complete and verified, so an interrupted or bad download never leaves a file that looks loadable.

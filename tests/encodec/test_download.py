@@ -58,7 +58,7 @@ class _Handler(BaseHTTPRequestHandler):
     """Serves the files of ``server.folder``; in a ``truncated/`` folder it announces the full length, sends half, hangs
     up."""
 
-    def do_GET(self) -> None:  # noqa: N802 (the name http.server calls)
+    def do_GET(self) -> None:
         path = self.server.folder / self.path.rsplit("/", 1)[-1]
         if not path.is_file():
             self.send_error(404)
