@@ -11,6 +11,7 @@ import datetime as dt
 import functools
 import hashlib
 import json
+import math
 import os
 import random
 import secrets
@@ -564,13 +565,16 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
 
     @app.post("/admin/api/login")
     @_releases_session
-    def login(body: LoginBody, response: Response, session: Session = Depends(db)) -> dict:
+    def login(body: LoginBody, request: Request, response: Response, session: Session = Depends(db)) -> dict:
         begin_write(session)
-        if auth.login_blocked(session, body.username):
-            raise HTTPException(429, f"too many failed logins for this user; wait {auth.LOGIN_WINDOW.seconds // 60} "
-                                     "minutes")
+        address = request.client.host if request.client else "unknown"
+        wait = auth.login_wait(session, body.username, address)
+        if wait:
+            seconds = math.ceil(wait.total_seconds())
+            raise HTTPException(429, f"too many failed logins; wait {seconds} s before trying again",
+                                headers={"Retry-After": str(seconds)})
         user = auth.check_password(session, body.username, body.password)
-        auth.record_login(session, body.username, user is not None)
+        auth.record_login(session, body.username, address, user is not None)
         if user is None:
             session.commit()
             raise HTTPException(401, "wrong user name or password")

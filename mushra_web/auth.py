@@ -20,8 +20,10 @@ from sqlalchemy.orm import Session
 from mushra_web.db import AdminSession, AdminUser, LoginFailure, Meta, utcnow
 
 ADMIN_SESSION_HOURS = 12
-MAX_LOGIN_FAILURES = 10  # per user name within LOGIN_WINDOW; then logins wait
-LOGIN_WINDOW = dt.timedelta(minutes=15)
+LOGIN_WINDOW = dt.timedelta(minutes=15)  # failures older than this are forgotten
+FREE_FAILURES_PER_ADDRESS = 5  # failures from one client address (any user name) before it must wait
+FREE_FAILURES_PER_ACCOUNT = 10  # failures on one user name (any address) before addresses that failed must wait
+MAX_LOGIN_WAIT = dt.timedelta(minutes=15)
 _hasher = PasswordHasher()
 
 
@@ -103,20 +105,41 @@ def check_password(session: Session, username: str, password: str) -> Optional[A
     return user
 
 
-def login_blocked(session: Session, username: str) -> bool:
-    """Too many recent failures for this user name: refuse even a right password until the window passes."""
-    since = utcnow() - LOGIN_WINDOW
-    failures = session.scalar(select(func.count()).select_from(LoginFailure).where(
-        LoginFailure.username == username, LoginFailure.at > since)) or 0
-    return failures >= MAX_LOGIN_FAILURES
+def _backoff(failures: int, free: int) -> dt.timedelta:
+    """No wait for the first ``free`` failures, then 1 s doubling with each further failure, up to MAX_LOGIN_WAIT."""
+    if failures < free:
+        return dt.timedelta(0)
+    return min(MAX_LOGIN_WAIT, dt.timedelta(seconds=2 ** min(failures - free, 20)))
 
 
-def record_login(session: Session, username: str, ok: bool) -> None:
+def login_wait(session: Session, username: str, address: str) -> dt.timedelta:
+    """How long this address must wait before it may try this user name's password again (zero: now).
+
+    Throttled per address, and per account for the addresses that have failed on it: guessing from many addresses
+    slows every one of them, while the right password from an address that has not failed still gets in, so that
+    nobody can lock the admin out by failing on purpose.
+    """
+    now = utcnow()
+    since = now - LOGIN_WINDOW
+    recent = select(func.count(), func.max(LoginFailure.at)).where(LoginFailure.at > since)
+    n, last = session.execute(recent.where(LoginFailure.address == address)).one()
+    wait = last + _backoff(n, FREE_FAILURES_PER_ADDRESS) - now if n else dt.timedelta(0)
+    own = session.scalar(select(func.count()).select_from(LoginFailure).where(
+        LoginFailure.at > since, LoginFailure.username == username, LoginFailure.address == address))
+    if own:
+        n, last = session.execute(recent.where(LoginFailure.username == username)).one()
+        wait = max(wait, last + _backoff(n, FREE_FAILURES_PER_ACCOUNT) - now)
+    return max(wait, dt.timedelta(0))
+
+
+def record_login(session: Session, username: str, address: str, ok: bool) -> None:
+    """A success forgets this address's failures on this user name; a failure is counted (old ones are dropped)."""
     if ok:
-        session.execute(delete(LoginFailure).where(LoginFailure.username == username))
+        session.execute(delete(LoginFailure).where(LoginFailure.username == username,
+                                                   LoginFailure.address == address))
     else:
         session.execute(delete(LoginFailure).where(LoginFailure.at < utcnow() - LOGIN_WINDOW))
-        session.add(LoginFailure(username=username[:64]))
+        session.add(LoginFailure(username=username[:64], address=address[:64]))
 
 
 def open_admin_session(session: Session, user: AdminUser) -> tuple[str, str]:

@@ -53,11 +53,15 @@ class AdminSession(Base):
 
 
 class LoginFailure(Base):
-    """Failed admin logins, counted per user name to slow down password guessing (across all workers)."""
+    """Failed admin logins by user name and client address, to slow down password guessing (across all workers).
 
-    __tablename__ = "login_failure"
+    (Named admin_login_failure: the earlier login_failure table had no address and is no longer read.)
+    """
+
+    __tablename__ = "admin_login_failure"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     username: Mapped[str] = mapped_column(String(64), index=True)
+    address: Mapped[str] = mapped_column(String(64), index=True)
     at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 

@@ -183,8 +183,8 @@ def app_env(db_url, tmp_path, make_config):
             create_experiment(session, cfg, data_dir)
             session.commit()
 
-    def client() -> TestClient:
-        return TestClient(create_app(Settings(database_url=db_url, data_dir=data_dir)))
+    def client(address: str = "testclient") -> TestClient:
+        return TestClient(create_app(Settings(database_url=db_url, data_dir=data_dir)), client=(address, 50000))
 
     class Env:
         pass

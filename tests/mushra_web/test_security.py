@@ -163,14 +163,45 @@ def test_cli_manages_admin_users_with_hashed_passwords(admin_env, monkeypatch, c
     assert client.post("/admin/api/login", json=login).status_code == 401
 
 
-def test_password_guessing_is_throttled_per_user(admin_env):
-    client = admin_env.client()
-    for _ in range(10):
-        assert client.post("/admin/api/login", json={"username": "alice", "password": "guess guess"}).status_code == 401
-    res = client.post("/admin/api/login", json={"username": "alice", "password": PASSWORD})
+def test_password_guessing_is_throttled_per_address_and_account_without_locking_the_admin_out(admin_env):
+    import datetime as dt
+
+    from sqlalchemy import select
+
+    from mushra_web.db import LoginFailure
+
+    def attempt(client, password: str) -> int:
+        return client.post("/admin/api/login", json={"username": "alice", "password": password}).status_code
+
+    def age(seconds: float) -> None:
+        """Every failure so far happened ``seconds`` earlier."""
+        with session_factory(admin_env.engine)() as session:
+            for row in session.scalars(select(LoginFailure)):
+                row.at -= dt.timedelta(seconds=seconds)
+            session.commit()
+
+    guesser = admin_env.client("203.0.113.7")
+    for _ in range(auth.FREE_FAILURES_PER_ADDRESS):
+        assert attempt(guesser, "guess guess") == 401
+    res = guesser.post("/admin/api/login", json={"username": "alice", "password": PASSWORD})
     assert res.status_code == 429 and "too many failed logins" in res.json()["detail"]
-    other = admin_env.client()  # another worker or process sees the same count: it lives in the database
-    assert other.post("/admin/api/login", json={"username": "alice", "password": PASSWORD}).status_code == 429
+    assert res.headers["retry-after"] == "1"
+    assert attempt(admin_env.client("203.0.113.7"), PASSWORD) == 429  # the count lives in the database
+    # the right password from an address that has not failed still gets in
+    assert attempt(admin_env.client("198.51.100.1"), PASSWORD) == 200
+    # the waits double with each further failure
+    age(1.5)
+    assert attempt(guesser, "guess again") == 401
+    res = guesser.post("/admin/api/login", json={"username": "alice", "password": PASSWORD})
+    assert res.status_code == 429 and res.headers["retry-after"] == "2"
+    # after the window, failures are forgotten
+    age(auth.LOGIN_WINDOW.total_seconds())
+    assert attempt(guesser, PASSWORD) == 200
+    # guessing from many addresses: once the account has had its free failures, each address that failed waits
+    for i in range(auth.FREE_FAILURES_PER_ACCOUNT):
+        assert attempt(admin_env.client(f"192.0.2.{i}"), "guess guess") == 401
+    assert attempt(admin_env.client("192.0.2.0"), PASSWORD) == 429
+    assert attempt(admin_env.client("198.51.100.2"), PASSWORD) == 200  # a clean address is never locked out
 
 
 def test_audio_env_is_validated_and_exports_survive_whatever_is_stored(admin_env, tmp_path, monkeypatch):
