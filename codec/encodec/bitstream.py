@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from codec.encodec.config import EncodecConfig
 from codec.encodec.entropy import ArithmeticCodingError, ArithmeticDecoder, ArithmeticEncoder, quantized_cdfs
-from codec.encodec.lm import EntropyLM
+from codec.encodec.lm import EntropyLM, lm_threads
 from codec.encodec.lm_layerwise import LayerwiseStream, layerwise_probabilities
 from codec.encodec.model import segment_runs
 
@@ -40,6 +40,10 @@ _HEADER = struct.Struct("!4sBI")
 _SCALE = struct.Struct("!f")
 MAX_METADATA_BYTES = 1 << 16  # real metadata is ~60 bytes; a bigger claim is a broken or hostile file
 MAX_AUDIO_LENGTH = 2**31 - 1  # samples per channel (12 h at 48 kHz); the reference has no limit
+#: Why an LM-coded stream that the header accepted fails to decode: the decoder must see the encoder's probabilities.
+LM_MISMATCH_CAUSES = ("Likely causes: the file is corrupt or truncated, or it was LM-coded with other LM weights "
+                      "(see --lm-weights), or by a program whose LM arithmetic differs from this one's (the official "
+                      "package at more than one torch thread, another torch or MKL build, another CPU type)")
 
 #: The models a file can name, and the layout each implies. The official package knows the first two; files naming
 #: the project's own model (weights shipped in ``codec/encodec/weights/``) decode only with encodec-eval.
@@ -163,13 +167,14 @@ def lm_encode_segments(lm: EntropyLM, segments: Sequence[np.ndarray], progress: 
     stacked = np.ascontiguousarray(np.stack(segments), dtype=np.int64)
     codes_t = torch.from_numpy(stacked).to(lm.emb[0].weight.device)
     start = 0
-    for probas in layerwise_probabilities(lm, codes_t):  # [C, B, K, card]
-        count = probas.shape[0]
-        for encoder, codes, cdfs in zip(encoders, stacked, quantized_cdfs(probas.transpose(0, 1))):
-            encoder.push(codes[:, start:start + count].T, cdfs)
-        start += count
-        if progress is not None:
-            progress.update(count * len(segments))
+    with lm_threads():  # the decoder's thread count, whatever this process's
+        for probas in layerwise_probabilities(lm, codes_t):  # [C, B, K, card]
+            count = probas.shape[0]
+            for encoder, codes, cdfs in zip(encoders, stacked, quantized_cdfs(probas.transpose(0, 1))):
+                encoder.push(codes[:, start:start + count].T, cdfs)
+            start += count
+            if progress is not None:
+                progress.update(count * len(segments))
     return [encoder.finish() for encoder in encoders]
 
 
@@ -180,15 +185,16 @@ def lm_decode(lm: EntropyLM, data: memoryview, offset: int, num_codebooks: int, 
     stream = LayerwiseStream(lm, num_codebooks)
     previous = torch.zeros(1, num_codebooks, 1, dtype=torch.long, device=lm.emb[0].weight.device)
     decoded: list[np.ndarray] = []  # grows with what the data really holds, whatever the header claims
-    for t in range(frames):
-        try:
-            codes = decoder.pull(quantized_cdfs(stream.advance(previous)))
-        except ArithmeticCodingError as exc:
-            raise EcdcError(f"frame {t} of {frames}: {exc}") from exc
-        decoded.append(codes)
-        previous = 1 + torch.from_numpy(codes).to(previous.device).view(1, num_codebooks, 1)
-        if progress is not None:
-            progress.update(1)
+    with lm_threads():  # the encoder's thread count, whatever this process's
+        for t in range(frames):
+            try:
+                codes = decoder.pull(quantized_cdfs(stream.advance(previous)))
+            except ArithmeticCodingError as exc:
+                raise EcdcError(f"LM-coded frame {t} of {frames}: {exc}. {LM_MISMATCH_CAUSES}") from exc
+            decoded.append(codes)
+            previous = 1 + torch.from_numpy(codes).to(previous.device).view(1, num_codebooks, 1)
+            if progress is not None:
+                progress.update(1)
     return np.stack(decoded, axis=1), offset + decoder.bytes_read
 
 

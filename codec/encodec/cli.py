@@ -25,7 +25,7 @@ from codec.files import replacing
 from codec.encodec.bitstream import read_metadata
 from codec.encodec.checkpoints import (DownloadError, WeightsNotFoundError, download_all_official,
                                        find_project_checkpoint, load_model)
-from codec.encodec.compress import compress, decompress, default_lm
+from codec.encodec.compress import ONE_SHOT_SECONDS, compress, decompress, default_lm
 from codec.encodec.file_stream import AudioBlocks, WavWriter, compress_file, decompress_to_wav
 from codec.encodec.lm import EntropyLM, load_lm
 from codec.encodec.model import EncodecModel
@@ -33,7 +33,6 @@ from codec.encodec.model import EncodecModel
 PROJECT_MODEL = "encodec_eval_24khz"  # the 24 kHz default when the official weights are absent
 SUFFIX = ".ecdc"
 LONG_SECONDS = 30.0  # files longer than this show a progress bar while LM coding
-ONE_SHOT_SECONDS = 60.0  # --stream auto: the 24 kHz model codes shorter files in one pass, like the official CLI
 
 
 class CommandError(Exception):

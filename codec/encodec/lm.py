@@ -16,13 +16,18 @@ are projected exactly as the reference does, and later frames are projected insi
 (``gemm_stable_rows``); when no height gives identical rows the LM falls back to re-projecting the whole window.
 ``tests/encodec/test_lm.py`` checks the probabilities against the reference for equality. The coder itself runs the
 LM through ``lm_layerwise``, which evaluates it layer by layer over many frames with these same bits.
+
+The bits also depend on the thread count: MKL and the attention kernel split their sums differently across threads,
+so a file coded at one thread count failed to decode at another. The coder therefore evaluates the LM inside
+``lm_threads()``, always at ``LM_THREADS`` threads, whatever the process's setting.
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Iterator, Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -34,6 +39,24 @@ from codec.encodec.config import EncodecConfig
 
 _STABLE_ROWS_CANDIDATES = (16, 32, 64)
 _stable_rows_found: dict[tuple, Optional[int]] = {}
+#: torch threads the LM is evaluated with when coding: one, the count the reference's bytes are checked at and the
+#: only one every machine has. The LM is memory-bound frame by frame, so more threads gained little there anyway.
+LM_THREADS = 1
+
+
+@contextmanager
+def lm_threads() -> Iterator[None]:
+    """Run the block at ``LM_THREADS`` torch threads, then restore the caller's count: probabilities computed inside
+    are the same bits whatever thread count the process runs with (``OMP_NUM_THREADS``, ``torch.set_num_threads``),
+    so encoder and decoder agree. The setting is process-wide: other threads' torch work runs at it meanwhile."""
+    before = torch.get_num_threads()
+    if before != LM_THREADS:
+        torch.set_num_threads(LM_THREADS)
+    try:
+        yield
+    finally:
+        if before != LM_THREADS:
+            torch.set_num_threads(before)
 
 
 class LMWeightsError(ValueError):
