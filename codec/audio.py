@@ -1,7 +1,8 @@
 """Audio I/O, resampling and channel conversion, in one place.
 
 soundfile reads and writes, soxr resamples: neither needs torchaudio, whose current PyPI wheels are CUDA-only and
-whose I/O moved to torchcodec. Audio is ``float32`` shaped ``[channels, samples]`` throughout the project.
+whose I/O moved to torchcodec. Audio is ``float32`` shaped ``[channels, samples]`` throughout the project. Both are
+imported where they are used, so that models run where they are not installed (a GPU machine with audio in memory).
 """
 
 from __future__ import annotations
@@ -10,8 +11,6 @@ from pathlib import Path
 from typing import Union
 
 import numpy as np
-import soundfile as sf
-import soxr
 import torch
 
 ArrayLike = Union[np.ndarray, torch.Tensor]
@@ -26,6 +25,8 @@ def load(path: Union[str, Path]) -> tuple[np.ndarray, int]:
     path = Path(path)
     if not path.is_file():
         raise AudioError(f"{path}: no such audio file")
+    import soundfile as sf
+
     try:
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
@@ -44,6 +45,8 @@ def save(path: Union[str, Path], wav: ArrayLike, sample_rate: int, subtype: str 
     if data.ndim != 2:
         raise AudioError(f"{path}: expected audio shaped [channels, samples], got {tuple(data.shape)}")
     path.parent.mkdir(parents=True, exist_ok=True)
+    import soundfile as sf
+
     sf.write(str(path), data.T, int(sample_rate), subtype=subtype)
     return path
 
@@ -58,6 +61,8 @@ def resample(wav: ArrayLike, from_sr: int, to_sr: int) -> ArrayLike:
     data = _as_numpy(wav)
     lead = data.shape[:-1]
     flat = data.reshape(-1, data.shape[-1])
+    import soxr
+
     out = soxr.resample(np.ascontiguousarray(flat.T), from_sr, to_sr, quality="HQ").T
     out = np.ascontiguousarray(out, dtype=np.float32).reshape(*lead, -1)
     if is_tensor:
