@@ -43,6 +43,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from exc
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text}")
+    return value
+
+
 def _non_negative(text: str) -> int:
     try:
         value = int(text)
@@ -76,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="processes on this machine (under torchrun: 1 per rank)")
     parser.add_argument("--repeats", type=_non_negative, default=3,
                         help="timed repeats per RTF after the warm-up; the median is kept (0: no timing)")
+    parser.add_argument("--timing-items", type=_non_negative, default=2,
+                        help="items per category whose rows carry real-time factors (the timing set)")
+    parser.add_argument("--timing-seconds", type=_positive_seconds, default=5.0,
+                        help="seconds of each timing-set item that are timed (its first ones)")
     parser.add_argument("--report-only", action="store_true",
                         help="rebuild rows.csv, summary.csv and plots of the run in --out (finished or not), and print")
     parser.add_argument("--keep-audio", action="store_true", help="save reference and decoded audio in audio/")
@@ -143,7 +157,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         workers = 1 if int(os.environ.get("WORLD_SIZE", "1")) > 1 else args.workers
         config = RunConfig(codecs=args.codecs, anchors=args.anchors, bitrates=args.bw, metrics=args.metrics,
                            data=args.data, out=args.out, runs_dir=args.runs_dir, name=args.name, resume=args.resume,
-                           workers=workers, repeats=args.repeats, keep_audio=args.keep_audio,
+                           workers=workers, repeats=args.repeats, timing_items_per_category=args.timing_items,
+                           timing_seconds=args.timing_seconds, keep_audio=args.keep_audio,
                            limit_per_category=args.limit_per_category, progress=not args.no_progress,
                            plugins=args.plugins)
         run(config)

@@ -46,6 +46,15 @@ SOURCES = ("auto", "official", "hf", "project", "random")
 WEIGHTS_ENV = "ENCODEC_EVAL_WEIGHTS"
 #: The project's own model that stands in for an official one when the ``project`` source is chosen.
 PROJECT_MODELS = {"encodec_24khz": "encodec_eval_24khz"}
+#: What a reader must know about each project model, next to every result it produced.
+PROJECT_MODEL_NOTES = {
+    "encodec_eval_24khz": "a small model trained on a CPU for the project (16 channels, 11.5k steps, no "
+                          "adversary): near Opus on SI-SNR at 6 kbps but far below it on ViSQOL; see "
+                          "codec/encodec/MODEL_CARD.md",
+}
+GET_OFFICIAL_HINT = ("these EnCodec rows did not use Meta's official weights; to benchmark Meta's EnCodec, run "
+                     "`encodec-bench --download-weights` once with internet access (or copy the official .th files "
+                     "into one of: {dirs})")
 RANDOM_SEED = 0
 DEFAULT_KBPS = 6.0
 DEFAULT_VARIANT = "24khz"
@@ -60,6 +69,20 @@ class Weights:
     source: str  # official, hf, project, path or random
     label: str  # the file or folder, or random-init (seed N)
     sha256: str
+
+    def in_words(self) -> str:
+        """Whose weights these are, in a sentence a newcomer reads right (summaries, run.json, plot legends)."""
+        name = self.model.config.name
+        if self.source == "official":
+            return f"Meta's official EnCodec weights ({Path(self.label).name})"
+        if self.source == "hf":
+            return f"Meta's EnCodec weights, Hugging Face copy ({self.label})"
+        if self.source == "random":
+            return f"RANDOM untrained weights ({self.label}): its scores mean nothing"
+        note = PROJECT_MODEL_NOTES.get(name)
+        if note:
+            return f"NOT Meta's EnCodec: the project's own {name}, {note}"
+        return f"weights from {self.label} (model {name}), not Meta's official file"
 
 
 def random_model(config: EncodecConfig, seed: int = RANDOM_SEED) -> EncodecModel:
@@ -232,9 +255,13 @@ class EncodecCodec(Codec):
         return {"weights": f"{self.weights.source}: {self.weights.label}", "weights_sha256": self.weights.sha256}
 
     def describe(self) -> dict[str, Any]:
+        """What ran, with the weights named in words, and how to get the official ones when they were not used."""
+        hint = "" if self.weights.source == "official" else GET_OFFICIAL_HINT.format(
+            dirs=", ".join(map(str, checkpoints.official_search_dirs())))
         return {**super().describe(), "implementation": f"encodec-eval EncodecModel (torch {torch.__version__})",
                 "model": self.model.config.name, "bandwidth_kbps": self.kbps, "lm": self.use_lm,
-                **self._weights_info()}
+                **self._weights_info(), "weights_source": self.weights.source,
+                "weights_in_words": self.weights.in_words(), "weights_hint": hint}
 
 
 def _ecdc_models() -> tuple[str, ...]:

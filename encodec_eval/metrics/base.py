@@ -27,7 +27,7 @@ class NotScorable(Exception):
 
 @dataclass(frozen=True)
 class Score:
-    """One metric on one item: a value, or NaN and why."""
+    """One metric on one item: a finite value, or a NaN or infinite value and why."""
 
     value: float
     reason: Optional[str] = None
@@ -88,11 +88,20 @@ class Metric(abc.ABC):
         if not self.scores_silence and not np.any(ref):
             return Score(float("nan"), "reference is silent (all samples zero)")
         try:
-            return Score(float(self.score(ref, deg, rate)))
+            value = float(self.score(ref, deg, rate))
         except NotScorable as exc:
             return Score(float("nan"), str(exc))
         except Exception as exc:  # noqa: BLE001 - a failure is a NaN with its cause, never a made-up score
             return Score(float("nan"), f"failed: {type(exc).__name__}: {exc}")
+        if np.isnan(value):
+            return Score(value, "the metric returned NaN")
+        if np.isinf(value):
+            return Score(value, self.explain_infinite(value))
+        return Score(value)
+
+    def explain_infinite(self, value: float) -> str:
+        """Why a score is infinite: kept in the row, left out of the summaries' means (with this reason)."""
+        return f"unbounded score ({value}) for this pair of signals"
 
 
 def is_speech(category: str) -> bool:

@@ -359,7 +359,8 @@ def run_caveats(rows: pd.DataFrame) -> list[str]:
 def rate_quality(rows: pd.DataFrame, metric: str, rate: str = "nominal_kbps",
                  by: Sequence[str] = ("category", "codec"), confidence: float = 0.95,
                  n_boot: int = 2000) -> pd.DataFrame:
-    """Mean of ``metric`` per group and bitrate with a percentile-bootstrap interval over items (NaN rows dropped)."""
+    """Mean of ``metric`` per group and bitrate with a percentile-bootstrap interval over items (NaN and infinite
+    values left out and counted in ``n_missing``)."""
     missing = [c for c in (metric, rate, *by) if c not in rows.columns]
     if missing:
         raise PaperCompareError(f"rows have no column(s) {missing}; available: {', '.join(rows.columns)}")
@@ -369,7 +370,7 @@ def rate_quality(rows: pd.DataFrame, metric: str, rate: str = "nominal_kbps",
         interval = bootstrap_interval(values, confidence=confidence, n_boot=n_boot)
         out.append({**dict(zip([*by, rate], keys)), "metric": metric, "mean": interval.mean,
                     "low": interval.low, "high": interval.high, "n": interval.n,
-                    "n_missing": int(np.isnan(values.astype(float)).sum())})
+                    "n_missing": interval.n_missing})
     return pd.DataFrame(out)
 
 

@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
+from codec.base import CodecSpec
 
-def write_plots(summary: pd.DataFrame, metrics: Sequence[str], out_dir: Path) -> list[Path]:
-    """One PNG per metric and per RTF column: mean vs measured kbps with 95 % intervals, a panel per category."""
+
+def curve_key(spec: str) -> str:
+    """The curve a summary row belongs to: its codec spec without the bitrate (``encodec:24khz@6`` ->
+    ``encodec:24khz``), so that two models or two weights of one codec never share a curve."""
+    parsed = CodecSpec.parse(spec)
+    return str(CodecSpec(parsed.name, parsed.variant))
+
+
+def write_plots(summary: pd.DataFrame, metrics: Sequence[str], out_dir: Path,
+                legend: Optional[Mapping[str, str]] = None) -> list[Path]:
+    """One PNG per metric and per RTF column: mean vs measured kbps with 95 % intervals, a panel per category
+    that has a score (speech metrics draw no music panel). ``legend`` maps a curve (``curve_key``) to its label,
+    e.g. the weights behind an EnCodec curve."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -20,27 +32,32 @@ def write_plots(summary: pd.DataFrame, metrics: Sequence[str], out_dir: Path) ->
     if summary.empty:
         return []
     out_dir.mkdir(parents=True, exist_ok=True)
-    categories = list(dict.fromkeys(summary["category"]))
+    legend = legend or {}
     written = []
     for column in list(metrics) + ["encode_rtf_1thread", "decode_rtf_1thread"]:
+        scored = summary[np.isfinite(summary[f"{column}_mean"])]
+        categories = list(dict.fromkeys(scored["category"]))
+        if not categories:
+            continue
         fig, axes = plt.subplots(1, len(categories), figsize=(4 * len(categories), 3.6), squeeze=False,
                                  sharey=True)
         for ax, category in zip(axes[0], categories):
             part = summary[summary["category"] == category]
             # one curve per codec over its bitrates; one line per anchor spec (no bitrate)
-            lines = np.where(part["kbps_nominal"].isna(), part["codec_spec"], part["codec"])
+            lines = part["codec_spec"].map(curve_key)
             for codec, curve in part.groupby(lines, sort=True):
                 curve = curve[np.isfinite(curve[f"{column}_mean"])].sort_values("kbps_measured_mean")
                 if curve.empty:
                     continue
                 mean = curve[f"{column}_mean"].to_numpy()
                 if curve["kbps_nominal"].isna().all():  # anchors (reference, low-pass) have no rate to choose
-                    ax.axhline(mean[0], linestyle="--", linewidth=1, color="grey", label=f"{codec} (anchor)")
+                    ax.axhline(mean[0], linestyle="--", linewidth=1, color="grey",
+                               label=f"{legend.get(codec, codec)} (anchor)")
                     continue
                 low = np.nan_to_num(mean - curve[f"{column}_ci_low"].to_numpy())
                 high = np.nan_to_num(curve[f"{column}_ci_high"].to_numpy() - mean)
                 ax.errorbar(curve["kbps_measured_mean"], mean, yerr=[low, high], marker="o", capsize=3,
-                            label=codec)
+                            label=legend.get(codec, codec))
             ax.set_xscale("log")
             ax.xaxis.set_major_formatter(ScalarFormatter())
             ax.xaxis.set_minor_formatter(NullFormatter())

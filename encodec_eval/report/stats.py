@@ -11,32 +11,39 @@ from numpy.typing import ArrayLike
 
 @dataclass(frozen=True)
 class Interval:
-    """A mean with the bounds of its confidence interval; NaN where it cannot be computed."""
+    """A mean with the bounds of its confidence interval; NaN where it cannot be computed.
+
+    ``n`` counts the finite values behind the mean; ``n_missing`` counts the values left out because they were
+    NaN or infinite (an infinite score cannot enter a mean without making it meaningless).
+    """
 
     mean: float
     low: float
     high: float
     n: int
     method: str
+    n_missing: int = 0
 
 
-def _clean(values: ArrayLike) -> np.ndarray:
+def _clean(values: ArrayLike) -> tuple[np.ndarray, int]:
+    """The finite values, and how many were not (NaN, +inf or -inf)."""
     arr = np.asarray(values, dtype=np.float64).ravel()
-    return arr[np.isfinite(arr)]
+    keep = np.isfinite(arr)
+    return arr[keep], int(arr.size - keep.sum())
 
 
 def t_interval(values: ArrayLike, confidence: float = 0.95) -> Interval:
     """Student-t interval of the mean: the interval BS.1534-3 asks for."""
     from scipy import stats
 
-    x = _clean(values)
+    x, missing = _clean(values)
     if x.size == 0:
-        return Interval(float("nan"), float("nan"), float("nan"), 0, "t")
+        return Interval(float("nan"), float("nan"), float("nan"), 0, "t", missing)
     mean = float(x.mean())
     if x.size < 2:
-        return Interval(mean, float("nan"), float("nan"), int(x.size), "t")
+        return Interval(mean, float("nan"), float("nan"), int(x.size), "t", missing)
     half = float(stats.t.ppf(0.5 + confidence / 2, x.size - 1) * x.std(ddof=1) / np.sqrt(x.size))
-    return Interval(mean, mean - half, mean + half, int(x.size), "t")
+    return Interval(mean, mean - half, mean + half, int(x.size), "t", missing)
 
 
 def bootstrap_interval(values: ArrayLike, confidence: float = 0.95, n_boot: int = 2000,
@@ -45,12 +52,13 @@ def bootstrap_interval(values: ArrayLike, confidence: float = 0.95, n_boot: int 
     raw = np.asarray(values, dtype=np.float64).ravel()
     keep = np.isfinite(raw)
     x = raw[keep]
+    missing = int(raw.size - keep.sum())
     method = "bootstrap" if clusters is None else "cluster-bootstrap"
     if x.size == 0:
-        return Interval(float("nan"), float("nan"), float("nan"), 0, method)
+        return Interval(float("nan"), float("nan"), float("nan"), 0, method, missing)
     mean = float(x.mean())
     if x.size < 2:
-        return Interval(mean, float("nan"), float("nan"), int(x.size), method)
+        return Interval(mean, float("nan"), float("nan"), int(x.size), method, missing)
     rng = np.random.default_rng(seed)
     if clusters is None:
         idx = rng.integers(0, x.size, size=(n_boot, x.size))
@@ -64,4 +72,4 @@ def bootstrap_interval(values: ArrayLike, confidence: float = 0.95, n_boot: int 
         boots = sums[pick].sum(axis=1) / counts[pick].sum(axis=1)
     alpha = (1 - confidence) / 2
     low, high = np.quantile(boots, [alpha, 1 - alpha])
-    return Interval(mean, float(low), float(high), int(x.size), method)
+    return Interval(mean, float(low), float(high), int(x.size), method, missing)

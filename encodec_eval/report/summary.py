@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
+from encodec_eval.metrics import MetricError, get_metric
+from encodec_eval.metrics.base import is_speech
 from encodec_eval.report.stats import bootstrap_interval
 
 ALL = "all"
@@ -15,23 +18,31 @@ EXTRA_COLUMNS = ("kbps_measured", "delay_ms", "encode_rtf_1thread", "decode_rtf_
                  "decode_rtf_allthreads")
 
 
-def _cell(values: pd.Series) -> dict[str, float]:
-    """Mean, 95 % bootstrap bounds, count and NaN count; an infinite score (SI-SNR of an exact copy) makes the
-    mean infinite and the interval undefined rather than being dropped."""
+def _cell(rows: pd.DataFrame, column: str) -> dict[str, Any]:
+    """Mean, 95 % bootstrap bounds and count over the finite scores; NaN and infinite scores are left out and
+    counted in ``n_missing``, with their reasons (``missing_reasons``: "count x reason" joined by "; "). An
+    infinite score (SI-SNR of an exact copy, a metric that overflowed) would make a mean meaningless."""
+    values = rows[column] if column in rows else pd.Series(dtype=float)
     numbers = pd.to_numeric(values.replace({"inf": np.inf, "-inf": -np.inf}), errors="coerce").to_numpy(dtype=float)
-    scored = numbers[~np.isnan(numbers)]
-    if np.isinf(scored).any():
-        return {"mean": float(scored.mean()), "ci_low": float("nan"), "ci_high": float("nan"), "n": int(scored.size),
-                "n_nan": int(numbers.size - scored.size)}
-    interval = bootstrap_interval(scored)
+    interval = bootstrap_interval(numbers)
+    reasons = rows["nan_reasons"] if "nan_reasons" in rows and column in rows else pd.Series([{}] * numbers.size)
+    why: Counter[str] = Counter()
+    for number, recorded in zip(numbers, reasons):
+        if not np.isfinite(number):
+            reason = recorded.get(column) if isinstance(recorded, dict) else None
+            why[reason or f"{number} (no reason recorded)"] += 1
     return {"mean": interval.mean, "ci_low": interval.low, "ci_high": interval.high, "n": interval.n,
-            "n_nan": int(numbers.size - scored.size)}
+            "n_missing": interval.n_missing,
+            "missing_reasons": "; ".join(f"{count} x {reason}" for reason, count in why.most_common())}
 
 
 def _note(group: pd.DataFrame, failed: pd.DataFrame) -> str:
-    """The first failure, else the first codec warning (e.g. a bitrate it could not reach)."""
+    """Every distinct failure with its count (most frequent first), else the first codec warning (e.g. a bitrate
+    the codec could not reach)."""
     if not failed.empty:
-        return f"{failed['status'].iloc[0]}: {failed['error'].iloc[0]}"[:300]
+        messages = (failed["status"] + ": " + failed["error"].fillna("").map(lambda e: e.split(" | ")[0][:200]))
+        counts = messages.value_counts(sort=True)
+        return "; ".join(f"{message} ({count} item{'s' * (count > 1)})" for message, count in counts.items())
     warned = group["codec_warnings"].dropna() if "codec_warnings" in group else pd.Series(dtype=str)
     warned = warned[warned != ""]
     return f"warning ({len(warned)} items): {warned.iloc[0]}"[:300] if not warned.empty else ""
@@ -55,8 +66,7 @@ def summarise(rows: Sequence[dict[str, Any]], metrics: Sequence[str]) -> pd.Data
                 "note": _note(group, failed),
             }
             for column in list(EXTRA_COLUMNS) + list(metrics):
-                values = ok[column] if column in ok else pd.Series(dtype=float)
-                for stat, value in _cell(values).items():
+                for stat, value in _cell(ok, column).items():
                     record[f"{column}_{stat}"] = value
             out.append(record)
     summary = pd.DataFrame(out)
@@ -75,18 +85,33 @@ def _fmt(mean: float, low: float, high: float) -> str:
     return f"{mean:.3g} [{low:.3g}, {high:.3g}]"
 
 
-def format_summary(summary: pd.DataFrame, metrics: Sequence[str]) -> str:
-    """Plain-text tables, one per category, every number labelled with what it is."""
+def _applies(column: str, category: str) -> bool:
+    """Whether a metric scores items of this category (speech metrics do not score music)."""
+    try:
+        metric = get_metric(column)
+    except MetricError:  # a plugin metric not imported by this process: assume it applies
+        return True
+    return "speech" not in metric.needs or category == ALL or is_speech(category)
+
+
+def format_summary(summary: pd.DataFrame, metrics: Sequence[str],
+                   codecs: Optional[dict[str, dict[str, Any]]] = None) -> str:
+    """Plain-text tables, one per category, every number labelled with what it is. Metrics that do not apply to a
+    category get no column there; cells that left scores out list how many and why under the table."""
     if summary.empty:
         return "no rows"
-    lines = ["Means over items with 95 % percentile-bootstrap intervals (2000 resamples) [low, high];",
-             "RTF = processing s / audio s at 1 thread (lower is faster); kbps = measured payload bitrate."]
+    lines = ["Means over items with 95 % percentile-bootstrap intervals (2000 resamples) [low, high]; NaN and",
+             "infinite scores are left out (counted under each table); kbps = measured payload bitrate;",
+             "RTF = processing s / audio s at 1 thread (lower is faster), on the timing set only (run.json: timing)."]
+    weights = {spec: weights_tag(info) for spec, info in (codecs or {}).items() if weights_tag(info)}
     for category, part in summary.groupby("category", sort=False):
-        table = pd.DataFrame({
-            "codec@kbps": part["codec_spec"], "n_ok": part["n_ok"].astype(str) + "/" + part["n_items"].astype(str),
-            "kbps_measured": part["kbps_measured_mean"].map(lambda v: f"{v:.3g}" if np.isfinite(v) else "nan"),
-        })
-        for column in metrics:
+        table = pd.DataFrame({"codec@kbps": part["codec_spec"]})
+        if weights:
+            table["weights"] = part["codec_spec"].map(lambda spec: weights.get(spec, "-"))
+        table["n_ok"] = part["n_ok"].astype(str) + "/" + part["n_items"].astype(str)
+        table["kbps_measured"] = part["kbps_measured_mean"].map(lambda v: f"{v:.3g}" if np.isfinite(v) else "nan")
+        shown = [column for column in metrics if _applies(column, category)]
+        for column in shown:
             table[column] = [_fmt(m, lo, hi) for m, lo, hi in
                              zip(part[f"{column}_mean"], part[f"{column}_ci_low"], part[f"{column}_ci_high"])]
         for column in ("encode_rtf_1thread", "decode_rtf_1thread"):
@@ -94,20 +119,42 @@ def format_summary(summary: pd.DataFrame, metrics: Sequence[str]) -> str:
         lines += ["", f"== category: {category} ==", table.to_string(index=False)]
         notes = part[part["note"] != ""]
         lines += [f"  {spec}: {note}" for spec, note in zip(notes["codec_spec"], notes["note"])]
+        if category != ALL:  # the per-category tables already list every left-out score
+            for column in shown:
+                missing = part[part[f"{column}_n_missing"] > 0]
+                lines += [f"  {spec} {column}: {count} not scored: {why}" for spec, count, why in
+                          zip(missing["codec_spec"], missing[f"{column}_n_missing"],
+                              missing[f"{column}_missing_reasons"])]
     return "\n".join(lines)
 
 
+WEIGHTS_TAGS = {"official": "Meta's official", "hf": "Meta's, via HF", "project": "project's own, not Meta's",
+                "random": "RANDOM, untrained", "path": "from a file"}
+
+
+def weights_tag(info: dict[str, Any]) -> str:
+    """A few words on whose weights a codec ran with (its run.json description's ``weights_source``), for table
+    columns and plot legends; '' for codecs without weights."""
+    source = str(info.get("weights_source", ""))
+    return WEIGHTS_TAGS.get(source, source)
+
+
 def format_codecs(codecs: dict[str, dict[str, Any]]) -> str:
-    """One line per codec spec: implementation and weights (or why it could not run), as recorded in run.json."""
+    """One line per codec spec: implementation and weights in words (or why it could not run), as recorded in
+    run.json; then, when any EnCodec row ran without Meta's official weights, how to get them."""
     lines = ["codecs:"]
     for spec, info in codecs.items():
         facts = [str(info[key]) for key in ("unsupported", "error", "implementation", "weights") if key in info]
         lines.append(f"  {spec}: " + "; ".join(facts or [str(info.get("codec", "?"))]))
+        if info.get("weights_in_words"):
+            lines.append(f"      weights: {info['weights_in_words']}")
+    hints = dict.fromkeys(info["weights_hint"] for info in codecs.values() if info.get("weights_hint"))
+    lines += [f"note: {hint}" for hint in hints]
     return "\n".join(lines)
 
 
 def print_summary(summary: pd.DataFrame, metrics: Sequence[str], run_dir: Path,
                   codecs: dict[str, dict[str, Any]]) -> None:
-    print(format_summary(summary, metrics))
+    print(format_summary(summary, metrics, codecs))
     print(format_codecs(codecs))
     print(f"\nrun folder: {run_dir} (rows.jsonl, rows.csv, summary.csv, plots/)")

@@ -9,12 +9,13 @@ import traceback
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
 from codec.audio import AudioError, check_finite
-from codec.base import Codec, CodecError, CodecSpec, Encoded, create
+from codec.base import Codec, CodecError, CodecSpec, create
+from encodec_eval.data import Item
 from encodec_eval.metrics import get_metric
 from encodec_eval.metrics.delay import measure_delay
 from encodec_eval.run.environment import row_versions
@@ -27,13 +28,42 @@ RTF_COLUMNS = ("encode_rtf_1thread", "decode_rtf_1thread", "encode_rtf_allthread
 
 @dataclass(frozen=True)
 class RunOptions:
-    """What every job of a run shares."""
+    """What every job of a run shares.
+
+    Real-time factors are measured on a fixed timing set, not on every item: ``timed_items`` (item ids; the run
+    takes the first items of each category, see ``timing_set``) are each timed on their first ``timing_seconds``.
+    Timing every row on the whole item cost more than half of a default run and told no more: a codec's speed
+    hardly depends on the item, and the timing set still gives an interval over items.
+    """
 
     metrics: tuple[str, ...]
     repeats: int = 3
     keep_audio: bool = False
     run_dir: Optional[str] = None
     concurrent_processes: int = 1
+    timed_items: Optional[frozenset[str]] = None  # None: every item
+    timing_seconds: float = 5.0
+
+    def times(self, item_id: str) -> bool:
+        return self.repeats > 0 and (self.timed_items is None or item_id in self.timed_items)
+
+    def untimed_reason(self) -> str:
+        if self.repeats == 0:
+            return "not timed: the run was asked for no timing (--repeats 0)"
+        return (f"not timed: RTF is measured on the timing set only ({len(self.timed_items or ())} items, their "
+                f"first {self.timing_seconds:g} s; see timed_items in run.json)")
+
+
+def timing_set(items: Sequence[Item], per_category: int) -> frozenset[str]:
+    """The first ``per_category`` items of each category (in the data set's order): the items whose rows carry
+    real-time factors."""
+    taken: dict[str, int] = {}
+    chosen = set()
+    for item in items:
+        if taken.get(item.category, 0) < per_category:
+            taken[item.category] = taken.get(item.category, 0) + 1
+            chosen.add(item.item_id)
+    return frozenset(chosen)
 
 
 class CodecBuildError(RuntimeError):
@@ -84,9 +114,9 @@ def _base_row(job: Job, options: RunOptions) -> dict[str, Any]:
         "codec_spec": job.codec_spec, "codec": spec.name, "codec_variant": spec.variant or "",
         "kbps_nominal": spec.kbps if spec.kbps is not None else float("nan"), "status": "ok", "error": "",
         "host": socket.gethostname(), "rank": int(os.environ.get("RANK", "0")), "pid": os.getpid(),
-        "versions": row_versions(),
+        "versions": row_versions(), "nan_reasons": {},
     }
-    row.update({column: float("nan") for column in options.metrics})
+    row.update({column: float("nan") for column in (*options.metrics, *RTF_COLUMNS)})
     return row
 
 
@@ -155,14 +185,17 @@ def _run_codec(job: Job, codec: Codec, options: RunOptions, row: dict[str, Any],
 
     def timed() -> None:
         with clock.stage("timing"):
-            row.update(_timings(codec, codec_in, codec_sr, encoded, seconds, options))
+            row.update(_timings(codec, codec_in, codec_sr, options))
 
     def scored() -> None:
         _score(job, wav, sr, decoded, decoded_sr, options, row, clock)
 
     # One process times at a time, so pool workers do not slow each other's clocks. A worker that finds the
     # timing lock taken scores its item first instead of waiting idle, and only then waits for the lock.
-    if timing_lock is None:
+    if not options.times(job.item.item_id):
+        row["nan_reasons"].update(dict.fromkeys(RTF_COLUMNS, options.untimed_reason()))
+        scored()
+    elif timing_lock is None:
         timed()
         scored()
     elif timing_lock.acquire(False):  # non-blocking (positional: threading and multiprocessing differ)
@@ -201,14 +234,19 @@ def _score(job: Job, wav: np.ndarray, sr: int, decoded: np.ndarray, decoded_sr: 
         row[column] = score.value
         if score.reason:
             reasons[column] = score.reason
-    row["nan_reasons"] = reasons
+    row["nan_reasons"].update(reasons)
 
 
-def _timings(codec: Codec, codec_in: np.ndarray, codec_sr: int, encoded: Encoded, seconds: float,
-             options: RunOptions) -> dict[str, Any]:
+def _timings(codec: Codec, codec_in: np.ndarray, codec_sr: int, options: RunOptions) -> dict[str, Any]:
+    """RTFs on the item's first ``timing_seconds``: its encode and decode are warmed up once, then timed."""
     threads = all_threads()
+    codec_in = codec_in[..., : max(1, round(options.timing_seconds * codec_sr))]
+    seconds = codec_in.shape[-1] / codec_sr
     with warnings.catch_warnings():  # warnings were recorded once, in the scored pass
         warnings.simplefilter("ignore")
+        with torch_threads(1):
+            encoded = codec.encode(codec_in, codec_sr)  # the warm-up, and the payload the decode timings use
+            codec.decode(encoded)
         times = {
             "encode_rtf_1thread": median_seconds(lambda: codec.encode(codec_in, codec_sr), options.repeats, 1),
             "decode_rtf_1thread": median_seconds(lambda: codec.decode(encoded), options.repeats, 1),
@@ -218,6 +256,6 @@ def _timings(codec: Codec, codec_in: np.ndarray, codec_sr: int, encoded: Encoded
         }
     out: dict[str, Any] = {column: value / seconds for column, value in times.items()}
     # The machine's 1-minute load average when timing ended: RTFs measured on a busy machine say so.
-    out.update(threads_all=threads, timing_repeats=options.repeats,
+    out.update(rtf_excerpt_seconds=seconds, threads_all=threads, timing_repeats=options.repeats,
                timing_concurrent_processes=options.concurrent_processes, timing_load_avg_1min=os.getloadavg()[0])
     return out

@@ -6,6 +6,7 @@ each round of one job per rank), so an interrupted run loses at most the jobs in
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import importlib
 import multiprocessing as mp
@@ -13,7 +14,6 @@ import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
@@ -23,7 +23,7 @@ from tqdm import tqdm
 from encodec_eval.data import Dataset, load_dataset
 from encodec_eval.metrics import get_metric
 from encodec_eval.run.environment import environment
-from encodec_eval.run.evaluate import RunOptions, describe_codec, evaluate
+from encodec_eval.run.evaluate import RunOptions, describe_codec, evaluate, timing_set
 from encodec_eval.run.folder import RunFolder, RunFolderError, new_run_dir
 from encodec_eval.run.plan import Job, codec_specs, plan
 from encodec_eval.run.throughput import throughput
@@ -31,21 +31,25 @@ from encodec_eval.run.throughput import write_csv as write_throughput_csv
 from encodec_eval.run.timing import torch_threads
 
 DEFINITIONS = {
-    "rtf": "processing seconds / audio seconds (lower is faster); the first encode+decode is the warm-up and the "
-           "scored output, then the median of `timing_repeats` calls at 1 thread and at `threads_all` threads; "
-           "pool workers take turns to time; `timing_load_avg_1min` is the machine's load when timing ended",
+    "rtf": "processing seconds / audio seconds (lower is faster), measured on the timing set only (`timing` below: "
+           "the first items of each category, each on its first `rtf_excerpt_seconds`; other rows say 'not timed' "
+           "in nan_reasons): one warm-up encode+decode of the excerpt, then the median of `timing_repeats` calls "
+           "at 1 thread and at `threads_all` threads; pool workers take turns to time; `timing_load_avg_1min` is "
+           "the machine's load when timing ended",
     "kbps_nominal": "the bitrate asked for in the codec spec",
     "kbps_measured": "payload bytes * 8 / item seconds / 1000 (every byte the codec emits for the item)",
     "latency_ms": "algorithmic latency the codec declares",
     "delay_ms": "lag of decoded vs reference by cross-correlation (positive = decoded late); reported, not corrected",
     "metrics": "both signals mixed to mono and converted to the metric's rate (soxr HQ), cropped to the shorter; "
-               "NaN with the reason in nan_reasons when a metric cannot score an item",
+               "NaN with the reason in nan_reasons when a metric cannot score an item; an infinite score (SI-SNR "
+               "of an exact copy) stays in the row with its reason there; summaries leave NaN and infinite values "
+               "out of means and count them in <column>_n_missing with <column>_missing_reasons",
     "stage_s_*": "wall seconds of one job's stages: load, codec (scored encode+decode), timing, timing_wait, delay, "
                  "one per metric; throughput in run.json and throughput.csv (encodec_eval/run/throughput.py)",
 }
 
 
-@dataclass
+@dataclasses.dataclass
 class RunConfig:
     """Everything the command line chooses."""
 
@@ -60,6 +64,8 @@ class RunConfig:
     resume: bool = False
     workers: int = 1
     repeats: int = 3
+    timing_items_per_category: int = 2
+    timing_seconds: float = 5.0
     keep_audio: bool = False
     limit_per_category: Optional[int] = None
     progress: bool = True
@@ -101,17 +107,20 @@ def _broadcast(value: Any, world: int) -> Any:
     return box[0]
 
 
-def _run_info(config: RunConfig, dataset: Dataset, specs: list[str], world: int) -> dict[str, Any]:
+def _run_info(config: RunConfig, dataset: Dataset, specs: list[str], world: int,
+              options: RunOptions) -> dict[str, Any]:
     return {
         "command": sys.argv,
         "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "config": asdict(config),
+        "config": dataclasses.asdict(config),
         "codec_specs": specs,
         "codecs": {spec: describe_codec(spec) for spec in specs},
         "metrics": {column: get_metric(column).describe() for column in config.metrics},
         "data": dataset.describe(),
         "environment": environment(),
         "parallel": {"workers_per_process": config.workers, "torchrun_world_size": world},
+        "timing": {"timed_items": sorted(options.timed_items or ()), "excerpt_seconds": options.timing_seconds,
+                   "repeats": options.repeats},
         "definitions": DEFINITIONS,
     }
 
@@ -175,18 +184,21 @@ def run(config: RunConfig) -> Optional[Path]:
     specs = codec_specs(config.codecs, config.bitrates, config.anchors)
     for column in config.metrics:
         get_metric(column)
+    options = RunOptions(tuple(config.metrics), config.repeats, config.keep_audio,
+                         concurrent_processes=max(1, config.workers) * world,
+                         timed_items=timing_set(dataset.items, config.timing_items_per_category),
+                         timing_seconds=config.timing_seconds)
     setup = None
     if rank == 0:
         path = Path(config.out) if config.out else new_run_dir(Path(config.runs_dir), config.name)
         folder = RunFolder(path)
         with torch_threads(1):
-            folder.create(_run_info(config, dataset, specs, world), resume=config.resume)
+            folder.create(_run_info(config, dataset, specs, world, options), resume=config.resume)
         setup = (str(path), sorted(folder.done_keys()))
     path_text, done = _broadcast(setup, world)
     folder = RunFolder(Path(path_text))
     jobs = plan(specs, dataset, set(done))
-    options = RunOptions(tuple(config.metrics), config.repeats, config.keep_audio, path_text,
-                         concurrent_processes=max(1, config.workers) * world)
+    options = dataclasses.replace(options, run_dir=path_text)
 
     started, started_unix = time.perf_counter(), time.time()
     workers = 1
@@ -238,8 +250,8 @@ def _record_throughput(folder: RunFolder, rows: list[dict[str, Any]], wall_secon
 
 def report(folder: RunFolder, finished: bool = False) -> None:
     """rows.csv, summary.csv, plots and the printed tables from the rows on disk (also for a partial run)."""
-    from encodec_eval.report.plots import write_plots
-    from encodec_eval.report.summary import print_summary, summarise
+    from encodec_eval.report.plots import curve_key, write_plots
+    from encodec_eval.report.summary import print_summary, summarise, weights_tag
 
     info = folder.read_info()
     metrics = info["config"]["metrics"]
@@ -249,7 +261,9 @@ def report(folder: RunFolder, finished: bool = False) -> None:
     folder.write_csv(all_rows)
     summary = summarise(all_rows, metrics)
     summary.to_csv(folder.path / "summary.csv", index=False)
-    write_plots(summary, metrics, folder.path / "plots")
+    legend = {curve_key(spec): f"{curve_key(spec)} ({weights_tag(described)} weights)"
+              for spec, described in info.get("codecs", {}).items() if weights_tag(described)}
+    write_plots(summary, metrics, folder.path / "plots", legend)
     info.update(rows=len(all_rows),
                 rows_by_status={s: sum(r["status"] == s for r in all_rows) for s in {r["status"] for r in all_rows}})
     if finished:

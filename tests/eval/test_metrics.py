@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from encodec_eval.metrics import DEFAULT_METRICS, MetricError, get_metric, known_metrics
+from encodec_eval.metrics.base import NotScorable
 from encodec_eval.metrics.delay import measure_delay
 from encodec_eval.metrics.mel_distance import mel_distance
 from encodec_eval.metrics.si_snr import si_snr_db
@@ -40,6 +41,23 @@ def test_si_snr_ignores_gain_and_offset_but_not_sign():
     assert si_snr_db(s, 0.01 * (s + e) + 0.3) == pytest.approx(10.0, abs=1e-9)
     assert si_snr_db(s, -(s + e)) == pytest.approx(10.0, abs=1e-9)  # projection absorbs the sign: still 10 dB
     assert si_snr_db(s, s) == math.inf
+
+
+def test_si_snr_never_gives_a_silent_or_constant_output_a_perfect_score():
+    s, e = _orthogonal_pair()
+    for constant in (np.zeros_like(s), np.full_like(s, 0.25)):
+        with pytest.raises(NotScorable, match="constant or silent"):
+            si_snr_db(s, constant)
+        score = get_metric("si_snr_db").measure(s[None].astype(np.float32), 16000, constant[None].astype(np.float32),
+                                                16000)
+        assert math.isnan(score.value) and "constant or silent" in score.reason
+    assert si_snr_db(np.array([1.0, -1, 1, -1]), np.array([1.0, 1, -1, -1])) == -math.inf  # exactly orthogonal
+
+
+def test_an_infinite_score_carries_its_reason():
+    s, _ = _orthogonal_pair()
+    score = get_metric("si_snr_db").measure(s[None].astype(np.float32), 16000, s[None].astype(np.float32), 16000)
+    assert score.value == math.inf and score.reason.startswith("+inf: decoded equals the reference")
 
 
 @settings(max_examples=25, deadline=None)

@@ -65,7 +65,7 @@ def test_rows_summary_and_run_json(small_manifest, tmp_path, capsys):
     cell = summary[(summary.category == "all") & (summary.codec_spec == "toymulaw@128")].iloc[0]
     assert cell["n_ok"] == 2 and cell["si_snr_db_n"] == 2
     assert cell["si_snr_db_ci_low"] <= cell["si_snr_db_mean"] <= cell["si_snr_db_ci_high"]
-    assert cell["pesq_wb@16k_n"] == 1 and cell["pesq_wb@16k_n_nan"] == 1
+    assert cell["pesq_wb@16k_n"] == 1 and cell["pesq_wb@16k_n_missing"] == 1
     assert "unsupported" in summary[summary.codec_spec == "toymulaw@16"]["note"].iloc[0]
     assert (out / "plots" / "pesq_wb_at_16k.png").stat().st_size > 1000
     printed = capsys.readouterr().out

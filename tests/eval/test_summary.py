@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from encodec_eval.report.stats import bootstrap_interval
+from encodec_eval.report.stats import bootstrap_interval, t_interval
 from encodec_eval.report.summary import format_summary, summarise
 
 
@@ -28,13 +28,27 @@ def test_means_and_intervals_per_category_and_overall():
     assert summary[summary.category == "speech"].iloc[0]["si_snr_db_mean"] == 4.0
 
 
-def test_infinite_scores_are_not_dropped_and_nan_scores_are_counted():
+def test_infinite_and_nan_scores_are_left_out_of_means_and_counted_with_their_reasons():
     rows = [_row("a", "speech", "reference@0", "inf"), _row("b", "speech", "reference@0", 30.0),
-            _row("c", "speech", "reference@0", None)]
+            _row("c", "speech", "reference@0", None), _row("d", "speech", "reference@0", 20.0),
+            _row("e", "speech", "reference@0", -math.inf)]
+    rows[0]["nan_reasons"] = {"si_snr_db": "+inf: decoded equals the reference up to gain and offset"}
+    rows[2]["nan_reasons"] = {"si_snr_db": "decoded output is constant or silent"}
     cell = summarise(rows, ["si_snr_db"]).iloc[0]
-    assert cell["si_snr_db_mean"] == math.inf and math.isnan(cell["si_snr_db_ci_low"])
-    assert cell["si_snr_db_n"] == 2 and cell["si_snr_db_n_nan"] == 1
-    assert "inf" in format_summary(summarise(rows, ["si_snr_db"]), ["si_snr_db"])
+    expected = bootstrap_interval([30.0, 20.0])
+    assert cell["si_snr_db_mean"] == 25.0 and cell["si_snr_db_ci_low"] == expected.low
+    assert cell["si_snr_db_n"] == 2 and cell["si_snr_db_n_missing"] == 3
+    reasons = cell["si_snr_db_missing_reasons"]
+    assert "1 x +inf: decoded equals the reference" in reasons and "1 x decoded output is constant" in reasons
+    assert "1 x -inf (no reason recorded)" in reasons
+    text = format_summary(summarise(rows, ["si_snr_db"]), ["si_snr_db"])
+    assert "25 [20, 30]" in text and "3 not scored" in text
+
+
+def test_intervals_count_what_they_leave_out():
+    interval = bootstrap_interval([1.0, 2.0, math.inf, math.nan, -math.inf])
+    assert (interval.mean, interval.n, interval.n_missing) == (1.5, 2, 3)
+    assert t_interval([1.0, math.inf, 3.0]).n_missing == 1
 
 
 def test_failures_and_codec_warnings_become_notes():
@@ -43,6 +57,16 @@ def test_failures_and_codec_warnings_become_notes():
     summary = summarise(rows, ["si_snr_db"])
     notes = dict(zip(summary["codec_spec"], summary["note"]))
     assert notes["opus@1.5"].startswith("warning (1 items): asked for 1.5 kbps")
-    assert notes["toy@2"] == "unsupported: toy: 2 kbps is not possible"
+    assert notes["toy@2"] == "unsupported: toy: 2 kbps is not possible (1 item)"
     text = format_summary(summary, ["si_snr_db"])
     assert "toy@2: unsupported" in text and "opus@1.5: warning" in text
+
+
+def test_every_distinct_error_of_a_codec_is_listed_with_its_count():
+    rows = [_row(item, "speech", "opus@6", np.nan, status="error", error=message) for item, message in
+            (("a", "AudioError: a.wav: permission denied"), ("b", "AudioError: b.wav: empty"),
+             ("c", "AudioError: b.wav: empty"), ("d", "CodecError: boom | Traceback ..."))]
+    note = summarise(rows, ["si_snr_db"])["note"].iloc[0]
+    assert note.startswith("error: AudioError: b.wav: empty (2 items); ")
+    assert "error: AudioError: a.wav: permission denied (1 item)" in note and "CodecError: boom (1 item)" in note
+    assert "Traceback" not in note

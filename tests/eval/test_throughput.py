@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from encodec_eval.data import load_dataset
-from encodec_eval.run.evaluate import RunOptions, evaluate
+from encodec_eval.run.evaluate import RunOptions, evaluate, timing_set
 from encodec_eval.run.plan import Job
 from encodec_eval.run.runner import longest_first, run
 from encodec_eval.run.throughput import throughput
@@ -96,3 +96,19 @@ def test_a_worker_scores_while_another_times(small_manifest, lock_busy):
     else:
         assert order.index("timing") < order.index("delay") and "timing_wait" not in order
     assert not lock.locked()
+
+
+def test_only_the_timing_set_is_timed_and_on_its_excerpt(small_manifest):
+    import tests.eval.toy_codec  # noqa: F401 - registers the toy codec
+
+    speech, general = load_dataset(str(small_manifest)).items  # 4.0 s and 2.7 s
+    assert timing_set([speech, general], 1) == {speech.item_id, general.item_id}
+    assert timing_set([speech, general], 0) == frozenset()
+    options = RunOptions(METRICS, repeats=1, timed_items=frozenset({speech.item_id}), timing_seconds=1.5)
+    timed = evaluate(Job("toymulaw@64", speech), options)
+    assert timed["rtf_excerpt_seconds"] == pytest.approx(1.5) and 0 < timed["encode_rtf_1thread"] < 1
+    assert "encode_rtf_1thread" not in timed["nan_reasons"]
+    untimed = evaluate(Job("toymulaw@64", general), options)
+    assert untimed["status"] == "ok" and math.isnan(untimed["encode_rtf_allthreads"])
+    assert untimed["nan_reasons"]["decode_rtf_1thread"].startswith("not timed: RTF is measured on the timing set")
+    assert "stage_s_timing" not in untimed and math.isfinite(untimed["si_snr_db"])
