@@ -288,16 +288,24 @@ function schedule() {
   S.saveTimer = setTimeout(save, 250);
 }
 
+// A failure worth retrying: the server could not be reached, or answered that it is busy or broken.
+const transient = (e) => e.status === undefined || e.status >= 500 || e.status === 408 || e.status === 429;
+
 async function save(attempt = 0) {
-  if (S.saving) { S.saveTimer = setTimeout(save, 100); return; }
+  if (S.saving) { S.saveTimer = setTimeout(() => save(attempt), 100); return; }
   S.saving = true; S.dirty = false;
   try {
     await call('PUT', `trials/${S.trial.position}`, payload());
     if (!S.dirty) $('save-status').textContent = 'Saved ✓';
   } catch (e) {
     S.dirty = true;
-    $('save-status').textContent = `Not saved (${e.message}); retrying…`;
-    S.saveTimer = setTimeout(() => save(attempt + 1), Math.min(10000, 500 * 2 ** attempt));
+    if (transient(e)) {
+      $('save-status').textContent = `Not saved (${e.message}); retrying…`;
+      clearTimeout(S.saveTimer);
+      S.saveTimer = setTimeout(() => save(attempt + 1), Math.min(10000, 500 * 2 ** attempt));
+    } else {
+      $('save-status').textContent = `Not saved: ${e.message}`;
+    }
   } finally {
     S.saving = false;
   }
@@ -310,8 +318,15 @@ async function next() {
   try {
     S.state = await call('POST', `trials/${S.trial.position}/submit`, payload());
   } catch (e) {
-    $('need').textContent = e.message;
+    // nothing of a refused or lost submit is stored: the autosave takes the ratings over until they are
+    S.dirty = true;
+    clearTimeout(S.saveTimer);
+    save();
     updateNext();
+    $('need').textContent = transient(e)
+      ? `Could not go on (${e.message}). Your ratings are kept and saved as soon as the server answers; then ` +
+        'press Next again.'
+      : e.message;
     return;
   }
   if (S.state.position < S.state.n_trials) {
@@ -423,6 +438,9 @@ function keys(ev) {
   if (k === 'l') { S.loop.enabled = !S.loop.enabled; applyLoop(); return; }
   if (k === 'n' && !$('next').disabled) next();
 }
+
+// leaving while ratings are not yet stored would lose them: the browser asks first
+window.addEventListener('beforeunload', (ev) => { if (S.dirty || S.saving) ev.preventDefault(); });
 
 window.addEventListener('DOMContentLoaded', () => {
   $('play').addEventListener('click', togglePlay);

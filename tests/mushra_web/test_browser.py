@@ -352,3 +352,22 @@ def test_admin_page_logs_in_and_shows_progress(page, server):
     sync_api.expect(page.locator("#tests")).to_contain_text("status closed")
     page.click("text=Open test")
     sync_api.expect(page.locator("#tests")).to_contain_text("status open")
+
+
+def test_ratings_made_during_an_outage_reach_the_server_whatever_was_clicked(page, server):
+    start(page, server, "pw5")
+    page.route("**/api/**", lambda route: route.abort("connectionrefused"))  # the server goes down
+    rate_all_by_keyboard(page, 5)
+    sync_api.expect(page.locator("#save-status")).to_contain_text("retrying")
+    page.click("#next")
+    sync_api.expect(page.locator("#need")).to_contain_text("Your ratings are kept")
+    sync_api.expect(page.locator("#save-status")).to_contain_text("retrying")
+    assert page.locator("#trial").is_visible()
+    page.unroute("**/api/**")  # the server is back
+    sync_api.expect(page.locator("#save-status")).to_have_text("Saved ✓", timeout=15000)
+    page.reload()
+    page.click("#start")
+    for i in range(5):
+        sync_api.expect(page.locator(f"#slider-{i}")).to_have_value(str(99 - i))
+    page.click("#next")
+    sync_api.expect(page.locator("#progress-text")).to_contain_text("Trial 2 of 2")
