@@ -82,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--runs-dir", default="runs", help="parent folder for new runs")
     parser.add_argument("--name", default="bench", help="suffix of a new run folder's name")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out, skipping finished rows")
+    parser.add_argument("--retry-errors", action="store_true",
+                        help="with --resume: run again the rows that ended in error (their new rows supersede them)")
     parser.add_argument("--workers", type=_positive, default=os.cpu_count() or 1,
                         help="processes on this machine (under torchrun: 1 per rank)")
     parser.add_argument("--repeats", type=_non_negative, default=3,
@@ -151,12 +153,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             get_metric(column)
         if (args.resume or args.report_only) and not args.out:
             raise RunFolderError("--resume and --report-only need --out: the run folder")
+        if args.retry_errors and not args.resume:
+            raise RunFolderError("--retry-errors needs --resume (and --out): it retries rows of an earlier run")
         if args.report_only:
             report(RunFolder(Path(args.out)))
             return 0
         workers = 1 if int(os.environ.get("WORLD_SIZE", "1")) > 1 else args.workers
         config = RunConfig(codecs=args.codecs, anchors=args.anchors, bitrates=args.bw, metrics=args.metrics,
                            data=args.data, out=args.out, runs_dir=args.runs_dir, name=args.name, resume=args.resume,
+                           retry_errors=args.retry_errors,
                            workers=workers, repeats=args.repeats, timing_items_per_category=args.timing_items,
                            timing_seconds=args.timing_seconds, keep_audio=args.keep_audio,
                            limit_per_category=args.limit_per_category, progress=not args.no_progress,

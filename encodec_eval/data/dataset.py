@@ -8,8 +8,11 @@ any folder of audio files (the category is the first sub-folder), or a manifest 
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import json
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
@@ -41,11 +44,20 @@ class Item:
 
 
 @dataclass(frozen=True)
+class SkippedPath:
+    """A path under a data folder that gave no items, and why (a folder that cannot be listed, a symlink loop)."""
+
+    path: str
+    why: str
+
+
+@dataclass(frozen=True)
 class Dataset:
     name: str
     root: Path
     items: tuple[Item, ...]
     verified: bool
+    skipped: tuple[SkippedPath, ...] = ()
 
     @property
     def categories(self) -> list[str]:
@@ -59,7 +71,8 @@ class Dataset:
 
     def describe(self) -> dict:
         return {"name": self.name, "root": str(self.root), "items": len(self.items), "categories": self.categories,
-                "sha256_verified": self.verified, "fingerprint_sha256": self.fingerprint}
+                "sha256_verified": self.verified, "fingerprint_sha256": self.fingerprint,
+                "skipped": [{"path": skip.path, "why": skip.why} for skip in self.skipped]}
 
 
 def default_data_dir() -> Path:
@@ -69,14 +82,22 @@ def default_data_dir() -> Path:
 def load_dataset(source: Optional[Union[str, Path]] = None, limit_per_category: Optional[int] = None) -> Dataset:
     """Load the default set (``source`` None), a folder, or a manifest file; verify checksums where listed."""
     root = Path(source) if source is not None else default_data_dir()
-    if not root.exists():
+    try:
+        if root.is_dir():
+            os.scandir(root).close()  # a folder we may not list: say so, not that a file in it is missing
+    except OSError as exc:
+        raise DataError(f"{root}: cannot read the data folder: {why(exc)}") from exc
+    if not os.path.lexists(root):
         raise DataError(f"{root}: no such data folder or manifest")
-    if root.is_file():
-        dataset = _from_manifest_file(root)
-    elif (root / "MANIFEST.tsv").is_file():
-        dataset = _from_manifest_folder(root)
-    else:
-        dataset = _from_plain_folder(root)
+    try:
+        if root.is_file():
+            dataset = _from_manifest_file(root)
+        elif (root / "MANIFEST.tsv").is_file():
+            dataset = _from_manifest_folder(root)
+        else:
+            dataset = _from_plain_folder(root)
+    except OSError as exc:
+        raise DataError(f"{exc.filename or root}: cannot read the data set: {why(exc)}") from exc
     if not dataset.items:
         raise DataError(f"{root}: no audio files found (looked for {', '.join(AUDIO_SUFFIXES)})")
     if limit_per_category is not None:
@@ -86,8 +107,19 @@ def load_dataset(source: Optional[Union[str, Path]] = None, limit_per_category: 
             if kept.get(item.category, 0) < limit_per_category:
                 kept[item.category] = kept.get(item.category, 0) + 1
                 items.append(item)
-        dataset = Dataset(dataset.name, dataset.root, tuple(items), dataset.verified)
+        dataset = Dataset(dataset.name, dataset.root, tuple(items), dataset.verified, dataset.skipped)
     return dataset
+
+
+def why(exc: OSError) -> str:
+    """An OS error in words a user acts on (libsndfile and Python say "System error" or "does not exist")."""
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied"
+    if exc.errno == errno.ELOOP:
+        return "symlink loop"
+    if exc.errno == errno.ENOENT:
+        return "does not exist (or is a broken symlink)"
+    return exc.strerror or str(exc)
 
 
 def _category_of(relative: Path) -> str:
@@ -96,10 +128,19 @@ def _category_of(relative: Path) -> str:
 
 def _item(root: Path, relative: Path, category: Optional[str], expected_sha: Optional[str]) -> Item:
     path = root / relative
-    if not path.is_file():
-        raise DataError(f"{path}: listed in the manifest but missing")
-    actual = sha256_of(path)
-    if expected_sha is not None and actual != expected_sha.lower():
+    try:
+        os.lstat(path)
+    except FileNotFoundError as exc:
+        raise DataError(f"{path}: listed in the manifest but missing") from exc
+    except OSError:
+        pass  # cannot even be looked at: its row will say why
+    try:
+        actual = sha256_of(path)
+    except OSError:
+        # Unreadable (permissions, a symlink loop): the item stays, and its row records the error when the run
+        # loads it, so that one bad file never stops a run over thousands.
+        actual = ""
+    if expected_sha is not None and actual and actual != expected_sha.lower():
         raise DataError(f"{path}: sha256 mismatch (expected {expected_sha}, found {actual}); the file was changed")
     item_id = relative.with_suffix("").as_posix()
     return Item(item_id, path, category or _category_of(relative), actual)
@@ -131,8 +172,45 @@ def _from_manifest_folder(root: Path) -> Dataset:
 
 
 def _from_plain_folder(root: Path) -> Dataset:
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
-    return Dataset(root.name, root, tuple(_item(root, p.relative_to(root), None, None) for p in files), False)
+    files, skipped = _audio_files(root)
+    return Dataset(root.name, root, tuple(_item(root, p.relative_to(root), None, None) for p in files), False,
+                   tuple(skipped))
+
+
+def _audio_files(root: Path) -> tuple[list[Path], list[SkippedPath]]:
+    """Audio files under ``root``, following symlinks but never round a loop, and every path that could not be
+    looked into, with why. The root itself must be listable (an OSError otherwise)."""
+    files: list[Path] = []
+    skipped: list[SkippedPath] = []
+    seen: set[tuple[int, int]] = set()
+    pending = [root]
+    while pending:
+        folder = pending.pop()
+        try:
+            status = folder.stat()
+            identity = (status.st_dev, status.st_ino)
+            if identity in seen:
+                skipped.append(SkippedPath(str(folder), "symlink loop (leads to a folder already read)"))
+                continue
+            seen.add(identity)
+            entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
+        except OSError as exc:
+            if folder == root:
+                raise
+            skipped.append(SkippedPath(str(folder), why(exc)))
+            continue
+        for entry in entries:
+            path = Path(entry.path)
+            try:
+                target = path.stat()  # follows symlinks: a loop or a dangling link raises here
+            except OSError as exc:
+                skipped.append(SkippedPath(str(path), why(exc)))
+                continue
+            if stat.S_ISDIR(target.st_mode):
+                pending.append(path)
+            elif path.suffix.lower() in AUDIO_SUFFIXES:
+                files.append(path)
+    return sorted(files), skipped
 
 
 def _from_manifest_file(manifest: Path) -> Dataset:

@@ -47,27 +47,31 @@ def t_interval(values: ArrayLike, confidence: float = 0.95) -> Interval:
 
 
 def bootstrap_interval(values: ArrayLike, confidence: float = 0.95, n_boot: int = 2000,
-                       clusters: Optional[Sequence] = None, seed: int = 0) -> Interval:
-    """Percentile bootstrap of the mean; with ``clusters`` it resamples whole clusters (e.g. participants)."""
+                       clusters: Optional[Sequence] = None, seed: int = 0,
+                       weights: Optional[ArrayLike] = None) -> Interval:
+    """Percentile bootstrap of the mean; with ``clusters`` it resamples whole clusters (e.g. participants); with
+    ``weights`` the mean is weighted (e.g. bitrates by item duration: total bits over total seconds, so that a
+    one-sample item does not count as much as a minute)."""
     raw = np.asarray(values, dtype=np.float64).ravel()
-    keep = np.isfinite(raw)
-    x = raw[keep]
+    w_raw = np.ones_like(raw) if weights is None else np.asarray(weights, dtype=np.float64).ravel()
+    keep = np.isfinite(raw) & np.isfinite(w_raw)
+    x, w = raw[keep], w_raw[keep]
     missing = int(raw.size - keep.sum())
-    method = "bootstrap" if clusters is None else "cluster-bootstrap"
-    if x.size == 0:
+    method = ("bootstrap" if clusters is None else "cluster-bootstrap") + ("" if weights is None else ", weighted")
+    if x.size == 0 or w.sum() <= 0:
         return Interval(float("nan"), float("nan"), float("nan"), 0, method, missing)
-    mean = float(x.mean())
+    mean = float(x.mean()) if weights is None else float((w * x).sum() / w.sum())
     if x.size < 2:
         return Interval(mean, float("nan"), float("nan"), int(x.size), method, missing)
     rng = np.random.default_rng(seed)
     if clusters is None:
         idx = rng.integers(0, x.size, size=(n_boot, x.size))
-        boots = x[idx].mean(axis=1)
+        boots = x[idx].mean(axis=1) if weights is None else (w * x)[idx].sum(axis=1) / w[idx].sum(axis=1)
     else:
         labels = np.asarray(clusters, dtype=object).ravel()[keep]
         uniq, inverse = np.unique(labels.astype(str), return_inverse=True)
-        sums = np.bincount(inverse, weights=x, minlength=uniq.size)
-        counts = np.bincount(inverse, minlength=uniq.size).astype(np.float64)
+        sums = np.bincount(inverse, weights=w * x, minlength=uniq.size)
+        counts = np.bincount(inverse, weights=w, minlength=uniq.size)
         pick = rng.integers(0, uniq.size, size=(n_boot, uniq.size))
         boots = sums[pick].sum(axis=1) / counts[pick].sum(axis=1)
     alpha = (1 - confidence) / 2

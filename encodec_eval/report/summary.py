@@ -18,13 +18,21 @@ EXTRA_COLUMNS = ("kbps_measured", "delay_ms", "encode_rtf_1thread", "decode_rtf_
                  "decode_rtf_allthreads")
 
 
+#: Columns averaged with each item weighted by its duration: a bitrate over a set is its total bits over its total
+#: seconds, and a 1-sample item's container overhead (1920 kbps) must not weigh as much as a minute of audio.
+DURATION_WEIGHTED = ("kbps_measured",)
+
+
 def _cell(rows: pd.DataFrame, column: str) -> dict[str, Any]:
     """Mean, 95 % bootstrap bounds and count over the finite scores; NaN and infinite scores are left out and
     counted in ``n_missing``, with their reasons (``missing_reasons``: "count x reason" joined by "; "). An
     infinite score (SI-SNR of an exact copy, a metric that overflowed) would make a mean meaningless."""
     values = rows[column] if column in rows else pd.Series(dtype=float)
     numbers = pd.to_numeric(values.replace({"inf": np.inf, "-inf": -np.inf}), errors="coerce").to_numpy(dtype=float)
-    interval = bootstrap_interval(numbers)
+    weights = None
+    if column in DURATION_WEIGHTED and "item_seconds" in rows:
+        weights = pd.to_numeric(rows["item_seconds"], errors="coerce").to_numpy(dtype=float)
+    interval = bootstrap_interval(numbers, weights=weights)
     reasons = rows["nan_reasons"] if "nan_reasons" in rows and column in rows else pd.Series([{}] * numbers.size)
     why: Counter[str] = Counter()
     for number, recorded in zip(numbers, reasons):
@@ -101,7 +109,8 @@ def format_summary(summary: pd.DataFrame, metrics: Sequence[str],
     if summary.empty:
         return "no rows"
     lines = ["Means over items with 95 % percentile-bootstrap intervals (2000 resamples) [low, high]; NaN and",
-             "infinite scores are left out (counted under each table); kbps = measured payload bitrate;",
+             "infinite scores are left out (counted under each table); kbps = measured payload bitrate",
+             "(total bits / total seconds: items weighted by duration);",
              "RTF = processing s / audio s at 1 thread (lower is faster), on the timing set only (run.json: timing)."]
     weights = {spec: weights_tag(info) for spec, info in (codecs or {}).items() if weights_tag(info)}
     for category, part in summary.groupby("category", sort=False):

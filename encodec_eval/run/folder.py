@@ -74,11 +74,24 @@ class RunFolder:
         tmp.write_text(json.dumps(info, indent=2, default=str) + "\n")
         tmp.replace(self.path / "run.json")
 
-    def done_keys(self) -> set[str]:
-        return {row_key(r["codec_spec"], r["item_id"]) for r in self.read_rows()}
+    def done_keys(self, retry_errors: bool = False) -> set[str]:
+        """Keys of the rows a resumed run skips: all of them, or with ``retry_errors`` all but those that ended
+        in ``error`` (a missing file since restored, a codec since fixed). ``unsupported`` rows are never retried:
+        the codec cannot do what the spec asks."""
+        return {row_key(r["codec_spec"], r["item_id"]) for r in self.read_rows()
+                if not (retry_errors and r.get("status") == "error")}
 
     def read_rows(self) -> list[dict[str, Any]]:
-        """Rows of rows.jsonl; a torn last line (interrupted write) is ignored so the row is redone."""
+        """The rows of the run: the latest row of each key (a retried error is superseded by its retry, which
+        rows.jsonl keeps after it), in the order the keys first finished."""
+        latest: dict[str, dict[str, Any]] = {}
+        for row in self._all_rows():
+            latest[row_key(row["codec_spec"], row["item_id"])] = row
+        return list(latest.values())
+
+    def _all_rows(self) -> list[dict[str, Any]]:
+        """Every row of rows.jsonl, superseded ones too; a torn last line (interrupted write) is ignored so the
+        row is redone."""
         if not self.rows_path.exists():
             return []
         rows = []
@@ -92,7 +105,7 @@ class RunFolder:
     def _drop_torn_lines(self) -> None:
         """Rewrite rows.jsonl without a line an interrupted write left incomplete, so appends start clean."""
         if self.rows_path.exists():
-            rows = self.read_rows()
+            rows = self._all_rows()
             tmp = self.rows_path.with_suffix(".jsonl.tmp")
             tmp.write_text("".join(json.dumps(row) + "\n" for row in rows))
             tmp.replace(self.rows_path)

@@ -10,8 +10,10 @@ import dataclasses
 import datetime as dt
 import importlib
 import multiprocessing as mp
+import multiprocessing.connection
 import os
 import sys
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -62,6 +64,7 @@ class RunConfig:
     runs_dir: str = "runs"
     name: str = "bench"
     resume: bool = False
+    retry_errors: bool = False
     workers: int = 1
     repeats: int = 3
     timing_items_per_category: int = 2
@@ -152,10 +155,26 @@ _WORKER_LOCK: Any = None
 def _init_worker(lock: Any, plugins: tuple[str, ...]) -> None:
     global _WORKER_LOCK
     _WORKER_LOCK = lock
+    _exit_with_parent()
     import torch
 
     torch.set_num_threads(1)
     import_plugins(plugins)
+
+
+def _exit_with_parent() -> None:
+    """End this worker as soon as the bench process is gone, even when it was killed with SIGKILL and could not
+    shut its pool down: an idle worker would otherwise wait on the pool's queue forever (each holds hundreds of
+    MB). The parent's sentinel becomes readable when it exits."""
+    parent = mp.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        mp.connection.wait([parent.sentinel])
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def _worker_evaluate(job: Job, options: RunOptions) -> dict[str, Any]:
@@ -181,6 +200,10 @@ def run(config: RunConfig) -> Optional[Path]:
     import_plugins(config.plugins)
     rank, world = _distributed()
     dataset = load_dataset(config.data, config.limit_per_category)
+    if dataset.skipped and rank == 0:
+        print(f"encodec-bench: {len(dataset.skipped)} path(s) under {dataset.root} skipped (e.g. "
+              f"{dataset.skipped[0].path}: {dataset.skipped[0].why}); run.json data.skipped lists each and why",
+              file=sys.stderr)
     specs = codec_specs(config.codecs, config.bitrates, config.anchors)
     for column in config.metrics:
         get_metric(column)
@@ -194,7 +217,7 @@ def run(config: RunConfig) -> Optional[Path]:
         folder = RunFolder(path)
         with torch_threads(1):
             folder.create(_run_info(config, dataset, specs, world, options), resume=config.resume)
-        setup = (str(path), sorted(folder.done_keys()))
+        setup = (str(path), sorted(folder.done_keys(retry_errors=config.retry_errors)))
     path_text, done = _broadcast(setup, world)
     folder = RunFolder(Path(path_text))
     jobs = plan(specs, dataset, set(done))

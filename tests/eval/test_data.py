@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
 from encodec_eval.data import DataError, default_data_dir, load_dataset
+from encodec_eval.run.folder import RunFolder
+from tests.eval.conftest import PLUGIN, run_unprivileged
 
 
 def test_default_set_is_verified_and_categorised_by_folder():
@@ -100,3 +104,57 @@ def test_missing_or_empty_sources(tmp_path):
     (tmp_path / "set.yaml").write_text("x")
     with pytest.raises(DataError, match="must be .csv, .tsv or .jsonl"):
         load_dataset(tmp_path / "set.yaml")
+
+
+def _tree_with_bad_paths(root):
+    """speech/a.wav (fine), speech/b.wav (unreadable), locked/ (cannot be listed), a link back to the root, a
+    link to itself and a dangling link."""
+    (root / "speech").mkdir()
+    (root / "locked").mkdir()
+    for name in ("speech/a.wav", "speech/b.wav", "locked/c.wav"):
+        shutil.copy(default_data_dir() / "speech_clean" / "cmu_arctic_a0007_16k.wav", root / name)
+        (root / name).chmod(0o644)
+    (root / "speech").chmod(0o755)
+    (root / "speech" / "b.wav").chmod(0o000)
+    (root / "locked").chmod(0o000)
+    (root / "speech" / "back_to_root").symlink_to(root)
+    (root / "self").symlink_to(root / "self")
+    (root / "dangling.wav").symlink_to(root / "nowhere.wav")
+
+
+LOAD_AS_JSON = ("import json, sys; from encodec_eval.data import load_dataset; d = load_dataset(sys.argv[1]); "
+                "print(json.dumps({'items': {i.item_id: i.sha256 for i in d.items}, 'skipped': d.describe()['skipped']}))")
+
+
+def test_every_path_that_gives_no_item_is_recorded_with_why(shared_tmp):
+    _tree_with_bad_paths(shared_tmp)
+    done = run_unprivileged([sys.executable, "-c", LOAD_AS_JSON, str(shared_tmp)])
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout)
+    assert sorted(found["items"]) == ["speech/a", "speech/b"]
+    assert found["items"]["speech/b"] == ""  # unreadable: kept, so that its row says why
+    why = {Path(s["path"]).name: s["why"] for s in found["skipped"]}
+    assert why == {"locked": "permission denied", "back_to_root": "symlink loop (leads to a folder already read)",
+                   "self": "symlink loop", "dangling.wav": "does not exist (or is a broken symlink)"}
+
+
+def test_an_unreadable_data_folder_is_a_clear_error(shared_tmp):
+    (shared_tmp / "locked").mkdir(mode=0o000)
+    done = run_unprivileged([sys.executable, "-c", LOAD_AS_JSON, str(shared_tmp / "locked")])
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"encodec_eval.data.dataset.DataError: {shared_tmp / 'locked'}: cannot read the data folder: permission denied")
+
+
+def test_a_bench_over_unreadable_files_runs_and_records_them(shared_tmp):
+    _tree_with_bad_paths(shared_tmp)
+    out = shared_tmp / "run"
+    done = run_unprivileged([sys.executable, "-m", "encodec_eval.cli", "--codecs", "toymulaw@64", "--plugins", PLUGIN,
+                             "--metrics", "si_snr_db", "--data", str(shared_tmp), "--out", str(out), "--workers", "1",
+                             "--repeats", "0", "--no-progress"])
+    assert done.returncode == 0, done.stderr
+    assert "4 path(s) under" in done.stderr and "run.json data.skipped lists each and why" in done.stderr
+    rows = {row["item_id"]: row for row in RunFolder(out).read_rows()}
+    assert rows["speech/a"]["status"] == "ok"
+    assert rows["speech/b"]["status"] == "error" and "permission denied" in rows["speech/b"]["error"]
+    assert len(json.loads((out / "run.json").read_text())["data"]["skipped"]) == 4

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
+import time
 
 import pandas as pd
 import pytest
@@ -11,7 +14,9 @@ import pytest
 from encodec_eval.run import runner
 from encodec_eval.run.folder import RunFolder, RunFolderError
 from encodec_eval.run.runner import RunConfig, report, run
+from encodec_eval.run.evaluate import CODECS
 from tests.eval.conftest import PLUGIN
+from tests.eval.toy_codec import BROKEN_WEIGHTS_ENV
 
 METRICS = ("si_snr_db", "pesq_wb@16k", "mel_distance@24k")
 
@@ -123,3 +128,39 @@ def test_a_codec_that_cannot_be_built_is_reported_in_its_rows(small_manifest, tm
     assert all(r["status"] == "ok" for r in rows if r["codec"] == "toymulaw")
     info = json.loads((out / "run.json").read_text())
     assert "weights not found" in info["codecs"]["toybroken@128"]["error"]
+
+
+def test_retry_errors_reruns_failed_rows_only_when_asked(small_manifest, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    settings = dict(codecs=["toybroken", "toymulaw"], bitrates=[64], metrics=["si_snr_db"])
+    run(_config(small_manifest, out, **settings))
+    folder = RunFolder(out)
+    assert sorted(r["status"] for r in folder.read_rows()) == ["error", "error", "ok", "ok"]
+
+    monkeypatch.setenv(BROKEN_WEIGHTS_ENV, "installed")  # the weights arrive; a plain resume keeps the errors
+    CODECS.built.clear()  # this process remembers the failed build, as a real resume in a new process would not
+    run(_config(small_manifest, out, resume=True, **settings))
+    assert sorted(r["status"] for r in folder.read_rows()) == ["error", "error", "ok", "ok"]
+    run(_config(small_manifest, out, resume=True, retry_errors=True, **settings))
+    rows = folder.read_rows()
+    assert [r["status"] for r in rows] == ["ok"] * 4  # the retries supersede the error rows...
+    assert len(folder.rows_path.read_text().splitlines()) == 6  # ...which rows.jsonl keeps as history
+    assert len(pd.read_csv(out / "rows.csv")) == 4
+
+
+def test_pool_workers_exit_when_the_bench_is_killed(small_manifest, tmp_path):
+    psutil = pytest.importorskip("psutil")
+    bench = subprocess.Popen([sys.executable, "-m", "encodec_eval.cli", "--codecs", "toymulaw", "--bw", "64,128",
+                              "--plugins", PLUGIN, "--metrics", "si_snr_db,visqol_audio@48k",
+                              "--data", str(small_manifest), "--out", str(tmp_path / "run"), "--workers", "2",
+                              "--no-progress"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    parent = psutil.Process(bench.pid)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(parent.children(recursive=True)) < 3:  # 2 workers + tracker
+        time.sleep(0.2)
+    children = parent.children(recursive=True)
+    assert len(children) >= 3, "the pool did not start"
+    bench.kill()  # SIGKILL: the bench cannot shut its pool down
+    bench.wait()
+    gone, alive = psutil.wait_procs(children, timeout=30)
+    assert not alive, f"still running after the bench was killed: {[p.cmdline()[-3:] for p in alive]}"

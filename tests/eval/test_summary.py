@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 
 from encodec_eval.report.stats import bootstrap_interval, t_interval
 from encodec_eval.report.summary import format_summary, summarise
@@ -70,3 +71,15 @@ def test_every_distinct_error_of_a_codec_is_listed_with_its_count():
     assert note.startswith("error: AudioError: b.wav: empty (2 items); ")
     assert "error: AudioError: a.wav: permission denied (1 item)" in note and "CodecError: boom (1 item)" in note
     assert "Traceback" not in note
+
+
+def test_bitrate_means_weigh_items_by_duration():
+    rows = [_row("long", "speech", "opus@6", 5.0), _row("tiny", "speech", "opus@6", 5.0)]
+    rows[0].update(kbps_measured=6.0, item_seconds=60.0)
+    rows[1].update(kbps_measured=1920.0, item_seconds=1 / 48000)  # one sample: all container overhead
+    cell = summarise(rows, ["si_snr_db"]).iloc[0]
+    total_bits = 6.0 * 60.0 + 1920.0 / 48000
+    assert cell["kbps_measured_mean"] == pytest.approx(total_bits / (60.0 + 1 / 48000))
+    assert cell["kbps_measured_mean"] < 6.01 and cell["si_snr_db_mean"] == 5.0  # scores stay unweighted
+    weighted = bootstrap_interval([1.0, 3.0], weights=[3.0, 1.0])
+    assert weighted.mean == 1.5 and weighted.method == "bootstrap, weighted"
