@@ -136,7 +136,8 @@ class EuclideanCodebook(nn.Module):
         if self.threshold_ema_dead_code <= 0:
             return
         dead = self.cluster_size < self.threshold_ema_dead_code
-        if not bool(dead.any()):
+        # On an accelerator, reading dead.any() would wait for it at every layer and step: replace branch-free there.
+        if data.device.type == "cpu" and not bool(dead.any()):
             return
         replacement = sample_vectors(data, self.bins)
         mask = dead.unsqueeze(1)
@@ -154,6 +155,15 @@ class EuclideanCodebook(nn.Module):
         self.embed_avg.mul_(self.decay).add_(sums, alpha=1 - self.decay)
         self.embed.copy_(self.embed_avg / self._smoothed_sizes().unsqueeze(1))
 
+    def _known_inited(self) -> bool:
+        """Whether ``inited`` is set, read from the device once per change of the buffer (a read waits for it)."""
+        key = (self.inited.data_ptr(), self.inited._version)
+        if getattr(self, "_inited_key", None) != key:
+            if not bool(self.inited.item()):
+                return False
+            self._inited_key = key
+        return True
+
     def _smoothed_sizes(self) -> Tensor:
         """Usage counts with Laplace smoothing: what the EMA sums are divided by to give the codebook."""
         total = self.cluster_size.sum()
@@ -167,7 +177,7 @@ class EuclideanCodebook(nn.Module):
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Quantize ``[..., D]``; in training, also initialise and update the codebook. Returns (vectors, codes)."""
         flat = x.reshape(-1, self.dim)
-        if self.training and not bool(self.inited.item()):
+        if self.training and not self._known_inited():
             self._init_embed(flat.detach())
         codes = nearest_code(flat, self.embed)
         quantized = F.embedding(codes, self.embed)
@@ -282,7 +292,7 @@ class ResidualVectorQuantizer(nn.Module):
         """Training-time quantization at ``bandwidth`` kbps, or with exactly ``n_q`` codebooks."""
         n_q = self._check_n_q(self.num_codebooks(frame_rate, bandwidth) if n_q is None else n_q)
         quantized, codes, penalty = self.vq(x, n_q)
-        nominal = torch.tensor(n_q * self.bits_per_codebook * frame_rate / 1000, device=x.device)
+        nominal = torch.full((), n_q * self.bits_per_codebook * frame_rate / 1000, device=x.device)  # no copy
         return QuantizedResult(quantized, codes, nominal, penalty)
 
     def _check_n_q(self, n_q: Optional[int]) -> int:

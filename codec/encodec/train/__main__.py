@@ -20,7 +20,7 @@ import yaml
 
 from . import distributed
 from .config import TrainConfig
-from .data import PROBE_SECONDS, CorpusError, SegmentSampler, probe_segments, read_manifest
+from .data import PROBE_SECONDS, BatchLoader, CorpusError, SegmentSampler, probe_segments, read_manifest
 from .trainer import CHECKPOINT_NAME, Trainer
 
 
@@ -53,7 +53,12 @@ def main(argv: Optional[list[str]] = None) -> int:
               file=sys.stderr)
         probes = probe_segments(items, model.sample_rate, model.channels, seconds=config.segment_seconds)
     probes = torch.from_numpy(np.concatenate(list(probes.values())))
-    trainer = Trainer(config, sampler.batch, args.out, device=device, sampler_state=sampler, probes=probes)
+    if config.num_workers:  # background processes draw the batches (each from its own seed)
+        loader = BatchLoader(sampler, config.batch_size, config.num_workers, seed=config.seed + rank,
+                             pin_memory=device.type == "cuda")
+        trainer = Trainer(config, loader, args.out, device=device, sampler_state=loader, probes=probes)
+    else:
+        trainer = Trainer(config, sampler.batch, args.out, device=device, sampler_state=sampler, probes=probes)
     checkpoint = args.out / CHECKPOINT_NAME
     if checkpoint.exists():
         trainer.load(checkpoint)

@@ -5,11 +5,14 @@ For every loss ell_i the gradient g_i = d ell_i / d x_hat is taken on the decode
     sum_i R * (lambda_i / sum_j lambda_j) * g_i / <||g_i||>
 so that, whatever a loss's natural scale, it contributes the fraction lambda_i / sum lambda of a gradient of norm R.
 With ``enabled=False`` it backpropagates sum_i lambda_i * ell_i (training on raw loss weights).
+
+The norm averages stay on the loss's device as float64 tensors (the same arithmetic as Python floats), so a step
+never waits for the GPU; ``state_dict`` reads them as numbers.
 """
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Mapping, Union
 
 import torch
 from torch import distributed as dist
@@ -23,9 +26,9 @@ class Balancer:
         self.weights = dict(weights)
         self.enabled, self.total_norm, self.ema_decay = enabled, total_norm, ema_decay
         self.per_batch_item, self.eps = per_batch_item, eps
-        self.ema_total: dict[str, float] = {}
+        self.ema_total: dict[str, Union[float, torch.Tensor]] = {}  # a 0-dim float64 tensor once updated
         self.ema_count: dict[str, float] = {}
-        self.last_norms: dict[str, float] = {}
+        self.last_norms: dict[str, torch.Tensor] = {}
 
     def backward(self, losses: Mapping[str, torch.Tensor], output: torch.Tensor) -> torch.Tensor:
         """Backpropagate the combined gradient into ``output``'s graph; returns the weighted loss for logging."""
@@ -51,13 +54,13 @@ class Balancer:
         combined = torch.zeros_like(output)
         logged = output.new_zeros(())
         for name, grad in grads.items():
-            scale = self.weights[name] / weight_sum * self.total_norm / (self.eps + averages[name])
+            scale = (self.weights[name] / weight_sum * self.total_norm / (self.eps + averages[name])).to(output.dtype)
             combined = combined + scale * grad
             logged = logged + scale * active[name].detach()
         output.backward(combined)
         return logged
 
-    def _update_ema(self, norms: Mapping[str, torch.Tensor], batch_size: int) -> dict[str, float]:
+    def _update_ema(self, norms: Mapping[str, torch.Tensor], batch_size: int) -> dict[str, torch.Tensor]:
         names = sorted(norms)
         values = torch.stack([norms[k].detach().double() for k in names])
         if dist.is_available() and dist.is_initialized():
@@ -66,7 +69,7 @@ class Balancer:
             dist.all_reduce(packed)
             values = packed[:-1] / packed[-1]
         averages = {}
-        for name, value in zip(names, values.tolist()):
+        for name, value in zip(names, values.unbind()):
             self.last_norms[name] = value
             self.ema_total[name] = self.ema_decay * self.ema_total.get(name, 0.0) + value
             self.ema_count[name] = self.ema_decay * self.ema_count.get(name, 0.0) + 1.0
@@ -74,7 +77,7 @@ class Balancer:
         return averages
 
     def state_dict(self) -> dict:
-        return {"ema_total": dict(self.ema_total), "ema_count": dict(self.ema_count)}
+        return {"ema_total": {k: float(v) for k, v in self.ema_total.items()}, "ema_count": dict(self.ema_count)}
 
     def load_state_dict(self, state: Mapping) -> None:
         self.ema_total = dict(state["ema_total"])

@@ -14,6 +14,8 @@ from ..config import EncodecConfig
 from .init import INITS
 
 PAPER_WEIGHTS = {"l1": 0.1, "mel": 1.0, "adv": 3.0, "feat": 3.0}
+PRECISIONS = ("fp32", "bf16")
+SPEED_DEFAULTS = {"precision": "fp32", "num_workers": 0, "fused_adversary": None}  # left out of config_hash
 
 
 @dataclass
@@ -49,6 +51,16 @@ class TrainConfig:
     log_every: int = 10
     checkpoint_every: int = 1000
     probe_every: int = 250  # steps between collapse-monitor scores of the probe segments (when probes are given)
+    # Speed (at their defaults, runs are as before and keep their config_hash):
+    # "bf16": generator and discriminators under bfloat16 autocast; losses, mel spectrograms, balancer and quantizer
+    # distances stay float32.
+    precision: str = "fp32"
+    # > 0: batches drawn by background processes, batch k from its own seed (seed, k), pinned and prefetched; the
+    # draws then differ from the single-stream sampler of num_workers 0 (which draws in the training loop).
+    num_workers: int = 0
+    # Real and generated audio through the discriminators as one batch in their update. Same losses; the gradients,
+    # summed over one batch instead of two, round differently. None: on CUDA only, keeping CPU runs exact.
+    fused_adversary: Optional[bool] = None
 
     def encodec_config(self) -> EncodecConfig:
         return EncodecConfig.preset(self.model).with_(**self.model_overrides)
@@ -69,7 +81,8 @@ class TrainConfig:
     def config_hash(self) -> str:
         """Short sha256 of the settings that shape the result (name and logging cadence excluded)."""
         logging_only = ("name", "log_every", "checkpoint_every", "probe_every")
-        data = {k: v for k, v in self.to_dict().items() if k not in logging_only}
+        data = {k: v for k, v in self.to_dict().items()
+                if k not in logging_only and not (k in SPEED_DEFAULTS and v == SPEED_DEFAULTS[k])}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
 
     @classmethod
@@ -81,6 +94,10 @@ class TrainConfig:
         config = cls(**data)
         config.betas = tuple(config.betas)
         config.encodec_config()  # fail now on a bad preset or override
+        if config.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {config.precision!r}; expected one of {', '.join(PRECISIONS)}")
+        if config.num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {config.num_workers}")
         if config.init not in INITS:
             raise ValueError(f"unknown init {config.init!r}; expected one of {', '.join(INITS)}")
         return config

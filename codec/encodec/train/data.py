@@ -10,9 +10,10 @@ segments as an uninterrupted one.
 from __future__ import annotations
 
 import csv
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Optional, Sequence
 
 import numpy as np
 import torch
@@ -120,6 +121,58 @@ class SegmentSampler:
 
     def load_state_dict(self, state: dict) -> None:
         self.rng.bit_generator.state = state["rng"]
+
+
+class BatchLoader:
+    """Training batches drawn by background processes (``num_workers``), pinned and prefetched, in a fixed order.
+
+    Batch k is drawn from its own generator, seeded ``(seed, k)``, so the batches do not depend on how many workers
+    draw them or in which order they finish, and a resumed run continues from the next batch index (its
+    ``state_dict``). Call it like ``SegmentSampler.batch``.
+    """
+
+    def __init__(self, sampler: SegmentSampler, batch_size: int, num_workers: int, seed: int = 0,
+                 pin_memory: bool = False, prefetch_factor: int = 4) -> None:
+        if num_workers < 1:
+            raise ValueError(f"BatchLoader needs at least one worker, got {num_workers}; draw in the loop instead")
+        self.batch_size, self.num_workers, self.pin_memory = batch_size, num_workers, pin_memory
+        self.prefetch_factor = prefetch_factor
+        self.draws = _SeededBatches(sampler, batch_size, seed)
+        self.next_index = 0
+        self._iterator: Optional[Iterator[torch.Tensor]] = None
+
+    def __call__(self, batch_size: int) -> torch.Tensor:
+        if batch_size != self.batch_size:
+            raise ValueError(f"this loader draws batches of {self.batch_size}, asked for {batch_size}")
+        if self._iterator is None:
+            loader = torch.utils.data.DataLoader(
+                self.draws, batch_size=None, sampler=itertools.count(self.next_index), num_workers=self.num_workers,
+                pin_memory=self.pin_memory, prefetch_factor=self.prefetch_factor, persistent_workers=False)
+            self._iterator = iter(loader)
+        batch = next(self._iterator)
+        self.next_index += 1
+        return batch
+
+    def state_dict(self) -> dict:
+        return {"next_batch": self.next_index}
+
+    def load_state_dict(self, state: dict) -> None:
+        if "next_batch" not in state:
+            raise ValueError("this sampler state comes from a run that drew batches in the loop (num_workers 0); "
+                             "resume it with num_workers 0")
+        self.next_index = int(state["next_batch"])
+        self._iterator = None  # restart the workers at the saved index
+
+
+class _SeededBatches(torch.utils.data.Dataset):
+    """Batch k of a ``SegmentSampler``, drawn from a generator seeded (seed, k) (in whichever worker asks)."""
+
+    def __init__(self, sampler: SegmentSampler, batch_size: int, seed: int) -> None:
+        self.sampler, self.batch_size, self.seed = sampler, batch_size, seed
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        self.sampler.rng = np.random.default_rng([self.seed, index])
+        return self.sampler.batch(self.batch_size)
 
 
 PROBES_PER_CATEGORY = 6

@@ -4,6 +4,11 @@ Per step: draw a bandwidth for the batch, run the generator, update the discrimi
 24 kHz, 1/2 at 48 kHz), backpropagate the RVQ commitment penalty directly to the encoder and the balanced losses
 through the decoder output, step Adam (lr 3e-4, betas 0.5/0.9), update the EMA of the generator weights.
 Checkpoints hold everything a bit-exact resume needs: weights, EMA, optimisers, balancer, RNG states, step.
+
+On CUDA a step never waits for the GPU: losses stay on the device until a logging step reads them, the balancer's
+norm averages and the weight EMA are updated there, and the random choices (bandwidth, discriminator update) come
+from a CPU generator. ``precision: bf16`` runs the generator and discriminators under bfloat16 autocast, with the
+quantizer, every loss and the balancer in float32.
 """
 
 from __future__ import annotations
@@ -11,8 +16,10 @@ from __future__ import annotations
 import csv
 import json
 import time
+from contextlib import AbstractContextManager
+from itertools import chain
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence, Union
 
 import torch
 from torch import nn
@@ -34,6 +41,7 @@ CHECKPOINT_NAME = "checkpoint.pt"
 PROBES_NAME = "probes.csv"
 COMPACT_FORMAT = "encodec-eval-train-compact/1"
 _CODEBOOK = "quantizer.vq.layers."
+Record = dict[str, Union[int, float, torch.Tensor]]  # a step's log row; tensors are read on logging steps only
 
 
 class Generator(nn.Module):
@@ -51,11 +59,12 @@ class Generator(nn.Module):
             x = x / scale
         latent = self.model.encoder(x)
         if self.quantize:
-            result = self.model.quantizer(latent, self.model.frame_rate, bandwidth)
+            with torch.autocast(x.device.type, enabled=False):  # codebook distances and EMA in float32
+                result = self.model.quantizer(latent.float(), self.model.frame_rate, bandwidth)
             latent, penalty = result.quantized, result.penalty
         else:
-            penalty = latent.new_zeros(())
-        y = self.model.decoder(latent)[..., : x.shape[-1]]
+            penalty = latent.new_zeros((), dtype=torch.float32)
+        y = self.model.decoder(latent)[..., : x.shape[-1]].float()
         if scale is not None:
             y = y * scale
         return y, penalty
@@ -110,7 +119,12 @@ class Trainer:
         # Same seed on every rank: all ranks draw the same bandwidth and the same discriminator decision.
         self.shared_rng = torch.Generator().manual_seed(config.seed + 1)
         self.monitor = None if probes is None else ProbeMonitor(probes, self.bandwidths)
+        # one batch through the discriminators in their update: same losses, gradients summed in another order
+        self.fused_adversary = (self.device.type == "cuda" if config.fused_adversary is None
+                                else config.fused_adversary)
         self.step = 0
+        self.disc_updates = 0  # discriminator updates made by this object (benchmarks read it)
+        self._ema_started = False  # whether the EMA holds weights yet (AveragedModel's n_averaged > 0)
 
     def _balancer_weights(self) -> dict[str, float]:
         w = self.config.weights
@@ -124,52 +138,95 @@ class Trainer:
         return weights
 
     # ---- one step -------------------------------------------------------------------------------------------
-    def train_step(self) -> dict[str, float]:
+    def autocast(self) -> AbstractContextManager:
+        """bfloat16 autocast when the config asks for it (a no-op context in float32)."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16")
+
+    def train_step(self) -> Record:
+        """One step; its log row holds device tensors (reading them would wait for the GPU): ``fit`` reads them on
+        logging steps only."""
         self.model.train()
-        x = self.batches(self.config.batch_size).to(self.device)
+        x = self.batches(self.config.batch_size).to(self.device, non_blocking=True)
         bandwidth = self.bandwidths[int(torch.randint(len(self.bandwidths), (1,), generator=self.shared_rng))]
         update_disc = bool(torch.rand((), generator=self.shared_rng) < self.disc_probability)
         adversarial = bool(self.config.adversaries) and self.step >= self.config.adversary_start_step
-        y, penalty = self.generator(x, bandwidth)
-        record: dict[str, float] = {"step": self.step + 1, "bandwidth_kbps": bandwidth,
-                                    "disc_updated": int(update_disc and adversarial)}
+        with self.autocast():
+            y, penalty = self.generator(x, bandwidth)
+        record: Record = {"step": self.step + 1, "bandwidth_kbps": bandwidth,
+                          "disc_updated": int(update_disc and adversarial)}
         if adversarial and update_disc:
             record.update(self._discriminator_step(x, y.detach(), bandwidth))
+            self.disc_updates += 1
         losses = {"l1": time_l1(y, x), "mel": self.mel_loss(y, x)}
         for name, adversary in (self.adversaries.items() if adversarial else ()):
             adversary.requires_grad_(False)
-            with torch.no_grad():
+            with torch.no_grad(), self.autocast():
                 _, real_maps = adversary(x, bandwidth)
-            fake_logits, fake_maps = adversary(y, bandwidth)
+            with self.autocast():
+                fake_logits, fake_maps = adversary(y, bandwidth)
             adversary.requires_grad_(True)
-            losses[f"adv_{name}"] = generator_adversarial_loss(fake_logits, self.config.generator_loss)
-            losses[f"feat_{name}"] = feature_matching_loss(real_maps, fake_maps, self.config.relative_feature_loss)
+            losses[f"adv_{name}"] = generator_adversarial_loss(_float(fake_logits), self.config.generator_loss)
+            losses[f"feat_{name}"] = feature_matching_loss([_float(m) for m in real_maps],
+                                                           [_float(m) for m in fake_maps],
+                                                           self.config.relative_feature_loss)
         self.opt_g.zero_grad(set_to_none=True)
         if penalty.requires_grad and self.config.commitment_weight > 0:
             (self.config.commitment_weight * penalty).backward(retain_graph=True)
-        record["generator_total"] = float(self.balancer.backward(losses, y))
+        record["generator_total"] = self.balancer.backward(losses, y)
         distributed.average_gradients(self.model.parameters())
         self.opt_g.step()
-        self.ema.update_parameters(self.model)
+        self._update_ema()
         self.step += 1
-        record.update({k: float(v.detach()) for k, v in losses.items()})
-        record["commitment"] = float(penalty.detach())
+        record.update({k: v.detach() for k, v in losses.items()})
+        record["commitment"] = penalty.detach()
         return record
 
-    def _discriminator_step(self, x: torch.Tensor, y: torch.Tensor, bandwidth: float) -> dict[str, float]:
-        record = {}
+    def _discriminator_step(self, x: torch.Tensor, y: torch.Tensor, bandwidth: float) -> Record:
+        record: Record = {}
         self.opt_d.zero_grad(set_to_none=True)
         total = x.new_zeros(())
+        both = torch.cat([x, y]) if self.fused_adversary else None
         for name, adversary in self.adversaries.items():
-            real_logits, _ = adversary(x, bandwidth)
-            fake_logits, _ = adversary(y, bandwidth)
-            loss = discriminator_hinge_loss(real_logits, fake_logits)
-            record[f"disc_{name}"] = float(loss.detach())
+            with self.autocast():
+                if both is not None:
+                    logits, _ = adversary(both, bandwidth)
+                    real_logits = [t[: x.shape[0]] for t in logits]
+                    fake_logits = [t[x.shape[0]:] for t in logits]
+                else:
+                    real_logits, _ = adversary(x, bandwidth)
+                    fake_logits, _ = adversary(y, bandwidth)
+            loss = discriminator_hinge_loss(_float(real_logits), _float(fake_logits))
+            record[f"disc_{name}"] = loss.detach()
             total = total + loss
         total.backward()
         distributed.average_gradients(self.adversaries.parameters())
         self.opt_d.step()
         return record
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        """``self.ema.update_parameters(self.model)`` with the same numbers but without its host synchronisation
+        (it tests ``n_averaged``, a device tensor, at every call): the first update copies, later ones lerp by
+        1 - decay, as ``get_ema_multi_avg_fn`` does, per device and dtype."""
+        if not self._ema_started:
+            self.ema.update_parameters(self.model)
+            self._ema_started = True
+            return
+        groups: dict[tuple, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
+        ema = self.ema.module
+        for mine, current in zip(chain(ema.parameters(), ema.buffers()),
+                                 chain(self.model.parameters(), self.model.buffers()), strict=True):
+            group = groups.setdefault((mine.device, mine.dtype), ([], []))
+            group[0].append(mine.detach())
+            group[1].append(current.detach())
+        weight = 1 - self.config.ema_decay
+        for (_, dtype), (mine, current) in groups.items():
+            if dtype.is_floating_point or dtype.is_complex:
+                torch._foreach_lerp_(mine, current, weight)
+            else:
+                for a, b in zip(mine, current):
+                    a.copy_(a * self.config.ema_decay + b * weight)
+        self.ema.n_averaged += 1
 
     # ---- the loop --------------------------------------------------------------------------------------------
     def fit(self, *, steps: Optional[int] = None, max_seconds: Optional[float] = None) -> Path:
@@ -179,15 +236,18 @@ class Trainer:
         start = time.monotonic()
         main = distributed.is_main()
         bar = tqdm(total=steps, initial=self.step, desc=f"train {self.config.name}", unit="step", disable=not main)
+        logged_at, logged_step = time.monotonic(), self.step
         while self.step < steps:
-            t0 = time.monotonic()
             record = self.train_step()
-            record["seconds_per_step"] = time.monotonic() - t0
             bar.update(1)
             probed = main and self.monitor is not None and self.step % self.config.probe_every == 0
             if probed:
                 record.update(self._probe())
             if main and (self.step % self.config.log_every == 0 or self.step == steps or probed):
+                record = {k: float(v) if isinstance(v, torch.Tensor) else v for k, v in record.items()}  # waits
+                now = time.monotonic()
+                record["seconds_per_step"] = (now - logged_at) / (self.step - logged_step)
+                logged_at, logged_step = now, self.step
                 self._log(record)
                 bar.set_postfix(mel=f"{record['mel']:.3g}", l1=f"{record['l1']:.3g}",
                                 **({"rank": f"{record['latent_effective_rank']:.1f}"}
@@ -258,6 +318,7 @@ class Trainer:
         self.balancer.load_state_dict(state["balancer"])
         torch.set_rng_state(state["torch_rng"])
         self.shared_rng.set_state(state["shared_rng"])
+        self._ema_started = bool(self.ema.n_averaged > 0)
         samplers = state["samplers"]
         if self.sampler_state is not None:
             if len(samplers) != distributed.world_size() or samplers[distributed.rank()] is None:
@@ -281,6 +342,7 @@ class Trainer:
             if f"{_CODEBOOK}{index}._codebook.embed" in state["model"]:
                 layer._codebook.restore_ema_sums()
         self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(self.config.ema_decay), use_buffers=True)
+        self._ema_started = False
         if state["adversaries"] is not None:
             self.adversaries.load_state_dict({k: v.float() for k, v in state["adversaries"].items()})
         self.balancer.load_state_dict(state["balancer"])
@@ -292,6 +354,11 @@ class Trainer:
     def ema_model(self) -> EncodecModel:
         """The EMA generator weights as a plain EncodecModel (for evaluation and export)."""
         return self.ema.module
+
+
+def _float(tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """Discriminator outputs in float32 at least for the losses (they come out in bfloat16 under autocast)."""
+    return [t.float() if t.dtype in (torch.bfloat16, torch.float16) else t for t in tensors]
 
 
 def compact_state(checkpoint: dict, trained_codebooks: int) -> dict:
