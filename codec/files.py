@@ -1,25 +1,82 @@
-"""Writing files so that a crash never leaves half of one: write beside the target, then rename over it."""
+"""Reading and writing files with clear failures: a crash or a signal never leaves half of an output (write beside
+the target, then rename over it), and an input that cannot be read says why in words."""
 
 from __future__ import annotations
 
+import errno
 import os
-import tempfile
+import secrets
+import stat
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Iterator, Optional, Union
+
+MISSING = "does not exist"
+#: What an OS error on opening a file means for the user; libsndfile reports most of them as "System error."
+_REASONS = {
+    errno.ENOENT: MISSING,
+    errno.ELOOP: "is a symlink loop (a link that leads back to itself)",
+    errno.EACCES: "cannot be read: permission denied",
+    errno.EPERM: "cannot be read: operation not permitted",
+    errno.ENOTDIR: "does not exist (a part of its path is not a folder)",
+    errno.ENAMETOOLONG: "has a name too long for the file system",
+}
+
+
+def why_unreadable(path: Union[str, Path]) -> Optional[str]:
+    """Why ``path`` cannot be read as a regular file, in words ("does not exist", "is a symlink loop", "cannot be
+    read: permission denied", "is a folder", ...), or None when it can. Asks the OS first, because audio libraries
+    turn these causes into vaguer messages. Opens the file only when it is a regular file (a FIFO would block)."""
+    path = Path(path)
+    try:
+        info = os.stat(path)
+        if stat.S_ISDIR(info.st_mode):
+            return "is a folder, not a file"
+        if not stat.S_ISREG(info.st_mode):
+            return "is not a regular file (a device, FIFO or socket)"
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        if exc.errno == errno.ENOENT and path.is_symlink():
+            return f"is a broken symlink (to {os.readlink(path)}, which does not exist)"
+        return reason_of(exc)
+    return None
+
+
+def reason_of(exc: OSError) -> str:
+    """An OS error on a path in words a user acts on, to follow the path: "cannot be read: permission denied"."""
+    return _REASONS.get(exc.errno, f"cannot be read ({exc.strerror or exc})")
 
 
 @contextmanager
 def replacing(target: Union[str, Path]) -> Iterator[Path]:
-    """A temporary path beside ``target`` that replaces it only if the block succeeds, so a failed run never
-    leaves a half-written file nor destroys the previous one. The target's folder is created if missing."""
+    """A temporary path beside ``target`` that replaces it only if the block succeeds, so a failed or interrupted run
+    never leaves a half-written file nor destroys the previous one (the block must let exceptions, including
+    ``KeyboardInterrupt``, run through). The target's folder is created if missing.
+
+    The new file gets the permissions of the file it replaces, or those of any new file under the process umask
+    (``tempfile`` would make it 0600, unreadable to the group and others whatever the umask says).
+    """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix, dir=target.parent)
-    os.close(handle)
-    part = Path(name)
+    part = _new_file_beside(target)
     try:
         yield part
+        try:
+            os.chmod(part, stat.S_IMODE(os.stat(target).st_mode))
+        except FileNotFoundError:
+            pass  # nothing replaced: the mode the umask gave at creation stays
         os.replace(part, target)
     finally:
         part.unlink(missing_ok=True)
+
+
+def _new_file_beside(target: Path) -> Path:
+    """Create an empty hidden file with a fresh name beside ``target``, mode 0666 less the umask (as ``open`` does)."""
+    while True:
+        part = target.with_name(f".{target.name}.{secrets.token_hex(4)}{target.suffix}")
+        try:
+            os.close(os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return part
+        except FileExistsError:
+            continue  # 2^32 names: another run took this one; draw again

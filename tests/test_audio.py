@@ -1,5 +1,6 @@
 """codec.audio: reading real files, resampling, channel conversion, and clear errors."""
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -52,8 +53,20 @@ def test_unreadable_files_name_the_file(tmp_path):
         audio.load(tmp_path / "missing.wav")
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEgarbage")
-    with pytest.raises(audio.AudioError, match=r"bad.wav: cannot read audio"):
+    with pytest.raises(audio.AudioError, match=r"/bad.wav: cannot read audio \(Error in WAV file. No 'data' chunk marker\)$"):
         audio.load(bad)
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    with pytest.raises(audio.AudioError, match=r"empty.wav: the file is empty \(0 bytes\)$"):
+        audio.load(empty)
+    loop = tmp_path / "loop.wav"
+    loop.symlink_to(loop)
+    with pytest.raises(audio.AudioError, match=r"loop.wav: is a symlink loop"):
+        audio.load(loop)
+    folder = tmp_path / "folder.wav"
+    folder.mkdir()
+    with pytest.raises(audio.AudioError, match=r"folder.wav: is a folder, not a file$"):
+        audio.load(folder)
     truncated = tmp_path / "truncated.wav"
     truncated.write_bytes((DEFAULT / "speech_clean" / "cmu_arctic_a0007_16k.wav").read_bytes()[:30])
     with pytest.raises(audio.AudioError):
@@ -65,3 +78,21 @@ def test_check_finite():
         audio.check_finite(np.zeros((1, 0)))
     with pytest.raises(audio.AudioError, match="NaN or Inf"):
         audio.check_finite(torch.tensor([[0.0, float("nan")]]))
+
+
+def test_samples_far_beyond_full_scale_are_refused_not_clipped(tmp_path):
+    """Full scale is ±1; a little beyond (Vorbis, hot float masters) passes unchanged, as the official EnCodec takes
+    it; beyond ±MAX_PEAK (x10) reading refuses the file, naming the peak."""
+    hot = np.zeros((1, 1000), np.float32)
+    hot[0, 10] = 1.5
+    path = audio.save(tmp_path / "hot.wav", hot, 16000, subtype="FLOAT")
+    assert np.abs(audio.load(path)[0]).max() == 1.5
+    for peak in (32767.0, 1e30):  # 16-bit units written as floats; corrupt data
+        hot[0, 10] = -peak
+        audio.save(path, hot, 16000, subtype="FLOAT")
+        with pytest.raises(audio.AudioError, match=re.escape(f"hot.wav has samples up to {peak:.3g} in magnitude, beyond the ±10")):
+            audio.load(path)
+    hot[0, 10] = np.nan
+    audio.save(path, hot, 16000, subtype="FLOAT")
+    with pytest.raises(audio.AudioError, match="hot.wav contains NaN or Inf samples"):
+        audio.load(path)

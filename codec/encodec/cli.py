@@ -12,16 +12,19 @@ from __future__ import annotations
 
 import argparse
 import io
+import signal
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Optional
+from types import FrameType
+from typing import BinaryIO, Callable, Optional, Union
 
 import torch
 from tqdm import tqdm
 
 from codec import audio
-from codec.files import replacing
+from codec.files import replacing, why_unreadable
 from codec.encodec.bitstream import read_metadata
 from codec.encodec.checkpoints import (DownloadError, WeightsNotFoundError, download_all_official,
                                        find_project_checkpoint, load_model)
@@ -39,6 +42,49 @@ class CommandError(Exception):
     """A problem the user must fix; printed without a traceback."""
 
 
+class Interrupted(BaseException):
+    """A signal asked the command to stop. Raised wherever the program is, so that the ``finally`` blocks remove
+    every temporary file; a BaseException like ``KeyboardInterrupt``, so that no ``except Exception`` swallows it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+#: Signals that stop the command cleanly (exit status 128 + the signal's number: 130, 143, 129).
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+Handler = Union[Callable[[int, Optional[FrameType]], None], int, None]
+
+
+def stop_on_signals() -> dict[int, Handler]:
+    """Make ``STOP_SIGNALS`` raise ``Interrupted`` (their default handlers would exit at once, leaving temporary
+    files, or print a traceback); returns the handlers to put back with ``restore_handlers``. Signals the process
+    ignores (``nohup``, background jobs) stay ignored; outside the main thread, where Python cannot handle signals,
+    nothing changes. Once one arrives the others are ignored, so a second Ctrl-C cannot cut the clean-up short."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    caught = [sig for sig in STOP_SIGNALS if signal.getsignal(sig) != signal.SIG_IGN]
+
+    def stop(signum: int, frame: Optional[FrameType]) -> None:
+        for sig in caught:
+            signal.signal(sig, signal.SIG_IGN)
+        raise Interrupted(signum)
+
+    return {sig: signal.signal(sig, stop) for sig in caught}
+
+
+def restore_handlers(previous: dict[int, Handler]) -> None:
+    """Put back the handlers ``stop_on_signals`` replaced (``main`` also runs inside other programs and tests)."""
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
+
+
+def _about(path: Path, exc: BaseException) -> str:
+    """``exc``'s message about ``path``, naming the path once (our messages already start with it)."""
+    message = str(exc)
+    return message if message.startswith(str(path)) else f"{path}: {message}"
+
+
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         "encodec",
@@ -48,7 +94,9 @@ def get_parser() -> argparse.ArgumentParser:
                     "compresses it. If output is also wav, does a compression/decompression cycle. With three or "
                     "more paths, or with --output-dir, every path is an input.")
     parser.add_argument("paths", type=Path, nargs="*", metavar="PATH",
-                        help="Input file (any format soundfile reads, or .ecdc), then optionally the output file.")
+                        help="Input file (any format soundfile reads, or .ecdc), then optionally the output file. Audio "
+                             f"whose samples go beyond ±{audio.MAX_PEAK:g} (full scale is ±1), NaN or Inf is "
+                             "refused, not clipped.")
     parser.add_argument("-b", "--bandwidth", type=float, default=6, choices=[1.5, 3.0, 6.0, 12.0, 24.0],
                         help="Target bandwidth (1.5, 3, 6, 12 or 24). 1.5 is not supported with --hq.")
     parser.add_argument("-q", "--hq", action="store_true", help="Use HQ stereo model operating on 48 kHz sampled audio.")
@@ -144,8 +192,9 @@ def plan_jobs(args: argparse.Namespace) -> list[Job]:
         pairs = [(p, None) for p in paths]
     jobs = []
     for source, target in pairs:
-        if not source.exists():
-            raise CommandError(f"Input file {source} does not exist.")
+        reason = why_unreadable(source)
+        if reason is not None:
+            raise CommandError(f"Input file {source} {reason}.")
         decompressing = source.suffix.lower() == SUFFIX
         if target is None:
             target = (source.with_name(source.stem + args.decompress_suffix).with_suffix(".wav") if decompressing
@@ -156,9 +205,13 @@ def plan_jobs(args: argparse.Namespace) -> list[Job]:
             raise CommandError("Output extension must be .wav")
         elif not decompressing and target.suffix.lower() not in (SUFFIX, ".wav"):
             raise CommandError(f"Output extension must be .wav or {SUFFIX}")
-        if not target.parent.exists():
+        try:
+            folder_exists, taken = target.parent.exists(), target.exists()
+        except OSError as exc:  # a folder on the way that this user may not search
+            raise CommandError(f"Output file {target}: cannot check it ({exc.strerror or exc})") from exc
+        if not folder_exists:
             raise CommandError(f"Output folder for {target} does not exist.")
-        if target.exists() and not args.force:
+        if taken and not args.force:
             raise CommandError(f"Output file {target} exist. Use -f / --force to overwrite.")
         jobs.append(Job(source, target))
     return jobs
@@ -167,7 +220,11 @@ def plan_jobs(args: argparse.Namespace) -> list[Job]:
 def save_wav(wav: torch.Tensor, path: Path, sample_rate: int, rescale: bool) -> None:
     """16-bit PCM like the official CLI: clamped to +-0.99, or scaled down to fit with --rescale."""
     writer = WavWriter(path, sample_rate, wav.shape[0], rescale)
-    writer.write(wav)
+    try:
+        writer.write(wav)
+    except BaseException:  # an error or a signal: the temporary float file of --rescale goes too
+        writer.discard()
+        raise
     writer.close()
 
 
@@ -231,6 +288,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parser.parse_args(argv)
     if not args.paths and not args.download_weights:
         parser.error("the following arguments are required: PATH")
+    previous_handlers = stop_on_signals()
     try:
         check_device(args.device)
         jobs = plan_jobs(args) if args.paths else []
@@ -245,10 +303,16 @@ def main(argv: Optional[list[str]] = None) -> int:
             try:
                 run_job(job, resources)
             except (ValueError, OSError) as exc:  # our error types (EcdcError, AudioError, ...) are ValueErrors
-                raise CommandError(f"{job.source}: {exc}") from exc
+                raise CommandError(_about(job.source, exc)) from exc
     except CommandError as exc:
         print(exc, file=sys.stderr)
         return 1
+    except Interrupted as exc:
+        print(f"encodec: stopped by {signal.Signals(exc.signum).name}; unfinished outputs were removed",
+              file=sys.stderr)
+        return 128 + exc.signum
+    finally:
+        restore_handlers(previous_handlers)
     return 0
 
 

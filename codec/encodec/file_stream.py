@@ -51,12 +51,11 @@ class AudioBlocks:
 
     def __init__(self, path: Union[str, Path], sample_rate: int, channels: int) -> None:
         self.path = Path(path)
-        if not self.path.is_file():
-            raise audio.AudioError(f"{self.path}: no such audio file")
+        audio.check_readable(self.path)
         try:
             info = sf.info(str(self.path))
         except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
-            raise audio.AudioError(f"{self.path}: cannot read audio ({exc})") from exc
+            raise audio.read_error(self.path, exc) from exc
         if info.frames <= 0:
             raise audio.AudioError(f"{self.path}: the file holds no samples")
         self.source_rate, self.source_channels, self.source_frames = int(info.samplerate), int(info.channels), info.frames
@@ -78,17 +77,17 @@ class AudioBlocks:
             with sf.SoundFile(str(self.path)) as handle:
                 while True:
                     block = handle.read(BLOCK_FRAMES, dtype="float32", always_2d=True)
+                    audio.check_peak(block, f"{self.path} (near {read / self.source_rate:.1f} s)")  # as audio.load
                     read += block.shape[0]
                     last = block.shape[0] < BLOCK_FRAMES or read >= self.source_frames
                     out = self._convert(block, resampler, mix_first, last)
                     produced += out.shape[-1]
                     if out.shape[-1]:
-                        audio.check_finite(out, f"{self.path} (near {produced / self.sample_rate:.1f} s)")
                         yield out
                     if last:
                         break
         except sf.LibsndfileError as exc:
-            raise audio.AudioError(f"{self.path}: cannot read audio ({exc})") from exc
+            raise audio.read_error(self.path, exc) from exc
         if read != self.source_frames or produced != self.length:
             raise audio.AudioError(f"{self.path}: the file announced {self.source_frames} frames but held {read}")
 

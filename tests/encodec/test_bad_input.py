@@ -8,15 +8,21 @@ runs in subprocesses wherever the process itself is what is tested (thread count
 from __future__ import annotations
 
 import os
+import signal
+import stat
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 
 from codec import audio
+from codec.encodec.bitstream import EcdcMetadata, Segment, write_ecdc
+from codec.encodec.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "encodec_eval" / "data" / "default"
@@ -109,3 +115,182 @@ def test_decompress_memory_stays_flat_in_the_claimed_length():
     short_peak, long_peak = (int(line) / 1024 for line in done.stdout.split())  # MiB
     output_mib = 2 * 20 * 24000 * 4 / 2**20  # the 20 s more of float32 output, held twice while concatenated
     assert long_peak - short_peak < output_mib + 12, (short_peak, long_peak)
+
+
+# ---- c. signals -----------------------------------------------------------------------------------------------
+def _long_noise(folder: Path, minutes: float) -> Path:
+    """Quiet noise at 8 kHz: long enough that coding it is still running when the signal comes."""
+    path = folder / "long.wav"
+    rng = np.random.default_rng(0)
+    sf.write(path, (rng.standard_normal(int(minutes * 60 * 8000)) * 0.05).astype(np.float32), 8000, subtype="PCM_16")
+    return path
+
+
+def _long_ecdc(folder: Path, minutes: float) -> Path:
+    """A valid bit-packed file of the shipped model, random codes at 1.5 kbps (decoding it takes a while)."""
+    metadata = EcdcMetadata("encodec_eval_24khz", int(minutes * 60 * 24000), 2, False)
+    codes = np.random.default_rng(1).integers(0, 1024, (2, int(minutes * 60 * 75)))
+    path = folder / "long.ecdc"
+    path.write_bytes(write_ecdc(metadata, [Segment(codes, None)]))
+    return path
+
+
+def _stop_while_writing(argv: list[str], out_dir: Path, env: dict[str, str], sig: int, files: int) -> tuple[int, str]:
+    """Run ``encodec`` until ``files`` temporary files exist in ``out_dir``, then send ``sig``; its status and stderr."""
+    process = subprocess.Popen([str(ENCODEC), *argv], stderr=subprocess.PIPE, text=True, env=env,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # not inherited SIG_IGN
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(out_dir.iterdir())) < files and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert process.poll() is None, f"encodec ended before the signal: {process.stderr.read()}"
+        assert len(list(out_dir.iterdir())) >= files, "no temporary output appeared within 120 s"
+        process.send_signal(sig)
+        _, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    return process.returncode, err
+
+
+@pytest.mark.parametrize("sig,status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_while_compressing_leaves_no_partial_output(tmp_path, sig, status):
+    """``timeout`` (SIGTERM) and Ctrl-C (SIGINT) while the hidden ``.long.ecdc.*`` is being written: it goes, the
+    status is 128 + the signal, and one line says why (no traceback)."""
+    source = _long_noise(tmp_path, 10)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    returncode, err = _stop_while_writing(["--stream", "always", str(source), str(out_dir / "long.ecdc")], out_dir,
+                                          _env(tmp_path), sig, files=1)
+    assert returncode == status, err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (f"encodec: stopped by {signal.Signals(sig).name}; "
+                                            "unfinished outputs were removed")
+    assert list(out_dir.iterdir()) == []
+
+
+def test_a_signal_while_decompressing_with_rescale_removes_both_temporary_files(tmp_path):
+    """-r writes a float WAV beside the output before scaling it: both go on SIGTERM, and an older output stays."""
+    source = _long_ecdc(tmp_path, 10)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    previous = out_dir / "long.wav"
+    previous.write_bytes(b"the previous output")
+    returncode, err = _stop_while_writing(["-f", "-r", str(source), str(previous)], out_dir, _env(tmp_path),
+                                          signal.SIGTERM, files=3)
+    assert returncode == 143 and "Traceback" not in err, err
+    assert list(out_dir.iterdir()) == [previous] and previous.read_bytes() == b"the previous output"
+
+
+# ---- d. file modes ----------------------------------------------------------------------------------------------
+@pytest.fixture
+def shipped_model_only(tmp_path, monkeypatch):
+    """``main`` in this process with no official weights: the shipped project model is the default."""
+    for name, value in _env(tmp_path, threads=None).items():
+        monkeypatch.setenv(name, value)
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_outputs_follow_the_umask_and_keep_the_mode_they_replace(tmp_path, shipped_model_only):
+    """New files get 0666 less the umask (they were 0600 whatever it said); -f keeps the replaced file's mode."""
+    source = _speech(tmp_path, 0.3)
+    kept = tmp_path / "kept.ecdc"
+    kept.write_bytes(b"older")
+    os.chmod(kept, 0o604)
+    umask = os.umask(0o027)
+    try:
+        assert main([str(source), str(tmp_path / "new.ecdc")]) == 0
+        assert main([str(tmp_path / "new.ecdc"), str(tmp_path / "new.wav")]) == 0
+        assert main(["-f", str(source), str(kept)]) == 0
+    finally:
+        os.umask(umask)
+    assert _mode(tmp_path / "new.ecdc") == _mode(tmp_path / "new.wav") == 0o640
+    assert _mode(kept) == 0o604 and kept.read_bytes() == (tmp_path / "new.ecdc").read_bytes()
+
+
+# ---- g, e. messages for inputs that cannot be read --------------------------------------------------------------
+def _unreadable_file(tmp_path: Path) -> Path:
+    """A regular file this process may not open for reading. For a user: mode 000. Root reads every file
+    (CAP_DAC_OVERRIDE), except kernel attributes without a read handler: a write-only sysfs file refuses it."""
+    if os.geteuid() != 0:
+        path = _speech(tmp_path, 0.1, "secret.wav")
+        os.chmod(path, 0)
+        return path
+    for candidate in ("/sys/bus/pci/rescan", "/sys/bus/pci/drivers_probe", "/sys/class/zram-control/hot_remove"):
+        try:
+            with open(candidate, "rb"):
+                pass
+        except PermissionError:
+            return Path(candidate)
+        except OSError:
+            continue
+    pytest.skip("running as root, which reads every file, and no write-only sysfs attribute is there to stand in")
+
+
+def _last_line(capsys) -> str:
+    return capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_permission_denied_says_so(tmp_path, capsys):
+    """libsndfile reports a permission denied as "System error."; the OS's reason comes first now."""
+    path = _unreadable_file(tmp_path)
+    assert main([str(path), str(tmp_path / "out.ecdc")]) == 1
+    assert _last_line(capsys) == f"Input file {path} cannot be read: permission denied."
+    with pytest.raises(audio.AudioError, match=r"cannot be read: permission denied$"):
+        audio.load(path)
+
+
+def test_a_file_in_an_unreadable_folder_is_a_message_not_a_traceback(tmp_path, capsys):
+    if os.geteuid() == 0:
+        pytest.skip("running as root: root searches every folder (CAP_DAC_OVERRIDE), so none is unreadable to it")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    source = _speech(locked, 0.1)
+    locked.chmod(0)
+    try:
+        assert main([str(source), str(tmp_path / "out.ecdc")]) == 1
+        assert _last_line(capsys) == f"Input file {source} cannot be read: permission denied."
+        assert main([str(_speech(tmp_path, 0.1)), str(locked / "out.ecdc")]) == 1
+        assert "cannot check it (Permission denied)" in _last_line(capsys)
+    finally:
+        locked.chmod(0o755)
+
+
+def test_symlink_loops_and_broken_links_are_named(tmp_path, capsys):
+    loop = tmp_path / "loop.wav"
+    loop.symlink_to(loop)
+    assert main([str(loop), str(tmp_path / "out.ecdc")]) == 1
+    assert _last_line(capsys) == f"Input file {loop} is a symlink loop (a link that leads back to itself)."
+    broken = tmp_path / "broken.wav"
+    broken.symlink_to(tmp_path / "gone.wav")
+    assert main([str(broken), str(tmp_path / "out.ecdc")]) == 1
+    assert _last_line(capsys) == f"Input file {broken} is a broken symlink (to {tmp_path / 'gone.wav'}, which does not exist)."
+    with pytest.raises(audio.AudioError, match="symlink loop"):
+        audio.load(loop)
+
+
+def test_undecodable_inputs_name_the_path_once(tmp_path, capsys, shipped_model_only):
+    """Was ``empty.wav: empty.wav: cannot read audio (Error opening 'empty.wav': ...)``."""
+    empty, garbage = tmp_path / "empty.wav", tmp_path / "garbage.wav"
+    empty.write_bytes(b"")
+    garbage.write_bytes(b"RIFF\x00\x00\x00\x00WAVEgarbage")
+    for path, message in ((empty, "the file is empty (0 bytes)"), (garbage, "cannot read audio (")):
+        for stream in ("never", "always"):  # audio.load, and the streaming reader
+            assert main(["--stream", stream, str(path), str(tmp_path / "out.ecdc")]) == 1
+            line = _last_line(capsys)
+            assert line.startswith(f"{path}: {message}") and line.count(path.name) == 1, line
+
+
+# ---- f. huge finite samples -------------------------------------------------------------------------------------
+def test_huge_samples_are_refused_naming_the_peak(tmp_path, capsys, shipped_model_only):
+    """A float WAV peaking at 1e30 coded without a word before; now refused, on both reading paths, with no output."""
+    wav = np.zeros(8000, np.float32)
+    wav[4000] = -1e30
+    huge = tmp_path / "huge.wav"
+    sf.write(huge, wav, 16000, subtype="FLOAT")
+    for stream in ("never", "always"):
+        assert main(["--stream", stream, str(huge), str(tmp_path / "out.ecdc")]) == 1
+        assert "has samples up to 1e+30 in magnitude, beyond the ±10 accepted" in _last_line(capsys)
+    assert not (tmp_path / "out.ecdc").exists()
