@@ -317,8 +317,18 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
     @app.get("/e/{slug}/", response_class=HTMLResponse)
     @_releases_session
     def participant_page(slug: str, session: Session = Depends(db)) -> FileResponse:
-        experiment(session, slug)
+        if session.scalar(select(Experiment.id).where(Experiment.slug == slug)) is None:
+            return FileResponse(STATIC / "unknown-test.html", status_code=404, media_type="text/html")
         return FileResponse(STATIC / "participant.html", media_type="text/html")
+
+    @app.get("/e/{slug}/api/info")
+    @_releases_session
+    def info(slug: str, session: Session = Depends(db)) -> dict:
+        """What a newcomer reads before joining, and the rate to open the audio at (so that it is the one reported)."""
+        exp = experiment(session, slug)
+        cfg = _config(exp.config_json)
+        return {"title": exp.title, "instructions": cfg.instructions, "sample_rate": exp.sample_rate,
+                "status": exp.status}
 
     @app.post("/e/{slug}/api/join")
     @_releases_session

@@ -84,8 +84,13 @@ class TestConfig(_Strict):
 
     id: str
     title: str = "Listening test"
-    instructions: str = ("Rate the basic audio quality of each sound against the reference, from Bad (0) to "
-                         "Excellent (100). One of the sounds is the reference itself.")
+    instructions: str = (
+        "You will hear a reference and several versions of the same recording, each behind a numbered button. Rate "
+        "the basic audio quality of each numbered sound against the reference on the scale from 0 to 100, whose "
+        "five bands are Excellent (80-100), Good (60-80), Fair (40-60), Poor (20-40) and Bad (0-20). One of the "
+        "numbered sounds is the reference itself, hidden among the others: when you find it, rate it 100. Listen to "
+        "every sound, switch between them as often as you like (they play in step), and drag across the waveform "
+        "to loop a short passage.")
     sample_rate: int = Field(default=48000, ge=8000, le=192000)
     resample: bool = False  # resample files whose rate differs from sample_rate (soxr HQ) instead of refusing them
     fit_lengths: bool = False  # crop or zero-pad conditions to the reference length (decoders pad their output)

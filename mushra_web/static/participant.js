@@ -44,39 +44,37 @@ function band(v) {
 
 async function boot() {
   try {
+    S.info = await call('GET', 'info'); // title, instructions and rate: shown before anyone joins
+    describe(S.info);
+    if (S.info.status !== 'open') $('welcome-status').textContent = 'This test is closed.';
     S.state = await call('GET', 'state');
     $('welcome-status').textContent = S.state.finished ? 'You have completed this test.'
       : `Welcome back: you are at trial ${S.state.position + 1} of ${S.state.n_trials}.`;
     $('start').textContent = 'Continue';
-    describe();
   } catch (e) {
     if (e.status !== 401) { fail(e.message); return; }
   }
   $('start').addEventListener('click', start);
 }
 
-function describe() {
-  $('title').textContent = S.state.title;
-  $('instructions').textContent = S.state.instructions;
-  document.title = S.state.title;
+function describe(about) {
+  $('title').textContent = about.title;
+  $('instructions').textContent = about.instructions;
+  document.title = about.title;
 }
 
 async function start() {
   $('start').disabled = true;
   const params = Object.fromEntries(new URLSearchParams(location.search));
   try {
-    // the audio context is made inside the click, at the stimuli's own rate: no resampling in the browser
-    S.ctx = S.ctx || new AudioContext({latencyHint: 'interactive', sampleRate: S.state?.sample_rate || undefined});
+    // the audio context is made inside the click, at the stimuli's own rate: no resampling in the browser, and the
+    // rate reported at join is the one the sounds play at
+    S.ctx = S.ctx || new AudioContext({latencyHint: 'interactive', sampleRate: S.info.sample_rate});
     await S.ctx.resume();
     const env = {sampleRate: S.ctx.sampleRate, baseLatency: S.ctx.baseLatency, outputLatency: S.ctx.outputLatency || 0,
                  maxChannelCount: S.ctx.destination.maxChannelCount};
     S.state = await call('POST', 'join', {params, audio_env: env});
-    describe();
-    if (S.ctx.sampleRate !== S.state.sample_rate) {
-      await S.ctx.close();
-      S.ctx = new AudioContext({latencyHint: 'interactive', sampleRate: S.state.sample_rate});
-      await S.ctx.resume();
-    }
+    describe(S.state);
     if (S.state.finished) { finish(S.state.completion); return; }
     await S.ctx.audioWorklet.addModule('/static/engine-worklet.js');
     S.node = new AudioWorkletNode(S.ctx, 'mushra-engine', {
@@ -87,7 +85,6 @@ async function start() {
     S.node.port.onmessage = (e) => engineMessage(e.data);
     if (S.state.testhook) S.test = window.__mushraTest = {taps: [], scheduled: [], ctx: S.ctx, node: S.node, state: S,
       tap: (on) => S.node.port.postMessage({cmd: 'tap', on})};
-    buildScale();
     await loadTrial(S.state.position);
   } catch (e) {
     $('start').disabled = false;
@@ -178,41 +175,63 @@ async function loadTrial(position) {
   updateNext();
 }
 
-function buildScale() {
-  const box = $('scale');
-  box.innerHTML = '';
-  for (const [low, name] of S.state.scale) {
-    const d = document.createElement('div');
-    d.textContent = `${name} (${low}-${low + 20})`;
-    box.appendChild(d);
+// The rating area is one grid: a column for the scale (labels, and the Reference button under them) and one fixed
+// column per sound (value, slider, button). Band lines and labels are placed by the same rule as the slider thumb's
+// centre, --v giving the value, so that a line at 40 is exactly where a click rates 40 (see style.css).
+function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+function bandLines(box) {
+  for (let v = 0; v <= 100; v += 20) {
+    const line = el('div', 'line');
+    line.dataset.v = String(v);
+    line.style.setProperty('--v', String(v));
+    box.appendChild(line);
   }
 }
 
 function renderConditions() {
-  const box = $('conditions');
+  const box = $('rating');
   box.innerHTML = '';
-  const ref = document.createElement('div');
-  ref.className = 'cond ref';
-  ref.innerHTML = '<span class="value"></span><button type="button" id="btn-ref">Reference</button>';
+  box.appendChild(el('div', 'corner'));
+  const scale = el('div', 'scale');
+  scale.id = 'scale';
+  scale.setAttribute('aria-hidden', 'true');
+  bandLines(scale);
+  for (const [low, name] of S.state.scale) {
+    const label = el('div', 'label', name);
+    label.dataset.v = String(low);
+    label.style.setProperty('--v', String(low));
+    scale.appendChild(label);
+  }
+  box.appendChild(scale);
+  const ref = el('button', 'play ref');
+  ref.append(el('span', 'long', 'Reference'), el('span', 'short', 'Ref'));  // phones have room for the short one
+  Object.assign(ref, {type: 'button', id: 'btn-ref'});
+  ref.setAttribute('aria-label', 'Play the reference');
+  ref.addEventListener('click', () => select(0));
   box.appendChild(ref);
-  ref.querySelector('button').addEventListener('click', () => select(0));
   S.ratings.forEach((r, i) => {
-    const d = document.createElement('div');
-    d.className = 'cond';
-    const value = document.createElement('span');
-    value.className = 'value';
+    const value = el('div', 'value');
+    value.id = `value-${i}`;
+    value.append(el('span', 'num'), el('span', 'band'));
+    const track = el('div', 'track');
+    track.id = `track-${i}`;
+    bandLines(track);
     const slider = document.createElement('input');
     Object.assign(slider, {type: 'range', min: 0, max: 100, step: 1, id: `slider-${i}`});
     slider.setAttribute('aria-label', `Rating of sound ${i + 1}`);
-    const btn = document.createElement('button');
-    btn.type = 'button';
-    btn.id = `btn-${i}`;
-    btn.textContent = String(i + 1);
+    slider.addEventListener('input', () => rate(i, Number(slider.value)));
+    track.appendChild(slider);
+    const btn = el('button', 'play', String(i + 1));
+    Object.assign(btn, {type: 'button', id: `btn-${i}`});
     btn.setAttribute('aria-label', `Play sound ${i + 1}`);
     btn.addEventListener('click', () => select(i + 1));
-    slider.addEventListener('input', () => rate(i, Number(slider.value)));
-    d.append(value, slider, btn);
-    box.appendChild(d);
+    box.append(value, track, btn);
     paintSlider(i);
   });
   renderButtons();
@@ -221,18 +240,15 @@ function renderConditions() {
 function paintSlider(i) {
   const r = S.ratings[i];
   const slider = $(`slider-${i}`);
-  const value = slider.parentElement.querySelector('.value');
-  if (r.score === null || r.score === undefined) {
-    slider.classList.add('unset');
-    slider.value = 50;
-    slider.setAttribute('aria-valuetext', 'not rated');
-    value.textContent = '–';
-  } else {
-    slider.classList.remove('unset');
-    slider.value = r.score;
-    slider.setAttribute('aria-valuetext', `${r.score}, ${band(r.score)}`);
-    value.textContent = `${r.score} ${band(r.score)}`;
-  }
+  const value = $(`value-${i}`);
+  const rated = r.score !== null && r.score !== undefined;
+  slider.classList.toggle('unset', !rated);
+  // unrated: no thumb, no fill, a dashed track and "not rated"; the value under the hidden thumb is only where
+  // keyboard steps start from
+  slider.value = rated ? r.score : 50;
+  slider.setAttribute('aria-valuetext', rated ? `${r.score}, ${band(r.score)}` : 'not rated');
+  value.querySelector('.num').textContent = rated ? String(r.score) : '–';
+  value.querySelector('.band').textContent = rated ? band(r.score) : 'not rated';
 }
 
 function renderButtons() {

@@ -9,6 +9,7 @@ a switch landed and whether the playhead stayed continuous.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -31,6 +32,8 @@ if not Path(CHROMIUM).exists():
                 allow_module_level=True)
 
 SR = 48000
+SR22 = 22050
+INSTRUCTIONS22 = "Listen closely.\nThen rate every sound."
 CONDITIONS = ["codec_a", "codec_b"]
 LEVEL = {"reference": 0.1, "codec_a": 0.2, "codec_b": 0.3}
 XFADE = 240  # 5 ms at 48 kHz
@@ -42,7 +45,8 @@ LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", 
 
 @pytest.fixture(scope="module")
 def server():
-    """mushra-web serve --test-mode on a free loopback port, with one crowd test of 2 items x 2 conditions."""
+    """mushra-web serve --test-mode on a free loopback port, with a crowd test of 2 items x 2 conditions at 48 kHz
+    ('bt') and a plain one of 1 item x 1 condition at 22.05 kHz with its own instructions ('bt22')."""
     tmp = Path(tempfile.mkdtemp(prefix="mushra-browser-"))
     cfg = write_config(tmp, test_id="bt", items=("i1", "i2"), conditions=tuple(CONDITIONS), sample_rate=SR,
                        seconds=2.0, stereo_probe=True,
@@ -50,6 +54,9 @@ def server():
     db = f"sqlite:///{tmp / 'db.sqlite'}"
     base = [sys.executable, "-m", "mushra_web.cli", "--db", db, "--data-dir", str(tmp / "data")]
     subprocess.run([*base, "create", str(cfg)], check=True, capture_output=True)
+    cfg22 = write_config(tmp, test_id="bt22", items=("j1",), conditions=("codec_a",), sample_rate=SR22, seconds=1.0,
+                         title="Second test", instructions=INSTRUCTIONS22)
+    subprocess.run([*base, "create", str(cfg22)], check=True, capture_output=True)
     port = free_port()
     proc = subprocess.Popen([*base, "serve", "--port", str(port), "--test-mode", "--log-level", "warning"],
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -156,15 +163,15 @@ def test_whole_test_by_clicking_and_typing_then_crowd_redirect_and_blinding(page
     assert page.locator("#btn-ref").is_visible()
     for trial in range(2):
         page.wait_for_function(f"document.querySelector('#progress-text').textContent.startsWith('Trial {trial + 1} ')")
-        n = page.locator(".cond input[type=range]").count()
+        n = page.locator("#rating input[type=range]").count()
         assert n == 5
         assert page.locator("#next").is_disabled()
-        assert page.locator(".cond input.unset").count() == 5  # sliders start unset
+        assert page.locator("#rating input.unset").count() == 5  # sliders start unset
         page.click("#btn-0")
         page.click("#slider-0", position={"x": 18, "y": 30})  # a click near the top: a high score
         assert page.locator("#next").is_disabled()
         rate_all_by_keyboard(page, n)
-        assert page.locator(".cond input.unset").count() == 0
+        assert page.locator("#rating input.unset").count() == 0
         assert page.locator("#next").is_enabled()
         page.wait_for_function("document.querySelector('#save-status').textContent.includes('Saved')")
         page.click("#next")
@@ -298,7 +305,7 @@ def test_reload_resumes_the_trial_with_its_ratings(page, server):
     expect(page.locator("#slider-0")).to_have_value("7")
     expect(page.locator("#slider-1")).to_have_value("60")  # PageUp from an unset slider at 50
     expect(page.locator("#slider-2")).to_have_class("unset")
-    expect(page.locator("#btn-0")).to_have_class("played")
+    expect(page.locator("#btn-0")).to_have_class(re.compile(r"\bplayed\b"))
 
 
 def test_phone_layout_is_usable_by_touch(playwright, server):
@@ -317,11 +324,25 @@ def test_phone_layout_is_usable_by_touch(playwright, server):
             assert box["width"] > 3 * box["height"] and box["x"] + box["width"] <= width  # horizontal sliders
             btn = page.locator(f"#btn-{i}").bounding_box()
             assert btn["height"] >= 44  # touch-sized targets
+        # the scale labels stay, each fitting its band between the band lines, which run across every slider
+        scale = line_positions(page, "#scale", "x")
+        assert all(scale[v] < scale[v + 20] for v in range(0, 100, 20))  # 100 at the right
+        for v in range(0, 100, 20):
+            label = page.locator(f"#scale .label[data-v='{v}']")
+            box = label.bounding_box()
+            assert abs(box["x"] - scale[v]) <= 1 and abs(box["x"] + box["width"] - scale[v + 20]) <= 1
+            assert label.evaluate("e => e.scrollWidth <= e.clientWidth"), label.text_content()  # not cut off
+        for i in range(5):
+            assert line_positions(page, f"#track-{i}", "x") == scale
+        ref, first = page.locator("#btn-ref").bounding_box(), page.locator("#btn-0").bounding_box()
+        assert ref["x"] == first["x"] and ref["width"] == first["width"]  # in line with the numbered buttons
         page.tap("#btn-0")
         slider = page.locator("#slider-0").bounding_box()
         page.touchscreen.tap(slider["x"] + slider["width"] * 0.9, slider["y"] + slider["height"] / 2)
         page.wait_for_function("!document.querySelector('#slider-0').classList.contains('unset')")
         assert int(page.locator("#slider-0").input_value()) >= 80
+        page.touchscreen.tap(scale[60], slider["y"] + slider["height"] / 2)  # a tap on a line rates its value
+        sync_api.expect(page.locator("#slider-0")).to_have_value("60")
     finally:
         phone.close()
         shutil.rmtree(user_data, ignore_errors=True)
@@ -371,3 +392,126 @@ def test_ratings_made_during_an_outage_reach_the_server_whatever_was_clicked(pag
         sync_api.expect(page.locator(f"#slider-{i}")).to_have_value(str(99 - i))
     page.click("#next")
     sync_api.expect(page.locator("#progress-text")).to_contain_text("Trial 2 of 2")
+
+
+def participant_of(db: str, slug: str):  # noqa: ANN201
+    """The single participant of test ``slug``, and its export rows."""
+    from mushra_web.db import Experiment, Participant, make_engine, session_factory
+    from mushra_web.export import export_rows
+
+    engine = make_engine(db)
+    with session_factory(engine)() as s:
+        exp = s.scalar(select(Experiment).where(Experiment.slug == slug))
+        p = s.scalar(select(Participant).where(Participant.experiment_id == exp.id))
+        rows = export_rows(s, exp)
+    engine.dispose()
+    return p, rows
+
+
+def test_newcomers_read_title_and_instructions_first_and_the_real_rate_is_reported(page, server):
+    page.goto(f"{server['url']}/e/bt?PROLIFIC_PID=newcomer")
+    sync_api.expect(page.locator("#title")).to_have_text("Test title")
+    text = page.locator("#instructions").inner_text()
+    assert "hidden" in text and "rate it 100" in text and "Excellent (80-100)" in text and "Bad (0-20)" in text
+    assert page.locator("#welcome").is_visible() and not page.locator("#trial").is_visible()
+    page.goto(f"{server['url']}/e/bt22")
+    sync_api.expect(page.locator("#title")).to_have_text("Second test")
+    assert page.title() == "Second test"
+    assert page.locator("#instructions").inner_text() == INSTRUCTIONS22  # its line break kept
+    page.click("#start")
+    page.wait_for_selector("#trial:not([hidden])")
+    assert page.evaluate("window.__mushraTest.ctx.sampleRate") == SR22
+    p, rows = participant_of(server["db"], "bt22")
+    assert p.audio_env["sampleRate"] == SR22 and {r["audio_sample_rate"] for r in rows} == {float(SR22)}
+
+
+def test_an_unknown_test_link_shows_a_page(page, server):
+    res = page.goto(f"{server['url']}/e/no-such-test?PROLIFIC_PID=x")
+    assert res.status == 404 and res.headers["content-type"].startswith("text/html")
+    sync_api.expect(page.locator("h1")).to_have_text("No such listening test")
+
+
+def line_positions(page, box: str, axis: str) -> dict[int, float]:
+    """Where each band line of ``box`` is drawn: the centre of its pixel, along ``axis`` ('y' or 'x')."""
+    out = {}
+    for v in range(0, 101, 20):
+        b = page.locator(f"{box} .line[data-v='{v}']").bounding_box()
+        out[v] = b[axis] + (b["height"] if axis == "y" else b["width"]) / 2
+    return out
+
+
+def test_band_lines_labels_and_clicks_agree_on_every_slider(page, server):
+    page.set_viewport_size({"width": 1280, "height": 1300})
+    start(page, server, "pw6")
+    scale = line_positions(page, "#scale", "y")
+    assert all(scale[v] > scale[v + 20] for v in range(0, 100, 20))  # 100 at the top
+    for v in range(0, 100, 20):  # each label fills its band, between its two lines
+        label = page.locator(f"#scale .label[data-v='{v}']").bounding_box()
+        assert abs(label["y"] - scale[v + 20]) <= 1 and abs(label["y"] + label["height"] - scale[v]) <= 1
+    for i in range(5):
+        lines = line_positions(page, f"#track-{i}", "y")
+        assert lines == scale  # the same lines across every slider, to the pixel
+        track = page.locator(f"#track-{i}").bounding_box()
+        x = track["x"] + track["width"] / 2
+        for v, y in lines.items():  # a click on a line rates exactly the line's value
+            page.mouse.click(x, y)
+            assert page.locator(f"#slider-{i}").input_value() == str(v), (i, v)
+        for v, name in [(80, "Excellent"), (60, "Good"), (40, "Fair"), (20, "Poor"), (0, "Bad")]:
+            for y in (lines[v] - 3, (lines[v] + lines[v + 20]) / 2, lines[v + 20] + 3):  # anywhere inside the band
+                page.mouse.click(x, y)
+                score = int(page.locator(f"#slider-{i}").input_value())
+                assert v <= score <= v + 20, (i, v, score)
+                assert page.locator(f"#value-{i} .band").text_content() == name
+
+
+def accent_rows(page, selector: str) -> np.ndarray:
+    """Rows (CSS pixels from the element's top) of a screenshot of ``selector`` holding blue pixels: the page's
+    accent colour for a thumb, as blue as a browser's own slider fill (focus outlines are orange)."""
+    import io
+
+    from PIL import Image
+
+    shot = np.asarray(Image.open(io.BytesIO(page.locator(selector).screenshot())).convert("RGB")).astype(int)
+    blue = shot[..., 2] - shot[..., 0] > 80
+    return np.nonzero(blue.any(axis=1))[0]
+
+
+def test_unrated_sliders_look_unrated_and_a_rating_is_drawn_at_its_value(page, server):
+    page.set_viewport_size({"width": 1280, "height": 1300})
+    start(page, server, "pw7")
+    for i in range(5):  # no thumb and no fill anywhere on an unrated slider
+        assert accent_rows(page, f"#track-{i}").size == 0, i
+        assert page.locator(f"#value-{i}").inner_text().split() == ["–", "not", "rated"]
+    page.keyboard.press("1")
+    page.keyboard.press("Home")
+    for _ in range(36):
+        page.keyboard.press("ArrowUp")
+    assert page.locator("#slider-0").input_value() == "36"
+    rows = accent_rows(page, "#track-0")
+    top = page.locator("#track-0").bounding_box()["y"]
+    lines = {v: y - top for v, y in line_positions(page, "#track-0", "y").items()}
+    centre = (rows.min() + rows.max() + 1) / 2
+    want = lines[40] + (lines[20] - lines[40]) * 4 / 20  # 36 is 4/20 of the way down from the 40 line to the 20 line
+    assert lines[40] < centre < lines[20]  # drawn inside the Poor band
+    assert abs(centre - want) <= 1, (centre, want)
+    for i in range(1, 5):
+        assert accent_rows(page, f"#track-{i}").size == 0
+
+
+def test_columns_stay_put_while_rating_and_the_reference_button_is_in_line(page, server):
+    page.set_viewport_size({"width": 1280, "height": 1300})
+    start(page, server, "pw8")
+
+    def layout() -> list:
+        return [page.locator(sel).bounding_box() for sel in
+                ["#btn-ref", "#scale", *[f"#{k}-{i}" for i in range(5) for k in ("track", "btn", "value")]]]
+
+    before = layout()
+    ref, first = page.locator("#btn-ref").bounding_box(), page.locator("#btn-0").bounding_box()
+    assert ref["y"] == first["y"] and ref["height"] == first["height"]
+    for i, keys in enumerate([["End"], ["Home"], ["Home", "ArrowUp"], ["End", "ArrowDown"], ["PageUp"]]):
+        page.keyboard.press(str(i + 1))
+        for key in keys:
+            page.keyboard.press(key)
+    assert [page.locator(f"#value-{i} .num").text_content() for i in range(5)] == ["100", "0", "1", "99", "60"]
+    assert layout() == before
