@@ -174,3 +174,25 @@ def test_registry_names_say_what_they_are_and_unknown_names_fail_clearly():
         assert "implementation" in description
     with pytest.raises(MetricError, match="unknown metric 'pesq'.*pesq_wb@16k"):
         get_metric("pesq")
+
+
+def test_visqol_reuses_the_reference_spectrogram_without_changing_a_score():
+    from visqol import VisqolApi
+
+    from encodec_eval.metrics.visqol import _api
+
+    rng = np.random.default_rng(7)
+    t = np.arange(2 * 48000) / 48000
+    reference = (0.3 * np.sin(2 * np.pi * 440 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+    degraded = [reference + level * rng.standard_normal(reference.size).astype(np.float32) for level in (0.01, 0.1)]
+    metric = get_metric("visqol_audio@48k")
+    builder = _api("audio")._manager.spect_builder
+    hits = builder.hits
+    scores = [metric.measure(reference[None], 48000, d[None], 48000).value for d in degraded]
+    assert builder.hits == hits + 1  # the second call did not build the reference again
+
+    plain = VisqolApi()
+    plain.create(mode="audio")
+    expected = [plain.measure_from_arrays(reference.astype(np.float64), d.astype(np.float64), 48000).moslqo
+                for d in degraded]
+    assert scores == expected and scores[0] != scores[1]
