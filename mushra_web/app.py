@@ -429,7 +429,8 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
                             for r in ratings],
                 "seq": max((r.save_seq for r in ratings), default=0), "reference_plays": trial.reference_plays,
                 "n_switches": trial.n_switches, "loop": trial.loop or None,
-                "require": {"play_all": cfg.design.require_play_all, "rate_all": cfg.design.require_rate_all}}
+                "require": {"play_all": cfg.design.require_play_all, "rate_all": cfg.design.require_rate_all,
+                            "one_at_100": cfg.design.require_one_at_100}}
 
     def apply_save(session: Session, trial: Trial, body: SaveBody) -> int:
         """Store a save unless one with a higher or equal sequence number is stored already.
@@ -507,6 +508,10 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
         if cfg.design.require_rate_all and unrated:
             session.rollback()
             raise HTTPException(422, {"message": "rate every sound before going on", "unrated": unrated})
+        if cfg.design.require_one_at_100 and not any(r.score == 100 for r in ratings):
+            session.rollback()
+            raise HTTPException(422, {"message": "rate at least one sound 100 (the hidden reference should be)",
+                                      "none_at_100": True})
         trial.status, trial.submitted_at = "submitted", utcnow()
         following = session.scalar(select(Trial).where(Trial.participant_id == p.id, Trial.position == position + 1))
         if following is not None:

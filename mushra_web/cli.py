@@ -47,6 +47,8 @@ def cmd_create(args: argparse.Namespace) -> int:
             overrides["crowd"] = {"platform": args.crowd, "complete_url": args.complete_url}
         if args.title:
             overrides["title"] = args.title
+        if args.protocol:
+            overrides["protocol"] = args.protocol
         cfg, rows_csv = config_from_run(args.run, args.id,
                                         conditions=args.conditions.split(",") if args.conditions else None,
                                         items=args.items.split(",") if args.items else None,
@@ -196,6 +198,9 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--training-items", help="comma-separated item ids shown first as training")
     c.add_argument("--crowd", choices=["prolific", "mturk", "generic"])
     c.add_argument("--complete-url", help="redirect at the end, with {code} for the completion code")
+    c.add_argument("--protocol", choices=["bs1534_3", "encodec_2022"],
+                   help="settings of a published protocol; encodec_2022 (the EnCodec paper's) asks for at least one "
+                        "rating of 100 per trial and screens by the paper's rule")
     c.set_defaults(func=cmd_create)
 
     s = sub.add_parser("serve", help="serve the tests over HTTP")

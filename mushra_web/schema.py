@@ -15,6 +15,12 @@ SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@+=-]{0,127}$")
 ANCHORS = {"lp3500": 3500.0, "lp7000": 7000.0}
 CROWD_ID_PARAMS = {"prolific": "PROLIFIC_PID", "mturk": "workerId", "generic": "pid", "none": None}
+# What a config's ``protocol`` sets unless the config sets it itself. The EnCodec paper (Defossez et al. 2022)
+# screens assessors by its own rule, and asks for at least one rating of 100 per trial.
+PROTOCOLS: dict[str, dict] = {
+    "bs1534_3": {},
+    "encodec_2022": {"design": {"require_one_at_100": True}, "post_screening": ["encodec_2022"]},
+}
 
 
 class ConfigError(ValueError):
@@ -47,6 +53,8 @@ class DesignConfig(_Strict):
     training_items: list[str] = Field(default_factory=list)
     require_play_all: bool = True
     require_rate_all: bool = True
+    # BS.1534-3 practice: the hidden reference should get 100, so a trial goes on only when some sound is at 100
+    require_one_at_100: bool = False
     crossfade_ms: float = Field(default=5.0, ge=1.0, le=50.0)
     min_loop_s: float = Field(default=0.5, ge=0.1, le=10.0)
     max_conditions: int = Field(default=12, ge=1, le=20)
@@ -83,6 +91,7 @@ class TestConfig(_Strict):
     """A whole MUSHRA test: items x conditions, hidden reference and anchors, design, crowd and screening."""
 
     id: str
+    protocol: Optional[Literal["bs1534_3", "encodec_2022"]] = None
     title: str = "Listening test"
     instructions: str = (
         "You will hear a reference and several versions of the same recording, each behind a numbered button. Rate "
@@ -103,6 +112,20 @@ class TestConfig(_Strict):
     crowd: CrowdConfig = Field(default_factory=CrowdConfig)
     post_screening: list[Literal["bs1534_3", "encodec_2022"]] = Field(
         default_factory=lambda: ["bs1534_3", "encodec_2022"])
+
+    @model_validator(mode="before")
+    @classmethod
+    def _protocol_defaults(cls, data: object) -> object:
+        """Fill in the protocol's settings under the config's own (a stored config has them all already)."""
+        if not isinstance(data, dict) or data.get("protocol") not in PROTOCOLS:
+            return data
+        merged = dict(data)
+        for key, value in PROTOCOLS[data["protocol"]].items():
+            if isinstance(value, dict) and isinstance(merged.get(key, {}), dict):
+                merged[key] = {**value, **merged.get(key, {})}
+            else:
+                merged.setdefault(key, value)
+        return merged
 
     @field_validator("id")
     @classmethod

@@ -274,7 +274,8 @@ function rate(i, v) {
 function missing() {
   const unplayed = S.ratings.filter((r) => r.plays < 1).map((r) => r.button + 1);
   const unrated = S.ratings.filter((r) => r.score === null || r.score === undefined).map((r) => r.button + 1);
-  return {unplayed: S.trial.require.play_all ? unplayed : [], unrated: S.trial.require.rate_all ? unrated : []};
+  return {unplayed: S.trial.require.play_all ? unplayed : [], unrated: S.trial.require.rate_all ? unrated : [],
+          noneAt100: S.trial.require.one_at_100 && !S.ratings.some((r) => r.score === 100)};
 }
 
 function updateNext() {
@@ -283,6 +284,7 @@ function updateNext() {
   const parts = [];
   if (m.unplayed.length) parts.push(`play sound ${m.unplayed.join(', ')}`);
   if (m.unrated.length) parts.push(`rate sound ${m.unrated.join(', ')}`);
+  if (m.noneAt100) parts.push('rate at least one sound 100 (the hidden reference should be)');
   $('next').disabled = parts.length > 0;
   $('need').textContent = parts.length ? `Still to do: ${parts.join('; ')}.` : '';
 }

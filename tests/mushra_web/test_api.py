@@ -329,3 +329,18 @@ def test_csv_cells_never_run_as_formulas_and_crowd_ids_are_exported(app_env):
     for row in parsed:
         assert (row["study_id"], row["crowd_session_id"], row["user_agent"]) == ("'+st1", "'@se1", "'=1+1")
         assert not any(cell.startswith(("=", "+", "-", "@")) for cell in row.values())
+
+
+def test_one_sound_at_100_is_required_only_when_the_config_asks(app_env):
+    app_env.create(protocol="encodec_2022")
+    client = app_env.client()
+    client.post("/e/t1/api/join", json={})
+    trial = client.get("/e/t1/api/trials/0").json()
+    assert trial["require"]["one_at_100"] is True
+    body = {"seq": 1, "ratings": [{"button": b["index"], "score": 99.5, "plays": 1} for b in trial["buttons"]]}
+    res = client.post("/e/t1/api/trials/0/submit", json=body)
+    assert res.status_code == 422 and res.json()["detail"]["none_at_100"] is True
+    assert client.get("/e/t1/api/state").json()["position"] == 0
+    body = {"seq": 2, "ratings": [{**r, "score": 100 if r["button"] == 3 else 20} for r in body["ratings"]]}
+    assert client.post("/e/t1/api/trials/0/submit", json=body).json()["position"] == 1
+    # off by default: every other test here goes on with no sound at 100

@@ -46,7 +46,8 @@ LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", 
 @pytest.fixture(scope="module")
 def server():
     """mushra-web serve --test-mode on a free loopback port, with a crowd test of 2 items x 2 conditions at 48 kHz
-    ('bt') and a plain one of 1 item x 1 condition at 22.05 kHz with its own instructions ('bt22')."""
+    ('bt') and a plain one of 1 item x 1 condition at 22.05 kHz with its own instructions and the EnCodec paper's
+    protocol ('bt22')."""
     tmp = Path(tempfile.mkdtemp(prefix="mushra-browser-"))
     cfg = write_config(tmp, test_id="bt", items=("i1", "i2"), conditions=tuple(CONDITIONS), sample_rate=SR,
                        seconds=2.0, stereo_probe=True,
@@ -55,7 +56,7 @@ def server():
     base = [sys.executable, "-m", "mushra_web.cli", "--db", db, "--data-dir", str(tmp / "data")]
     subprocess.run([*base, "create", str(cfg)], check=True, capture_output=True)
     cfg22 = write_config(tmp, test_id="bt22", items=("j1",), conditions=("codec_a",), sample_rate=SR22, seconds=1.0,
-                         title="Second test", instructions=INSTRUCTIONS22)
+                         title="Second test", instructions=INSTRUCTIONS22, protocol="encodec_2022")
     subprocess.run([*base, "create", str(cfg22)], check=True, capture_output=True)
     port = free_port()
     proc = subprocess.Popen([*base, "serve", "--port", str(port), "--test-mode", "--log-level", "warning"],
@@ -515,3 +516,22 @@ def test_columns_stay_put_while_rating_and_the_reference_button_is_in_line(page,
             page.keyboard.press(key)
     assert [page.locator(f"#value-{i} .num").text_content() for i in range(5)] == ["100", "0", "1", "99", "60"]
     assert layout() == before
+
+
+def test_next_waits_for_a_100_when_the_protocol_asks(page, server):
+    page.goto(f"{server['url']}/e/bt22")
+    page.click("#start")
+    page.wait_for_function("document.querySelector('#save-status').textContent.includes('Saved')")
+    n = page.locator("#rating input[type=range]").count()
+    assert n == 4  # one condition, two anchors, the hidden reference
+    for i in range(n):
+        page.keyboard.press(str(i + 1))
+        page.keyboard.press("End")
+        page.keyboard.press("ArrowDown")  # 99
+    sync_api.expect(page.locator("#need")).to_contain_text("rate at least one sound 100")
+    assert page.locator("#next").is_disabled()
+    page.keyboard.press("End")  # the last one to 100
+    sync_api.expect(page.locator("#next")).to_be_enabled()
+    assert page.locator("#need").text_content() == ""
+    page.click("#next")
+    sync_api.expect(page.locator("#done")).to_be_visible()

@@ -139,3 +139,23 @@ def test_create_from_a_bench_run_folder(tmp_path, capsys):
         config_from_run(run, "x", conditions=["mp3@8"])
     with pytest.raises(IngestError, match="no run.json"):
         config_from_run(tmp_path, "x")
+
+
+def test_the_encodec_protocol_asks_for_a_100_unless_the_config_says_otherwise(make_config, tmp_path):
+    assert load_config(make_config()).design.require_one_at_100 is False  # off by default
+    cfg = load_config(make_config(protocol="encodec_2022"))
+    assert cfg.design.require_one_at_100 is True and cfg.post_screening == ["encodec_2022"]
+    own = load_config(make_config(protocol="encodec_2022", design={"require_one_at_100": False, "crossfade_ms": 8}))
+    assert own.design.require_one_at_100 is False and own.design.crossfade_ms == 8
+    assert load_config(make_config(protocol="bs1534_3")).design.require_one_at_100 is False
+    with pytest.raises(ConfigError, match="protocol"):
+        load_config(make_config(protocol="encodec_2023"))
+    run = make_run(tmp_path / "runs")
+    db = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    assert cli(["--db", db, "--data-dir", str(tmp_path / "data"), "create", "--run", str(run), "--id", "paper",
+                "--excerpt-seconds", "1", "--protocol", "encodec_2022"]) == 0
+    engine = make_engine(db)
+    with session_factory(engine)() as session:
+        stored = session.scalar(select(Experiment)).config_json
+    engine.dispose()
+    assert '"require_one_at_100":true' in stored and '"protocol":"encodec_2022"' in stored
