@@ -34,7 +34,7 @@ def test_whole_test_autosave_restart_resume_and_export(app_env):
     trial = client.get("/e/t1/api/trials/0").json()
     assert len(trial["buttons"]) == N_BUTTONS and all(b["score"] is None for b in trial["buttons"])
     blob = json.dumps(trial) + json.dumps(state)
-    for secret in ("codec_a", "codec_b", "lp3500", "lp7000", "reference.wav", "hidden", "audio/"):
+    for secret in ("codec_a", "codec_b", "lp3500", "lp7000", "reference.wav", "hidden_reference", "audio/"):
         assert secret not in blob
     # autosave a partial rating, then "restart the server": a new app instance on the same database
     assert save(client, 0, 1, {0: 12.5, 1: None}).json() == {"saved": True, "seq": 1}
