@@ -42,8 +42,31 @@ async function refresh() {
       refresh();
     });
     s.append(toggle);
+    s.append(participants(t));
     box.append(s);
   }
+}
+
+// Each participant, and for one still active a way to let another browser continue their session (a crowd id
+// alone is not enough: say the participant wrote that their computer broke down).
+function participants(t) {
+  const box = el('details');
+  box.append(el('summary', `participants (${t.participants.length})`));
+  const list = el('ul');
+  for (const p of t.participants) {
+    const item = el('li', `${p.participant_id} ${p.status}` + (p.external_id_hash ? ` (id hash ${p.external_id_hash})` : ''));
+    if (p.status === 'active') {
+      const allow = el('button', 'Let another browser continue', {type: 'button'});
+      allow.addEventListener('click', async () => {
+        await call('POST', `experiments/${encodeURIComponent(t.slug)}/participants/${p.participant_id}/takeover`);
+        allow.replaceWith(document.createTextNode(' - the next browser with this id may continue'));
+      });
+      item.append(' ', allow);
+    }
+    list.append(item);
+  }
+  box.append(list);
+  return box;
 }
 
 async function boot() {

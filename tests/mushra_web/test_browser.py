@@ -358,6 +358,7 @@ def test_admin_page_logs_in_and_shows_progress(page, server):
         auth.add_user(s, "root", "browser test password")
         s.commit()
     engine.dispose()
+    start(page, server, "pw-admin")  # at least one active participant
     page.goto(f"{server['url']}/admin")
     page.fill("#user", "root")
     page.fill("#password", "wrong password!")
@@ -370,6 +371,10 @@ def test_admin_page_logs_in_and_shows_progress(page, server):
     with page.expect_download() as download:
         page.click("text=CSV")
     assert download.value.suggested_filename.startswith("bt-") and download.value.suggested_filename.endswith(".csv")
+    # a participant's session can be handed to another browser (a crowd id alone cannot take it)
+    page.click("#tests summary")
+    page.locator("#tests li", has_text="active").first.locator("button").click()
+    sync_api.expect(page.locator("#tests")).to_contain_text("the next browser with this id may continue")
     page.click("text=Close test")
     sync_api.expect(page.locator("#tests")).to_contain_text("status closed")
     page.click("text=Open test")
