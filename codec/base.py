@@ -169,6 +169,17 @@ class Codec(abc.ABC):
         """Algorithmic latency at the codec's rate, in samples (what a real-time user would wait)."""
         return 0
 
+    #: Where the codec computes: "cpu", or a torch device such as "cuda:0" for codecs that can use one.
+    device: str = "cpu"
+
+    def use_device(self, device: str) -> str:
+        """Compute on ``device`` if this codec can (neural codecs on a GPU); returns the device it will run on.
+        Codecs that only run on the CPU (libopus, Codec2, LAME) keep running there, and say so."""
+        return self.device
+
+    def synchronize(self) -> None:
+        """Wait until work queued on the codec's device is done, so a timer around encode or decode is honest."""
+
     def describe(self) -> dict[str, Any]:
         """Implementation, version and settings: every result row carries these."""
         return {

@@ -95,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--report-only", action="store_true",
                         help="rebuild rows.csv, summary.csv and plots of the run in --out (finished or not), and print")
     parser.add_argument("--keep-audio", action="store_true", help="save reference and decoded audio in audio/")
+    parser.add_argument("--device", default="cpu",
+                        help="where codecs that can use a GPU run (cpu, cuda, cuda:N; under torchrun, cuda is each "
+                             "rank's own GPU); metrics and CPU-only codecs stay on the CPU, and rows name the device")
     parser.add_argument("--weights", default=None,
                         help="EnCodec weights: auto (default), official, hf, project, random, or a path (official "
                              ".th, Hugging Face folder, or a project checkpoint); a spec suffix such as "
@@ -161,7 +164,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         workers = 1 if int(os.environ.get("WORLD_SIZE", "1")) > 1 else args.workers
         config = RunConfig(codecs=args.codecs, anchors=args.anchors, bitrates=args.bw, metrics=args.metrics,
                            data=args.data, out=args.out, runs_dir=args.runs_dir, name=args.name, resume=args.resume,
-                           retry_errors=args.retry_errors,
+                           retry_errors=args.retry_errors, device=args.device,
                            workers=workers, repeats=args.repeats, timing_items_per_category=args.timing_items,
                            timing_seconds=args.timing_seconds, keep_audio=args.keep_audio,
                            limit_per_category=args.limit_per_category, progress=not args.no_progress,

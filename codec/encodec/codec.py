@@ -208,6 +208,20 @@ class EncodecCodec(Codec):
         self.ecdc = config.name in _ecdc_models()
         self.lm = (lm if lm is not None else _default_lm(config)) if use_lm else None
 
+    def use_device(self, device: str) -> str:
+        """Move the model to ``device`` (the entropy-coding LM stays on the CPU: it codes frame by frame, where a GPU
+        gains nothing, and CPU probabilities keep the files decodable on any machine)."""
+        target = torch.device(device)
+        if target.type == "cuda" and target.index is None:
+            target = torch.device("cuda", torch.cuda.current_device())
+        self.model.to(target)
+        self.device = str(target)
+        return self.device
+
+    def synchronize(self) -> None:
+        if self.device.startswith("cuda"):
+            torch.cuda.synchronize(self.device)
+
     @property
     def latency_samples(self) -> int:
         """Samples a streaming user waits: one frame (24 kHz) or one segment (48 kHz); -1 needs the whole item."""
@@ -224,7 +238,7 @@ class EncodecCodec(Codec):
                 payload = compress(self.model, tensor, use_lm=self.use_lm, bandwidth=self.kbps, lm=self.lm)
                 extra = {"payload_format": "ecdc" + ("+lm" if self.use_lm else "")}
             else:
-                payload, extra = _pack_frames(self.model.encode(tensor[None], self.kbps),
+                payload, extra = _pack_frames(self.model.encode(tensor[None].to(self.device), self.kbps),
                                               self.model.config.bits_per_codebook)
         metadata = {"model": self.model.config.name, "bandwidth_kbps": self.kbps,
                     "num_codebooks": self.model.config.num_codebooks(self.kbps), **self._weights_info(), **extra}
@@ -247,9 +261,9 @@ class EncodecCodec(Codec):
                 except EcdcError as exc:
                     raise CodecError(f"encodec: bad .ecdc payload: {exc}") from exc
             else:
-                frames = _unpack_frames(encoded.payload, encoded.metadata, self.model.config)
+                frames = _unpack_frames(encoded.payload, encoded.metadata, self.model.config, self.device)
                 wav = self.model.decode(frames)[0, :, :encoded.num_samples]
-        return np.ascontiguousarray(wav.numpy(), dtype=np.float32), self.sample_rate
+        return np.ascontiguousarray(wav.cpu().numpy(), dtype=np.float32), self.sample_rate
 
     def _weights_info(self) -> dict[str, Any]:
         return {"weights": f"{self.weights.source}: {self.weights.label}", "weights_sha256": self.weights.sha256}
@@ -259,7 +273,7 @@ class EncodecCodec(Codec):
         hint = "" if self.weights.source == "official" else GET_OFFICIAL_HINT.format(
             dirs=", ".join(map(str, checkpoints.official_search_dirs())))
         return {**super().describe(), "implementation": f"encodec-eval EncodecModel (torch {torch.__version__})",
-                "model": self.model.config.name, "bandwidth_kbps": self.kbps, "lm": self.use_lm,
+                "device": self.device, "model": self.model.config.name, "bandwidth_kbps": self.kbps, "lm": self.use_lm,
                 **self._weights_info(), "weights_source": self.weights.source,
                 "weights_in_words": self.weights.in_words(), "weights_hint": hint}
 
@@ -278,7 +292,7 @@ def _default_lm(config: EncodecConfig):
 
 def _pack_frames(frames: list[EncodedFrame], bits: int) -> tuple[bytes, dict[str, Any]]:
     """Codes at ``bits`` bits each (MSB first), segment after segment, then the float32 scales."""
-    codes = np.concatenate([f.codes[0].numpy().reshape(-1) for f in frames]).astype(np.uint32)
+    codes = np.concatenate([f.codes[0].cpu().numpy().reshape(-1) for f in frames]).astype(np.uint32)
     as_bits = ((codes[:, None] >> np.arange(bits - 1, -1, -1, dtype=np.uint32)) & 1).astype(np.uint8)
     scales = [float(f.scale.reshape(-1)[0]) for f in frames if f.scale is not None]
     payload = np.packbits(as_bits.reshape(-1)).tobytes() + np.asarray(scales, dtype="<f4").tobytes()
@@ -287,7 +301,8 @@ def _pack_frames(frames: list[EncodedFrame], bits: int) -> tuple[bytes, dict[str
                      "has_scales": bool(scales)}
 
 
-def _unpack_frames(payload: bytes, metadata: dict[str, Any], config: EncodecConfig) -> list[EncodedFrame]:
+def _unpack_frames(payload: bytes, metadata: dict[str, Any], config: EncodecConfig,
+                   device: str = "cpu") -> list[EncodedFrame]:
     counts, bits = metadata.get("frames_per_segment"), config.bits_per_codebook
     num_codebooks = metadata.get("num_codebooks")
     if not isinstance(counts, list) or not isinstance(num_codebooks, int):
@@ -304,7 +319,8 @@ def _unpack_frames(payload: bytes, metadata: dict[str, Any], config: EncodecConf
     for count, scale in zip(counts, scales, strict=True):
         block = torch.from_numpy(codes[offset:offset + num_codebooks * count].reshape(1, num_codebooks, count))
         offset += num_codebooks * count
-        frames.append(EncodedFrame(block, None if scale is None else torch.tensor([[float(scale)]])))
+        frames.append(EncodedFrame(block.to(device),
+                                   None if scale is None else torch.tensor([[float(scale)]], device=device)))
     return frames
 
 

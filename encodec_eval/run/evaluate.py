@@ -43,6 +43,7 @@ class RunOptions:
     concurrent_processes: int = 1
     timed_items: Optional[frozenset[str]] = None  # None: every item
     timing_seconds: float = 5.0
+    device: str = "cpu"  # where codecs that can use a GPU compute (metrics always run on the CPU)
 
     def times(self, item_id: str) -> bool:
         return self.repeats > 0 and (self.timed_items is None or item_id in self.timed_items)
@@ -78,17 +79,21 @@ class _CodecCache:
     Any other failure (missing weights, a broken library) becomes ``CodecBuildError``: the row is ``error``.
     """
 
-    built: dict[str, "Codec | Exception"] = field(default_factory=dict)
+    built: dict[tuple[str, str], "Codec | Exception"] = field(default_factory=dict)
 
-    def get(self, spec: str) -> Codec:
-        if spec not in self.built:
+    def get(self, spec: str, device: str = "cpu") -> Codec:
+        """The codec of ``spec``, computing on ``device`` if it can (see ``Codec.use_device``)."""
+        key = (spec, device)
+        if key not in self.built:
             try:
-                self.built[spec] = create(spec)
+                codec = create(spec)
+                codec.use_device(device)
+                self.built[key] = codec
             except CodecError as exc:
-                self.built[spec] = exc
+                self.built[key] = exc
             except Exception as exc:  # noqa: BLE001 - reported in every row of this spec, with its cause
-                self.built[spec] = CodecBuildError(f"{spec}: cannot build the codec: {type(exc).__name__}: {exc}")
-        found = self.built[spec]
+                self.built[key] = CodecBuildError(f"{spec}: cannot build the codec: {type(exc).__name__}: {exc}")
+        found = self.built[key]
         if isinstance(found, Exception):
             raise found
         return found
@@ -97,14 +102,44 @@ class _CodecCache:
 CODECS = _CodecCache()
 
 
-def describe_codec(spec: str) -> dict[str, Any]:
+def describe_codec(spec: str, device: str = "cpu") -> dict[str, Any]:
     """The codec's own description, or why it cannot run: recorded in run.json."""
     try:
-        return CODECS.get(spec).describe()
+        return CODECS.get(spec, device).describe()
     except CodecError as exc:
         return {"unsupported": str(exc)}
     except CodecBuildError as exc:
         return {"error": str(exc)}
+
+
+def device_label(device: str) -> str:
+    """``cpu``, or a GPU with its name (``cuda:0 (NVIDIA H200)``): what rows and timings are labelled with."""
+    if device.startswith("cuda"):
+        import torch
+
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return device
+
+
+def resolve_device(device: str) -> str:
+    """The device this process computes on: ``cuda`` under torchrun is the rank's own GPU (``LOCAL_RANK``).
+    CodecError when the machine has no such device."""
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except RuntimeError as exc:
+        raise CodecError(f"unknown device {device!r} ({exc})") from exc
+    if parsed.type == "cpu":
+        return "cpu"
+    if parsed.type != "cuda":
+        raise CodecError(f"device {device!r}: encodec-bench runs codecs on cpu or cuda")
+    if not torch.cuda.is_available():
+        raise CodecError(f"device {device!r} is not available: this machine has no CUDA GPU")
+    index = parsed.index if parsed.index is not None else int(os.environ.get("LOCAL_RANK", "0"))
+    if index >= torch.cuda.device_count():
+        raise CodecError(f"device cuda:{index} is not available: this machine has {torch.cuda.device_count()} GPU(s)")
+    return f"cuda:{index}"
 
 
 def _base_row(job: Job, options: RunOptions) -> dict[str, Any]:
@@ -133,7 +168,7 @@ def evaluate(job: Job, options: RunOptions, timing_lock: Any = None) -> dict[str
 def _evaluate(job: Job, options: RunOptions, timing_lock: Any) -> dict[str, Any]:
     row = _base_row(job, options)
     try:
-        codec = CODECS.get(job.codec_spec)
+        codec = CODECS.get(job.codec_spec, options.device)
     except CodecError as exc:
         row.update(status="unsupported", error=str(exc))
         return row
@@ -178,7 +213,8 @@ def _run_codec(job: Job, codec: Codec, options: RunOptions, row: dict[str, Any],
     check_finite(decoded, f"{job.codec_spec} output for {job.item.item_id}")
     if decoded_sr == codec_sr:
         decoded = decoded[..., : codec_in.shape[-1]]  # codecs may pad to whole frames; the tail is not the signal
-    row.update(kbps_measured=encoded.measured_kbps, payload_bytes=len(encoded.payload),
+    row.update(device=device_label(codec.device), kbps_measured=encoded.measured_kbps,
+               payload_bytes=len(encoded.payload),
                decoded_sample_rate=decoded_sr, decoded_channels=decoded.shape[0],
                decoded_seconds=decoded.shape[-1] / decoded_sr,
                latency_samples=codec.latency_samples, latency_ms=1000.0 * codec.latency_samples / codec_sr)
@@ -240,6 +276,7 @@ def _score(job: Job, wav: np.ndarray, sr: int, decoded: np.ndarray, decoded_sr: 
 def _timings(codec: Codec, codec_in: np.ndarray, codec_sr: int, options: RunOptions) -> dict[str, Any]:
     """RTFs on the item's first ``timing_seconds``: its encode and decode are warmed up once, then timed."""
     threads = all_threads()
+    sync = codec.synchronize
     codec_in = codec_in[..., : max(1, round(options.timing_seconds * codec_sr))]
     seconds = codec_in.shape[-1] / codec_sr
     with warnings.catch_warnings():  # warnings were recorded once, in the scored pass
@@ -248,11 +285,11 @@ def _timings(codec: Codec, codec_in: np.ndarray, codec_sr: int, options: RunOpti
             encoded = codec.encode(codec_in, codec_sr)  # the warm-up, and the payload the decode timings use
             codec.decode(encoded)
         times = {
-            "encode_rtf_1thread": median_seconds(lambda: codec.encode(codec_in, codec_sr), options.repeats, 1),
-            "decode_rtf_1thread": median_seconds(lambda: codec.decode(encoded), options.repeats, 1),
+            "encode_rtf_1thread": median_seconds(lambda: codec.encode(codec_in, codec_sr), options.repeats, 1, sync),
+            "decode_rtf_1thread": median_seconds(lambda: codec.decode(encoded), options.repeats, 1, sync),
             "encode_rtf_allthreads": median_seconds(lambda: codec.encode(codec_in, codec_sr),
-                                                    options.repeats, threads),
-            "decode_rtf_allthreads": median_seconds(lambda: codec.decode(encoded), options.repeats, threads),
+                                                    options.repeats, threads, sync),
+            "decode_rtf_allthreads": median_seconds(lambda: codec.decode(encoded), options.repeats, threads, sync),
         }
     out: dict[str, Any] = {column: value / seconds for column, value in times.items()}
     # The machine's 1-minute load average when timing ended: RTFs measured on a busy machine say so.

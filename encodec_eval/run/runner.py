@@ -25,7 +25,7 @@ from tqdm import tqdm
 from encodec_eval.data import Dataset, load_dataset
 from encodec_eval.metrics import get_metric
 from encodec_eval.run.environment import environment
-from encodec_eval.run.evaluate import RunOptions, describe_codec, evaluate, timing_set
+from encodec_eval.run.evaluate import RunOptions, describe_codec, evaluate, resolve_device, timing_set
 from encodec_eval.run.folder import RunFolder, RunFolderError, new_run_dir
 from encodec_eval.run.plan import Job, codec_specs, plan
 from encodec_eval.run.throughput import throughput
@@ -38,6 +38,8 @@ DEFINITIONS = {
            "in nan_reasons): one warm-up encode+decode of the excerpt, then the median of `timing_repeats` calls "
            "at 1 thread and at `threads_all` threads; pool workers take turns to time; `timing_load_avg_1min` is "
            "the machine's load when timing ended",
+    "device": "where the codec computed: cpu, or a GPU with its name (--device); metrics always run on the CPU, "
+              "and timings on a GPU wait for it to finish (torch.cuda.synchronize) inside the timed span",
     "kbps_nominal": "the bitrate asked for in the codec spec",
     "kbps_measured": "payload bytes * 8 / item seconds / 1000 (every byte the codec emits for the item)",
     "latency_ms": "algorithmic latency the codec declares",
@@ -65,6 +67,7 @@ class RunConfig:
     name: str = "bench"
     resume: bool = False
     retry_errors: bool = False
+    device: str = "cpu"
     workers: int = 1
     repeats: int = 3
     timing_items_per_category: int = 2
@@ -117,7 +120,7 @@ def _run_info(config: RunConfig, dataset: Dataset, specs: list[str], world: int,
         "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "config": dataclasses.asdict(config),
         "codec_specs": specs,
-        "codecs": {spec: describe_codec(spec) for spec in specs},
+        "codecs": {spec: describe_codec(spec, options.device) for spec in specs},
         "metrics": {column: get_metric(column).describe() for column in config.metrics},
         "data": dataset.describe(),
         "environment": environment(),
@@ -210,7 +213,7 @@ def run(config: RunConfig) -> Optional[Path]:
     options = RunOptions(tuple(config.metrics), config.repeats, config.keep_audio,
                          concurrent_processes=max(1, config.workers) * world,
                          timed_items=timing_set(dataset.items, config.timing_items_per_category),
-                         timing_seconds=config.timing_seconds)
+                         timing_seconds=config.timing_seconds, device=resolve_device(config.device))
     setup = None
     if rank == 0:
         path = Path(config.out) if config.out else new_run_dir(Path(config.runs_dir), config.name)

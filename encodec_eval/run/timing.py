@@ -29,15 +29,19 @@ def all_threads() -> int:
     return os.cpu_count() or 1
 
 
-def median_seconds(call: Callable[[], object], repeats: int, threads: int) -> float:
-    """Median wall time of ``repeats`` calls at ``threads`` threads (the caller has already warmed ``call`` up)."""
+def median_seconds(call: Callable[[], object], repeats: int, threads: int,
+                   synchronize: Callable[[], None] = lambda: None) -> float:
+    """Median wall time of ``repeats`` calls at ``threads`` threads (the caller has already warmed ``call`` up).
+    ``synchronize`` waits for the device a call queued work on (a GPU), inside the timed span."""
     if repeats < 1:
         return float("nan")
     times = []
     with torch_threads(threads), torch.inference_mode():
         for _ in range(repeats):
+            synchronize()
             start = time.perf_counter()
             call()
+            synchronize()
             times.append(time.perf_counter() - start)
     return statistics.median(times)
 

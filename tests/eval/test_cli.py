@@ -11,8 +11,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import soundfile as sf
+import torch
 
 from encodec_eval.cli import main
+from encodec_eval.run.folder import RunFolder
+from encodec_eval.run.runner import RunConfig, run
 from tests.eval.conftest import PLUGIN
 from tests.eval.vectors import REPO
 
@@ -70,6 +73,10 @@ def test_end_to_end_on_a_small_subset(small_manifest, tmp_path):
     (["--report-only", "--out", "/nonexistent/run"], "cannot read"),
     (["--plugins", "no_such_module_xyz"], "cannot import plugin module 'no_such_module_xyz'"),
     (["--weights", "/nonexistent/weights.th"], "neither a source"),
+    (["--retry-errors"], "--retry-errors needs --resume"),
+    (["--device", "tpu"], "unknown device 'tpu'"),
+    (["--device", "mps"], "encodec-bench runs codecs on cpu or cuda"),
+    *([] if torch.cuda.is_available() else [(["--device", "cuda"], "this machine has no CUDA GPU")]),
 ])
 def test_bad_arguments_fail_with_a_clear_message(args, message, capsys):
     """The same ``main`` as the console script, in-process: each error is exit status 2 and one clear line."""
@@ -106,3 +113,26 @@ def test_weights_flag_reaches_the_encodec_adapter(monkeypatch, tmp_path):
     assert os.environ[WEIGHTS_ENV] == str(path)
     described = create("encodec:24khz@6").describe()
     assert str(path) in str(described) and "random" not in str(described.get("weights", ""))
+
+
+def _device_run(small_manifest, out, device):
+    run(RunConfig(codecs=["encodec:24khz-random", "toymulaw"], bitrates=[6, 128], metrics=["si_snr_db"],
+                  data=str(small_manifest), out=str(out), repeats=1, workers=1, progress=False, plugins=[PLUGIN],
+                  device=device))
+    return {(r["codec_spec"], r["item_id"]): r for r in RunFolder(out).read_rows() if r["status"] == "ok"}
+
+
+def test_rows_name_the_device_they_ran_on(small_manifest, tmp_path):
+    rows = _device_run(small_manifest, tmp_path / "run", "cpu")
+    assert {r["device"] for r in rows.values()} == {"cpu"} and len(rows) == 4
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU; CPU-only CI has none")
+def test_encodec_runs_on_the_gpu_and_scores_as_on_the_cpu(small_manifest, tmp_path):
+    on_cpu = _device_run(small_manifest, tmp_path / "cpu", "cpu")
+    on_gpu = _device_run(small_manifest, tmp_path / "gpu", "cuda")
+    assert on_gpu.keys() == on_cpu.keys()
+    for key, row in on_gpu.items():
+        expected = "cuda:0 (" if key[0].startswith("encodec") else "cpu"
+        assert row["device"].startswith(expected)  # the CPU-only codec stays on the CPU
+        assert row["si_snr_db"] == pytest.approx(on_cpu[key]["si_snr_db"], abs=0.05)
