@@ -280,7 +280,9 @@ def iter_segment_chunks(data: bytes, metadata: EcdcMetadata, offset: int, lm: Op
     """Each segment's scale and its codes ``[K, n]`` in runs of about ``chunk_frames`` frames (``None``: one run
     per segment; an LM-coded segment always comes whole), read from ``offset`` only as the caller gets to them.
 
-    The LM is checked at once; every size is checked against the bytes present before anything is allocated.
+    The LM is checked at once, and so is the length a bit-packed file claims: its payload size follows from the
+    header, so a file too short for it fails here rather than after minutes of decoding. Every size is checked
+    against the bytes present before anything is allocated.
     """
     if metadata.use_lm:
         if lm is None:
@@ -288,7 +290,21 @@ def iter_segment_chunks(data: bytes, metadata: EcdcMetadata, offset: int, lm: Op
         if lm.n_q < metadata.num_codebooks or lm.card != metadata.config.bins:
             raise EcdcError(f"the LM ({lm.n_q} codebooks of {lm.card}) cannot decode {metadata.num_codebooks} "
                             f"codebooks of {metadata.model}")
+    else:
+        needed = packed_payload_bytes(metadata)
+        if offset + needed > len(data):
+            seconds = metadata.audio_length / metadata.config.sample_rate
+            raise EcdcError(f"the file ends early: its header claims {seconds:.1f} s of audio, whose {needed} bytes of "
+                            f"codes would follow the header; {len(data) - offset} bytes do")
     return _segment_chunks(memoryview(data), metadata, offset, lm, progress, chunk_frames)
+
+
+def packed_payload_bytes(metadata: EcdcMetadata) -> int:
+    """Bytes after the header of a bit-packed file: each segment's scale (when the model stores one) and codes."""
+    config = metadata.config
+    scale = _SCALE.size if config.normalize else 0
+    bits = metadata.num_codebooks * config.bits_per_codebook
+    return sum(scale + (frames * bits + 7) // 8 for frames in segment_frame_counts(config, metadata.audio_length))
 
 
 def _segment_chunks(view: memoryview, metadata: EcdcMetadata, offset: int, lm: Optional[EntropyLM],

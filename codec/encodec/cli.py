@@ -6,6 +6,8 @@ Same grammar, defaults, file-name rules and overwrite protection as ``python -m 
 ``.th``, a Hugging Face folder or one of our checkpoints), ``--lm-weights``, ``--device``, several inputs at once
 (three or more paths, or any number with ``-o DIR``) and progress bars (files, and LM coding of long files).
 ``--stream`` codes files piece by piece (``file_stream``), so memory stays flat however long the file.
+Outputs appear whole or not at all: they are written beside the target and renamed over it, and Ctrl-C, SIGTERM
+(``timeout``) or SIGHUP stop the command with one line, exit status 128 + the signal's number, and no temporary file.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ runs in subprocesses wherever the process itself is what is tested (thread count
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import stat
@@ -21,8 +22,12 @@ import pytest
 import soundfile as sf
 
 from codec import audio
-from codec.encodec.bitstream import EcdcMetadata, Segment, write_ecdc
+from codec.encodec.bitstream import EcdcError, EcdcMetadata, Segment, write_ecdc
 from codec.encodec.cli import main
+from codec.encodec.compress import decompress
+from codec.encodec.config import EncodecConfig
+from codec.encodec.file_stream import decode_blocks
+from codec.encodec.model import EncodecModel
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "encodec_eval" / "data" / "default"
@@ -115,6 +120,20 @@ def test_decompress_memory_stays_flat_in_the_claimed_length():
     short_peak, long_peak = (int(line) / 1024 for line in done.stdout.split())  # MiB
     output_mib = 2 * 20 * 24000 * 4 / 2**20  # the 20 s more of float32 output, held twice while concatenated
     assert long_peak - short_peak < output_mib + 12, (short_peak, long_peak)
+
+
+def test_a_bit_packed_file_too_short_for_its_claim_fails_before_decoding():
+    """Two minutes claimed, one second of codes present: refused up front from the sizes alone (the streaming
+    decoder would otherwise decode the second, then fail), by the Python API and the streaming path alike."""
+    model = EncodecModel(dataclasses.replace(EncodecConfig.encodec_eval_24khz(), n_filters=4)).eval()
+    data = write_ecdc(EcdcMetadata(model.config.name, 120 * 24000, 2, False),
+                      [Segment(np.zeros((2, 120 * 75), np.int64), None)])
+    truncated = data[:len(data) - 119 * 75 * 20 // 8]
+    message = "the file ends early: its header claims 120.0 s of audio, whose 22500 bytes of codes would follow"
+    with pytest.raises(EcdcError, match=message):
+        decompress(truncated, model=model)
+    with pytest.raises(EcdcError, match=message):
+        next(decode_blocks(truncated, model))
 
 
 # ---- c. signals -----------------------------------------------------------------------------------------------
