@@ -17,8 +17,10 @@ are projected exactly as the reference does, and later frames are projected insi
 ``tests/encodec/test_lm.py`` checks the probabilities against the reference for equality. The coder itself runs the
 LM through ``lm_layerwise``, which evaluates it layer by layer over many frames with these same bits.
 
-The bits also depend on the thread count: MKL and the attention kernel split their sums differently across threads,
-so a file coded at one thread count failed to decode at another. The coder therefore evaluates the LM inside
+The bits also depend on the thread count: kernels split their work by it, and whether the layer-wise evaluation
+gives the frame-by-frame bits (``layerwise_exact``, ``gemm_stable_rows``) is measured per thread count. On this
+project's machines it does at one thread and not at two, so an encoder at one thread and a decoder at two took
+different paths to different bits, and the file failed to decode. The coder therefore evaluates the LM inside
 ``lm_threads()``, always at ``LM_THREADS`` threads, whatever the process's setting.
 """
 
@@ -39,8 +41,10 @@ from codec.encodec.config import EncodecConfig
 
 _STABLE_ROWS_CANDIDATES = (16, 32, 64)
 _stable_rows_found: dict[tuple, Optional[int]] = {}
-#: torch threads the LM is evaluated with when coding: one, the count the reference's bytes are checked at and the
-#: only one every machine has. The LM is memory-bound frame by frame, so more threads gained little there anyway.
+#: torch threads the LM is evaluated with when coding: one, the count every machine has and the one the reference's
+#: bytes are checked at. It costs no speed: the LM is memory-bound frame by frame, and at two threads the layer-wise
+#: evaluation was not exact, so coding fell back to frame by frame (4 s of speech with the shipped LM at 6 kbps, on
+#: 2 busy cores: encoding 11 s at two threads, 2.7 s at one; decoding 30-50 s, 4-5 s).
 LM_THREADS = 1
 
 
