@@ -40,6 +40,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                              "checkpoint yet")
     args = parser.parse_args(argv)
     rank, _, device = distributed.init_from_env()
+    torch.backends.cudnn.benchmark = True  # fixed batch shapes: let cuDNN time its conv algorithms once
     extra = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
     config = TrainConfig.from_yaml(args.config, steps=args.steps, batch_size=args.batch_size,
                                    segment_seconds=args.segment_seconds, **extra)
