@@ -88,16 +88,23 @@ def decompress(data: bytes, model: Optional[EncodecModel] = None, lm: Optional[E
     device = next(model.parameters()).device
     if metadata.use_lm and lm is None:
         lm = default_lm(model.config, device)
-    if not decodes_in_one_pass(model.config, metadata.audio_length):
-        # Decoded piece by piece: the working memory stays flat whatever length the header claims, and the output
-        # grows only with the audio really decoded.
-        return torch.cat(list(decode_blocks(data, model, lm, show_progress)), dim=-1), model.sample_rate
+    if decodes_in_one_pass(model.config, metadata.audio_length):
+        return decode_one_pass(data, model, lm, show_progress), model.sample_rate
+    # Piece by piece: the working memory stays flat whatever length the header claims, and the output grows only
+    # with the audio really decoded.
+    return torch.cat(list(decode_blocks(data, model, lm, show_progress)), dim=-1), model.sample_rate
+
+
+def decode_one_pass(data: bytes, model: EncodecModel, lm: Optional[EntropyLM] = None,
+                    show_progress: bool = False) -> torch.Tensor:
+    """Audio [channels, samples] of ``.ecdc`` bytes, all segments read, then decoded by ``model.decode`` at once: the
+    official package's way, the floats the streamed decode must equal, and a memory that grows with the length."""
+    device = next(model.parameters()).device
     metadata, segments = read_ecdc(data, lm, show_progress)
     frames = [EncodedFrame(torch.from_numpy(s.codes)[None].to(device),
                            None if s.scale is None else torch.tensor(s.scale, device=device).view(1, 1))
               for s in segments]
-    wav = model.decode(frames)
-    return wav[0, :, : metadata.audio_length], model.sample_rate
+    return model.decode(frames)[0, :, : metadata.audio_length]
 
 
 def compress_to_file(model: EncodecModel, wav: Union[torch.Tensor, np.ndarray], file: PathOrFile,
