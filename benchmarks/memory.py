@@ -5,7 +5,7 @@
 48 kHz stereo files of noise plus tones are synthesised into a temporary folder and compressed (6 kbps, the 48 kHz
 model, no LM) then decompressed to 16-bit WAV, each run in a fresh process with one thread; the process's peak
 resident set size (VmHWM of /proc/self/status) is recorded with its RSS once the model is loaded, and the wall time
-of the coding alone (after imports and model loading). The weights are
+of the coding alone (after imports and model loading), also as ``x_realtime`` (audio seconds / wall seconds). The weights are
 random (an official-format ``.th`` drawn with ``testkit.oracles.randomize_official``): memory and bytes do not depend
 on their values. The official package runs through its Python API (``encodec.compress``), the same calls its CLI
 makes, reading the file whole with soundfile. Writes benchmarks/results/memory.csv and memory.json (machine, rows,
@@ -189,7 +189,7 @@ def main() -> None:
                                  "peak_rss_mb": round(result["peak_rss_mb"], 1),
                                  "rss_after_model_load_mb": round(result["rss_after_model_load_mb"], 1),
                                  "wall_s": round(result["wall_s"], 1),
-                                 "realtime_factor": round(minutes * 60 / result["wall_s"], 2),
+                                 "x_realtime": round(minutes * 60 / result["wall_s"], 2),
                                  "ecdc_identical_to_official": ""})
                     print(rows[-1], flush=True)
                     _write(rows, machine, notes)

@@ -3,8 +3,8 @@
     .venv/bin/python benchmarks/speed.py [--seconds 10] [--bandwidth 6] [--repeat 7]
 
 Writes benchmarks/results/speed.csv (one row per model x direction x implementation) and speed.json (with the
-machine). Real-time factor = seconds of audio per second of compute; ratio = official time / ours (above 1: ours
-is faster). The implementations are timed interleaved, in alternating order, so that other work on the machine
+machine). ``x_realtime`` = seconds of audio per second of compute (above 1: faster than real time); ratio = official
+time / ours (above 1: ours is faster). The implementations are timed interleaved, in alternating order, so that other work on the machine
 slows them alike; the medians are reported.
 
 Implementations: ``official`` (the encodec package), ``ours`` (our defaults: codes bit-identical to the official
@@ -138,7 +138,7 @@ def bench_model(name: str, seconds: float, bandwidth: float, repeat: int, data_s
                 "model": f"encodec_{name}", "direction": direction, "implementation": impl,
                 "implementation_version": official.__version__ if impl == "official" else "encodec-eval",
                 "bandwidth_kbps": bandwidth, "audio_seconds": seconds, "threads": threads,
-                "median_seconds": round(elapsed, 4), "realtime_factor": round(seconds / elapsed, 2),
+                "median_seconds": round(elapsed, 4), "x_realtime": round(seconds / elapsed, 2),
                 "ratio_vs_official": round(timings["official"] / elapsed, 3),
                 "codes_identical": check.get("codes_identical", True) if direction == "encode" else "",
                 "code_diff_fraction_default_data": (check.get("code_diff_fraction_default_data", 0.0)
@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> None:
                  if row["direction"] == "encode" else
                  f"max |audio diff| {row['max_abs_audio_diff']:.1e}, SI-SNR vs official {row['si_snr_db_vs_official']} dB")
         print(f"{row['model']:14s} {row['direction']:6s} {row['implementation']:19s} "
-              f"{row['realtime_factor']:7.2f}x real time  ratio vs official {row['ratio_vs_official']:.2f}  "
+              f"{row['x_realtime']:7.2f}x real time  ratio vs official {row['ratio_vs_official']:.2f}  "
               f"({row['bandwidth_kbps']:g} kbps, {row['threads']} thread, median of {args.repeat}; {extra})")
 
 

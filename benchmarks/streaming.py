@@ -142,7 +142,7 @@ def measure(model: EncodecModel, wav: torch.Tensor, bandwidth: float, frames_per
         "startup_frames": StreamingEncoder(model, bandwidth).startup_frames,
         "startup_push_ms": float(times["total"][first_out] * 1e3),
         "pushes_over_real_time": int((per_frame["total"] * 1e3 > frame_ms).sum()),
-        "realtime_factor_steady": float(per_frame["total"].mean() * 1e3 / frame_ms),
+        "rtf_steady": float(per_frame["total"].mean() * 1e3 / frame_ms),  # processing s / audio s
         "one_shot_total_ms_per_frame": one_shot_wall * 1e3 / codes.shape[-1],
         "one_shot_total_cpu_ms_per_frame": one_shot_cpu * 1e3 / codes.shape[-1],
         "weights_read_floor_ms": floor_ms, "weights_read_mb": floor_mb,

@@ -6,8 +6,9 @@
 
 Every config is trained from scratch with the same budget and seed, then its EMA weights are scored on the
 embedded default evaluation set (never part of the training corpus) at each evaluation bandwidth: SI-SNR
-(``si_snr_db``), ``mel_distance@24k`` and ``visqol_audio@48k`` from ``encodec_eval.metrics``, and real-time factors
-of encode and decode (audio seconds per wall-clock second, one thread; > 1 is faster than real time). One row per
+(``si_snr_db``), ``mel_distance@24k`` and ``visqol_audio@48k`` from ``encodec_eval.metrics``, and the speed of
+encode and decode as ``encode_x_realtime`` / ``decode_x_realtime`` (audio seconds per wall-clock second, one
+thread; > 1 is faster than real time). One row per
 config x bandwidth x category (plus ``all``); rows already in the CSV for the same config hash and budget are kept,
 so an interrupted run resumes. The budget overrides (steps, batch, segment, bandwidths) are recorded in each row.
 A finished checkpoint already in ``--work/<config>/`` (for instance from ``torchrun -m codec.encodec.train`` on GPUs)
@@ -42,7 +43,7 @@ EVAL_SET = Path(__file__).resolve().parent / "data" / "default"
 METRICS = ("si_snr_db", "mel_distance@24k", "visqol_audio@48k")
 FIELDS = ["config", "config_hash", "paper_table", "variant", "budget", "weights", "steps_done", "train_seconds",
           "final_train_mel", "final_train_l1", "bandwidth_kbps", "category", "n_items", *METRICS,
-          "rtf_encode", "rtf_decode", "eval_set", "note"]
+          "encode_x_realtime", "decode_x_realtime", "eval_set", "note"]
 
 
 def load_ablation(path: Path, overrides: dict[str, Any]) -> tuple[TrainConfig, dict[str, Any]]:
@@ -67,7 +68,7 @@ def eval_items(eval_seconds: float) -> list[tuple[str, str, np.ndarray, int]]:
 
 @torch.no_grad()
 def score_model(model: EncodecModel, items, bandwidth: float) -> tuple[list[dict], float, float]:
-    """Per-item metric rows plus encode and decode real-time factors over all items."""
+    """Per-item metric rows plus encode and decode speed over all items (x_realtime: audio s / processing s)."""
     model.eval()
     rows, audio_seconds, enc_time, dec_time = [], 0.0, 0.0, 0.0
     for name, category, wav, sr in items:
@@ -166,9 +167,10 @@ def run(configs: list[Path], corpus: Path, out: Path, work: Path, steps: int, ma
                     final_train_mel=last.get("mel", ""), final_train_l1=last.get("l1", ""))
         model = trainer.ema_model() if weights == "ema" else trainer.model
         for bandwidth in eval_bandwidths:
-            item_rows, rtf_enc, rtf_dec = score_model(model, items, bandwidth)
-            rows += summarise(item_rows, dict(base, bandwidth_kbps=bandwidth, rtf_encode=round(rtf_enc, 2),
-                                              rtf_decode=round(rtf_dec, 2)))
+            item_rows, encode_speed, decode_speed = score_model(model, items, bandwidth)
+            rows += summarise(item_rows, dict(base, bandwidth_kbps=bandwidth,
+                                              encode_x_realtime=round(encode_speed, 2),
+                                              decode_x_realtime=round(decode_speed, 2)))
         done_hashes.setdefault(digest, []).extend(r for r in rows if r["config_hash"] == digest)
         write_rows(out, rows)
         print(f"[ablations] {config.name}: {trainer.step} steps in {train_seconds:.0f} s, rows written", flush=True)

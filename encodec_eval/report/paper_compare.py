@@ -14,7 +14,6 @@ import itertools
 import json
 import math
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
@@ -35,15 +34,16 @@ ABLATION_TABLES = ("table2", "table3", "tableA3", "tableA4")
 ABLATION_METRICS: dict[str, tuple[str, ...]] = {
     "table2": ("si_snr_db", "visqol"),
     "table3": ("si_snr_db", "visqol"),
-    "tableA3": ("si_snr_db", "visqol", "rtf_encode", "rtf_decode"),
+    "tableA3": ("si_snr_db", "visqol", "encode_x_realtime", "decode_x_realtime"),
     "tableA4": ("si_snr_db", "visqol"),
 }
-TIE_TOLERANCE: dict[str, float] = {"si_snr_db": 0.05, "visqol": 0.005, "rtf_encode": 0.05, "rtf_decode": 0.05}
+TIE_TOLERANCE: dict[str, float] = {"si_snr_db": 0.05, "visqol": 0.005, "encode_x_realtime": 0.05,
+                                   "decode_x_realtime": 0.05}
 METRIC_LABELS: dict[str, str] = {
     "si_snr_db": "SI-SNR (dB)",
     "visqol": "ViSQOL",
-    "rtf_encode": "encode RTF (x real time)",
-    "rtf_decode": "decode RTF (x real time)",
+    "encode_x_realtime": "encode speed (x real time)",
+    "decode_x_realtime": "decode speed (x real time)",
 }
 
 
@@ -125,9 +125,9 @@ def paper_pairs(table_id: str, keys: Sequence[str]) -> list[tuple[str, str]]:
 # benchmarks/results/ablations.csv (written by encodec_eval.ablations): one row per config x bandwidth x category.
 ABLATION_NAME_COLUMN = "config"
 _ABLATION_COLUMNS = ("config", "config_hash", "paper_table", "variant")
-# Our metric columns -> the paper's names. The runner's rtf_* already use the paper's convention (> 1 is faster).
-_OUR_METRICS = {"si_snr_db": "si_snr_db", "visqol_audio@48k": "visqol", "rtf_encode": "rtf_encode",
-                "rtf_decode": "rtf_decode"}
+# Our metric columns -> the paper's names. Speed is x_realtime (audio s / processing s) in both.
+_OUR_METRICS = {"si_snr_db": "si_snr_db", "visqol_audio@48k": "visqol", "encode_x_realtime": "encode_x_realtime",
+                "decode_x_realtime": "decode_x_realtime"}
 
 
 def _table_id_for_label(label: object) -> Optional[str]:
@@ -139,7 +139,8 @@ def match_ablations(raw: pd.DataFrame, category: str = "all", bandwidth_kbps: fl
     """Our ablation runs at one category and bandwidth, one row per (run, paper row it re-runs).
 
     Adds ``ablation`` (config names; runs with identical settings are merged), ``paper_table`` (id) and
-    ``paper_key``, and renames metrics to the paper's (``si_snr_db``, ``visqol``, ``rtf_encode``, ``rtf_decode``).
+    ``paper_key``, and renames metrics to the paper's (``si_snr_db``, ``visqol``, ``encode_x_realtime``,
+    ``decode_x_realtime``).
     Configs whose variant is no row of the paper (e.g. the no-adversary floor) are left out.
     """
     missing = [c for c in (*_ABLATION_COLUMNS, "category", "bandwidth_kbps") if c not in raw.columns]
@@ -174,8 +175,8 @@ def ablations_beside_paper(ours: pd.DataFrame) -> pd.DataFrame:
     """Long table: one row per (paper table, paper row, metric) that we also measured, our value beside the paper's.
 
     ``ours`` needs ``paper_table`` and ``paper_key`` columns (see :func:`match_ablations`) and metric columns named as
-    in the paper tables (``si_snr_db``, ``visqol``, ``rtf_encode``, ``rtf_decode``). Several of our rows for one paper
-    row (e.g. seeds) are averaged and counted in ``n_runs``.
+    in the paper tables (``si_snr_db``, ``visqol``, ``encode_x_realtime``, ``decode_x_realtime``). Several of our rows
+    for one paper row (e.g. seeds) are averaged and counted in ``n_runs``.
     """
     for column in ("paper_table", "paper_key", "ablation"):
         if column not in ours.columns:
@@ -318,7 +319,7 @@ def undertrained_warning(ours: pd.DataFrame, floor_db: float = 0.0) -> Optional[
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# Benchmark runs: rate-quality curves, real-time factors, listener scores
+# Benchmark runs: rate-quality curves, speeds (x_realtime), listener scores
 # --------------------------------------------------------------------------------------------------------------------
 
 def locate_run(repo: Path, run_dir: str = "") -> tuple[Path, Path]:
@@ -374,33 +375,36 @@ def rate_quality(rows: pd.DataFrame, metric: str, rate: str = "nominal_kbps",
     return pd.DataFrame(out)
 
 
-@dataclass(frozen=True)
-class RtfColumns:
-    """Where a run stores encode/decode speed and in which convention."""
+def x_realtime(values: pd.Series, column: str) -> pd.Series:
+    """Speeds as x_realtime (audio s / processing s, greater than 1 is faster than real time), read from a column
+    whose name says its convention: ``*x_realtime*`` is already so, ``*rtf*`` is processing s / audio s and is
+    inverted. Any other name is refused, so that a speed is never read in the wrong direction."""
+    if "x_realtime" in column:
+        return values
+    if "rtf" in column.split("_"):
+        return 1.0 / values
+    raise PaperCompareError(f"column {column!r} names no speed convention: rtf (processing s / audio s) or "
+                            "x_realtime (audio s / processing s)")
 
-    encode: str
-    decode: str
-    duration_over_time: bool  # True: the paper's convention (greater than 1 = faster than real time)
 
+def x_realtime_beside_paper(rows: pd.DataFrame, encode: str = "encode_rtf_1thread",
+                            decode: str = "decode_rtf_1thread", codec: str = "codec", rate: str = "nominal_kbps",
+                            at_kbps: float = 6.0, latency_ms: Optional[str] = None) -> pd.DataFrame:
+    """Our median encode/decode speed per codec at ``at_kbps`` as x_realtime (the paper's RTF), beside Table 5.
 
-# encodec-bench rows store processing time / audio duration (lower is faster); the paper uses the inverse.
-BENCH_RTF_1THREAD = RtfColumns("encode_rtf_1thread", "decode_rtf_1thread", duration_over_time=False)
-
-
-def rtf_beside_paper(rows: pd.DataFrame, columns: RtfColumns, codec: str = "codec", rate: str = "nominal_kbps",
-                     at_kbps: float = 6.0, latency_ms: Optional[str] = None) -> pd.DataFrame:
-    """Our median encode/decode speed per codec at ``at_kbps`` in the paper's convention, beside Table 5.
-
-    With ``latency_ms`` (a column of algorithmic latency in ms), our median latency fills ``initial_latency_ms``.
+    ``encode`` and ``decode`` are speed columns named by convention (see :func:`x_realtime`); the defaults are the
+    one-thread RTFs that encodec-bench rows carry. With ``latency_ms`` (a column of algorithmic latency in ms), our
+    median latency fills ``initial_latency_ms``.
     """
-    for column in (columns.encode, columns.decode, codec, rate):
+    for column in (encode, decode, codec, rate):
         if column not in rows.columns:
             raise PaperCompareError(f"rows have no {column!r} column; available: {', '.join(rows.columns)}")
     at = rows[np.isclose(pd.to_numeric(rows[rate], errors="coerce"), at_kbps)]
-    ours = at.groupby(codec).agg(rtf_encode=(columns.encode, "median"), rtf_decode=(columns.decode, "median"),
-                                 n=(columns.encode, "count")).reset_index()
-    if not columns.duration_over_time:
-        ours[["rtf_encode", "rtf_decode"]] = 1.0 / ours[["rtf_encode", "rtf_decode"]]
+    at = at.assign(encode_x_realtime=x_realtime(pd.to_numeric(at[encode], errors="coerce"), encode),
+                   decode_x_realtime=x_realtime(pd.to_numeric(at[decode], errors="coerce"), decode))
+    ours = at.groupby(codec).agg(encode_x_realtime=("encode_x_realtime", "median"),
+                                 decode_x_realtime=("decode_x_realtime", "median"),
+                                 n=("encode_x_realtime", "count")).reset_index()
     if latency_ms is not None and latency_ms in at.columns:
         ours["initial_latency_ms"] = at.groupby(codec)[latency_ms].median().to_numpy()
     ours.insert(0, "source", "ours")
@@ -408,8 +412,8 @@ def rtf_beside_paper(rows: pd.DataFrame, columns: RtfColumns, codec: str = "code
     paper = load_table("table5")
     paper = paper.assign(source="paper (Table 5, 2019 MacBook Pro, 1 thread)",
                          model=paper["model"] + " " + paper["sample_rate_khz"].astype(str) + " kHz")
-    keep = ["source", "model", "rtf_encode", "rtf_decode", "rtf_encode_entropy_coded", "rtf_decode_entropy_coded",
-            "initial_latency_ms"]
+    keep = ["source", "model", "encode_x_realtime", "decode_x_realtime", "encode_x_realtime_entropy_coded",
+            "decode_x_realtime_entropy_coded", "initial_latency_ms"]
     return pd.concat([paper[keep], ours], ignore_index=True)
 
 

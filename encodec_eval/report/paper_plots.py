@@ -57,17 +57,18 @@ def plot_rate_quality(curve: pd.DataFrame, metric: str, rate: str = "nominal_kbp
     return fig
 
 
-def plot_rtf(table: pd.DataFrame) -> Figure:
-    """Encode and decode speed (the paper's convention: audio duration / processing time) per model, log scale."""
+def plot_x_realtime(table: pd.DataFrame) -> Figure:
+    """Encode and decode speed as x_realtime (audio duration / processing time, the paper's RTF) per model, log
+    scale."""
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(table) + 1.5))
     labels = [f"{m} [{s.split(' (')[0]}]" for m, s in zip(table["model"], table["source"])]
     y = np.arange(len(table))
-    ax.barh(y - 0.2, table["rtf_encode"], height=0.4, label="encode")
-    ax.barh(y + 0.2, table["rtf_decode"], height=0.4, label="decode")
+    ax.barh(y - 0.2, table["encode_x_realtime"], height=0.4, label="encode")
+    ax.barh(y + 0.2, table["decode_x_realtime"], height=0.4, label="decode")
     ax.axvline(1.0, color="k", lw=1, ls="--", label="real time")
     ax.set_yticks(y, labels)
     ax.set_xscale("log")
-    ax.set_xlabel("real-time factor = audio duration / processing time (> 1 is faster than real time)")
+    ax.set_xlabel("x_realtime = audio duration / processing time (> 1 is faster than real time)")
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

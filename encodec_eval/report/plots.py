@@ -1,4 +1,5 @@
-"""Rate-quality curves (one PNG per metric, a panel per category) and real-time factors, drawn with matplotlib Agg."""
+"""Rate-quality curves (one PNG per metric, a panel per category) and RTFs (processing s / audio s), drawn with
+matplotlib Agg."""
 
 from __future__ import annotations
 

@@ -106,7 +106,7 @@ def test_benchmark_notebook_runs_on_a_synthetic_run(run_folder, tmp_path, monkey
     text, images = _execute_text(NOTEBOOKS["benchmark"], tmp_path)
     assert str(run_folder) in text
     assert "opus cannot code" not in text and "unsupported" in text  # the failed row is listed
-    assert images == len(METRICS) + 1 + len(METRICS) + 1  # rate-quality and vs-MUSHRA per metric, RTF, Table 1
+    assert images == len(METRICS) + 1 + len(METRICS) + 1  # rate-quality and vs-MUSHRA per metric, speed, Table 1
     assert "EnCodec 24 kHz" in text and "pearson_r" in text
     assert "excluded 1 of 6 participants — p5: lp3500 rated above 80" in text
     assert "5 listeners" in text and "18 (condition, item) pairs" in text  # 3 bench conditions x 6 items; the reference has no bench row
@@ -124,11 +124,12 @@ def test_benchmark_notebook_without_listening_test(run_folder, monkeypatch):
     assert "ratings are NOT post-screened" in text and "6 listeners" in text
 
 
-def _ablation_row(config, table, variant, si_snr, visqol, rtf=(20.0, 25.0), digest=None):
+def _ablation_row(config, table, variant, si_snr, visqol, x_realtime=(20.0, 25.0), digest=None):
     return {"config": config, "config_hash": digest or f"h-{config}", "paper_table": table, "variant": variant,
             "budget": "steps=3", "steps_done": 3, "train_seconds": 1.0, "bandwidth_kbps": 6.0, "category": "all",
             "n_items": 19, "si_snr_db": si_snr, "mel_distance@24k": 1.0, "visqol_audio@48k": visqol,
-            "rtf_encode": rtf[0], "rtf_decode": rtf[1], "eval_set": "default (embedded)", "note": ""}
+            "encode_x_realtime": x_realtime[0], "decode_x_realtime": x_realtime[1], "eval_set": "default (embedded)",
+            "note": ""}
 
 
 def test_ablations_notebook_states_findings_from_the_data(tmp_path, monkeypatch):
@@ -141,7 +142,7 @@ def test_ablations_notebook_states_findings_from_the_data(tmp_path, monkeypatch)
         # Table 3: non-streamable better in the paper; ours worse -> not reproduced
         _ablation_row("non_streamable", "Table 3", "non-streamable", 2.0, 3.0),
         # Table A.3: 16 channels is faster and slightly worse in the paper; ours faster and better
-        _ablation_row("arch_channels16", "Table A.3", "Channels = 16", 3.3, 3.1, rtf=(40.0, 45.0)),
+        _ablation_row("arch_channels16", "Table A.3", "Channels = 16", 3.3, 3.1, x_realtime=(40.0, 45.0)),
         # Table A.4: balancer on vs off for weights 1/1/1/1; ViSQOL not measured
         _ablation_row("balancer_on_t1_f1_g1_feat1", "Table A.4",
                       "lambda_t=1 lambda_f=1 lambda_g=1 lambda_feat=1 balancer=on", 4.0, np.nan),
@@ -159,7 +160,7 @@ def test_ablations_notebook_states_findings_from_the_data(tmp_path, monkeypatch)
     assert "Table 2, SI-SNR (dB): reproduced" in text and "Table 2, ViSQOL: reproduced" in text
     assert "Table 3, SI-SNR (dB): not reproduced" in text
     assert "Table A.3, SI-SNR (dB): not reproduced" in text
-    assert "Table A.3, encode RTF (x real time): reproduced" in text
+    assert "Table A.3, encode speed (x real time): reproduced" in text
     assert "Table A.4, SI-SNR (dB): reproduced" in text
     assert "Table A.4, ViSQOL: nothing to score" in text
     assert "barely trained" not in text  # our synthetic runs reach a few dB
@@ -179,7 +180,7 @@ def test_benchmark_notebook_reads_a_real_encodec_bench_run(tmp_path, monkeypatch
     monkeypatch.setenv("ENCODEC_RUN_DIR", str(run))
     monkeypatch.setenv("ENCODEC_N_BOOT", "100")
     text, images = _execute_text(NOTEBOOKS["benchmark"], tmp_path)
-    assert images == 2 + 1  # two rate-quality figures and the RTF chart
+    assert images == 2 + 1  # two rate-quality figures and the speed chart
     assert "opus" in text and "EnCodec 24 kHz" in text
     assert "No listening-test ratings" in text
 
@@ -199,7 +200,7 @@ def test_benchmark_notebook_defaults_to_the_committed_default_run(tmp_path, monk
     monkeypatch.setenv("ENCODEC_N_BOOT", "100")
     text, images = _execute_text(NOTEBOOKS["benchmark"], tmp_path)
     assert "default_run_rows.csv" in text
-    assert images >= 2  # rate-quality figures and the RTF chart
+    assert images >= 2  # rate-quality figures and the speed chart
 
 
 def test_ablations_notebook_on_the_committed_ablation_table(tmp_path, monkeypatch):

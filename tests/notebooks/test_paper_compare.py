@@ -103,19 +103,23 @@ def test_rate_quality_gives_bootstrap_bands_and_counts_nans():
         pc.rate_quality(rows, "pesq")
 
 
-def test_rtf_is_converted_to_the_papers_convention():
+def test_rtf_is_converted_to_x_realtime_beside_the_paper():
     rows = pd.DataFrame({"codec": ["encodec"] * 3 + ["opus"] * 3, "nominal_kbps": [6.0] * 6,
-                         "enc_time_over_dur": [0.1, 0.2, 0.5, 0.01, 0.01, 0.02],
-                         "dec_time_over_dur": [0.25, 0.25, 0.25, 0.01, 0.02, 0.02]})
+                         "encode_rtf_1thread": [0.1, 0.2, 0.5, 0.01, 0.01, 0.02],
+                         "decode_x_realtime": [4.0, 4.0, 4.0, 100.0, 50.0, 50.0]})
     rows["latency_ms"] = [13.3] * 3 + [26.5] * 3
-    table = pc.rtf_beside_paper(rows, pc.RtfColumns("enc_time_over_dur", "dec_time_over_dur", False),
-                                latency_ms="latency_ms")
+    table = pc.x_realtime_beside_paper(rows, encode="encode_rtf_1thread", decode="decode_x_realtime",
+                                       latency_ms="latency_ms")
     ours = table[table["source"] == "ours"].set_index("model")
-    assert ours.loc["encodec", "rtf_encode"] == pytest.approx(5.0)  # 1 / median(0.1, 0.2, 0.5)
-    assert ours.loc["encodec", "rtf_decode"] == pytest.approx(4.0)
+    assert ours.loc["encodec", "encode_x_realtime"] == pytest.approx(5.0)  # 1 / rtf: median(10, 5, 2)
+    assert ours.loc["encodec", "decode_x_realtime"] == pytest.approx(4.0)  # already x_realtime: kept
     assert ours.loc["opus", "initial_latency_ms"] == 26.5
     paper = table[table["source"].str.startswith("paper")].set_index("model")
-    assert paper.loc["EnCodec 24 kHz", "rtf_encode"] == 9.8
+    assert paper.loc["EnCodec 24 kHz", "encode_x_realtime"] == 9.8
+    # a speed column whose name does not say its convention is refused, not guessed
+    with pytest.raises(pc.PaperCompareError, match="enc_time_over_dur.*names no speed convention"):
+        pc.x_realtime_beside_paper(rows.rename(columns={"encode_rtf_1thread": "enc_time_over_dur"}),
+                                   encode="enc_time_over_dur", decode="decode_x_realtime")
 
 
 def test_mushra_against_objective_metrics_correlates_per_condition_and_item():
@@ -160,7 +164,7 @@ def _runner_row(config, table, variant, si_snr, visqol, category="all", kbps=6.0
     """A row as encodec_eval.ablations writes it."""
     return {"config": config, "config_hash": digest or f"h-{config}", "paper_table": table, "variant": variant,
             "bandwidth_kbps": kbps, "category": category, "si_snr_db": si_snr, "mel_distance@24k": 1.0,
-            "visqol_audio@48k": visqol, "rtf_encode": 20.0, "rtf_decode": 25.0}
+            "visqol_audio@48k": visqol, "encode_x_realtime": 20.0, "decode_x_realtime": 25.0}
 
 
 def test_match_ablations_selects_category_and_bandwidth_and_shares_the_base_model():
@@ -178,7 +182,8 @@ def test_match_ablations_selects_category_and_bandwidth_and_shares_the_base_mode
     assert set(base["ablation"]) == {"disc_msstft = streamable"}
     assert set(base["paper_key"]) == {"MS-STFT", "EnCodec streamable", "EnCodec base"}
     c16 = matched[matched["ablation"] == "arch_channels16"].iloc[0]
-    assert (c16["paper_key"], c16["si_snr_db"], c16["visqol"], c16["rtf_encode"]) == ("Channels = 16", 2.0, 3.0, 20.0)
+    assert (c16["paper_key"], c16["si_snr_db"], c16["visqol"], c16["encode_x_realtime"]) == (
+        "Channels = 16", 2.0, 3.0, 20.0)
     assert "disc_none" not in set(matched["ablation"])
     with pytest.raises(pc.PaperCompareError, match="bandwidths"):
         pc.match_ablations(raw, bandwidth_kbps=24.0)

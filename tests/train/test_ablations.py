@@ -30,7 +30,7 @@ def test_runner_trains_scores_and_writes_a_tidy_resumable_table(tiny_corpus, tmp
     assert {r["category"] for r in first} == {"all", "music", "speech_clean"}
     assert {r["bandwidth_kbps"] for r in first} == {"6.0", "12.0"}
     assert all(r["steps_done"] == "2" and r["paper_table"] == "Table 2" for r in first)
-    assert all(np.isfinite(float(r["si_snr_db"])) and float(r["rtf_encode"]) > 0 for r in first)
+    assert all(np.isfinite(float(r["si_snr_db"])) and float(r["encode_x_realtime"]) > 0 for r in first)
     assert len({r["config_hash"] for r in rows}) == 1
     # A second run with the same budget trains nothing and keeps the table.
     ablations.run([config], tiny_corpus, out, tmp_path / "work2", steps=2, max_minutes=None, overrides={},
