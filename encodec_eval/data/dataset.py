@@ -13,9 +13,10 @@ import hashlib
 import json
 import os
 import stat
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
 import numpy as np
 
@@ -101,14 +102,20 @@ def load_dataset(source: Optional[Union[str, Path]] = None, limit_per_category: 
     if not dataset.items:
         raise DataError(f"{root}: no audio files found (looked for {', '.join(AUDIO_SUFFIXES)})")
     if limit_per_category is not None:
-        kept: dict[str, int] = {}
-        items = []
-        for item in dataset.items:
-            if kept.get(item.category, 0) < limit_per_category:
-                kept[item.category] = kept.get(item.category, 0) + 1
-                items.append(item)
+        items = first_per_category(dataset.items, limit_per_category)
         dataset = Dataset(dataset.name, dataset.root, tuple(items), dataset.verified, dataset.skipped)
     return dataset
+
+
+def first_per_category(items: Sequence[Item], count: int) -> list[Item]:
+    """The first ``count`` items of each category, in the set's order."""
+    taken: Counter[str] = Counter()
+    kept = []
+    for item in items:
+        if taken[item.category] < count:
+            taken[item.category] += 1
+            kept.append(item)
+    return kept
 
 
 def why(exc: OSError) -> str:

@@ -15,7 +15,7 @@ import numpy as np
 
 from codec.audio import AudioError, check_finite
 from codec.base import Codec, CodecError, CodecSpec, create
-from encodec_eval.data import Item
+from encodec_eval.data import Item, first_per_category
 from encodec_eval.metrics import get_metric
 from encodec_eval.metrics.delay import measure_delay
 from encodec_eval.run.environment import row_versions
@@ -56,15 +56,9 @@ class RunOptions:
 
 
 def timing_set(items: Sequence[Item], per_category: int) -> frozenset[str]:
-    """The first ``per_category`` items of each category (in the data set's order): the items whose rows carry
-    real-time factors."""
-    taken: dict[str, int] = {}
-    chosen = set()
-    for item in items:
-        if taken.get(item.category, 0) < per_category:
-            taken[item.category] = taken.get(item.category, 0) + 1
-            chosen.add(item.item_id)
-    return frozenset(chosen)
+    """The ids of the first ``per_category`` items of each category: the items whose rows carry real-time
+    factors."""
+    return frozenset(item.item_id for item in first_per_category(items, per_category))
 
 
 class CodecBuildError(RuntimeError):
