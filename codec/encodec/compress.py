@@ -95,6 +95,7 @@ def decompress(data: bytes, model: Optional[EncodecModel] = None, lm: Optional[E
     return torch.cat(list(decode_blocks(data, model, lm, show_progress)), dim=-1), model.sample_rate
 
 
+@torch.no_grad()
 def decode_one_pass(data: bytes, model: EncodecModel, lm: Optional[EntropyLM] = None,
                     show_progress: bool = False) -> torch.Tensor:
     """Audio [channels, samples] of ``.ecdc`` bytes, all segments read, then decoded by ``model.decode`` at once: the
