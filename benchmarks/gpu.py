@@ -8,7 +8,7 @@ Sections (one CSV row each; the JSON beside it adds the machine and the GPU):
 - ``encode`` / ``decode``: 24 and 48 kHz, batches of 1, 16 and 64 items of 10 s at 6 kbps, ours and the official
   package, in audio-seconds per second; ours also gives the fraction of codes that differ from the official ones in
   the same batch, and the largest audio difference of the decoder on the official codes.
-- ``tokenize``: the tokenizer (``codec/encodec/tokenize.py``) on 64 files of 5-15 s (whole frames, random lengths),
+- ``tokenize``: the tokenizer (``codec/encodec/tokenize.py``) on 64 files of random lengths from 5 to 15 s,
   in exact and fast mode (and fast with ``torch.compile`` unless ``--no-compile``): throughput, its ratio to the
   official encode at batch 64, exact-mode codes against the official package's codes of each file alone, and fast
   mode's codes differing from exact mode's with the SI-SNR between their decodings.
@@ -134,12 +134,12 @@ def bench_codec(reference, ours: EncodecModel, size: dict, device: torch.device)
     return rows
 
 
-def token_signals(sample_rate: int, channels: int, hop: int, size: dict) -> list[torch.Tensor]:
-    """Files of random whole-frame lengths in ``token_seconds``: sorted and padded by the tokenizer."""
+def token_signals(sample_rate: int, channels: int, size: dict) -> list[torch.Tensor]:
+    """Files of random lengths in ``token_seconds``, for the tokenizer to sort and batch."""
     gen = torch.Generator().manual_seed(1)
     low, high = size["token_seconds"]
-    lengths = (low + (high - low) * torch.rand(size["token_items"], generator=gen)) * sample_rate / hop
-    return [0.1 * torch.randn(channels, int(n) * hop, generator=gen) for n in lengths]
+    lengths = (low + (high - low) * torch.rand(size["token_items"], generator=gen)) * sample_rate
+    return [0.1 * torch.randn(channels, int(n), generator=gen) for n in lengths]
 
 
 @torch.inference_mode()
@@ -147,7 +147,7 @@ def bench_tokenizer(reference, ours: EncodecModel, size: dict, device: torch.dev
                     variants: dict[str, dict]) -> list[dict]:
     """Rows for each tokenizer variant (``Tokenizer`` options); fast variants are compared with exact mode."""
     name = ours.config.name
-    signals = token_signals(ours.sample_rate, ours.channels, ours.config.hop_length, size)
+    signals = token_signals(ours.sample_rate, ours.channels, size)
     audio_seconds = sum(s.shape[-1] for s in signals) / ours.sample_rate
     check = signals[:: max(1, len(signals) // size["check_items"])][: size["check_items"]]
     rows = []

@@ -8,11 +8,12 @@ batches; each batch is padded to its longest item and every item's codes are cut
 
 Two modes:
 
-- ``exact`` (float32) gives the official package's codes for every file. Padding must not reach a code, so only
-  inputs that cannot see it share a batch: the 48 kHz model's full 1 s segments (every file's, all one shape), inputs
-  of equal length, and, for causal models, inputs whose length is a whole number of frames (a causal frame only sees
-  samples before its end; a partial last frame would see the padding instead of the zeros the official encoder
-  pads each layer with).
+- ``exact`` (float32) gives the official package's codes for every file, as if each were coded alone. Causal models
+  (24 kHz) pad any lengths together: a causal frame sees only samples before its end, so padding can only reach the
+  last few frames of a file, which are computed again from the file's end alone. Non-causal models share batches
+  between inputs of equal length only: the 48 kHz model's full 1 s segments (every file's, all one shape), and last
+  segments of equal length. (On CPU with more than one thread, elementwise ops split their work by tensor size, so
+  exact mode pads nothing there either.)
 - ``fast`` (bfloat16 autocast, channels-last on CPU, optionally ``torch.compile``) pads any lengths together. It then
   codes a sample of the files in exact mode too and reports the fraction of codes that differ and the SI-SNR between
   the two decodings (``fast_check.json``).
@@ -56,6 +57,7 @@ MANIFEST_SUFFIXES = (".txt", ".lst", ".csv", ".tsv")
 DEFAULT_BATCH = 64  # inputs (files or 1 s segments) per encoder call
 DEFAULT_MAX_BATCH_SECONDS = 64 * 30.0  # padded audio-seconds per encoder call: bounds memory when files are long
 DEFAULT_CHECK_ITEMS = 16
+TAIL_FRAMES = 16  # last frames of a padded unit computed again alone (padding reaches 1 on a GPU, a few on CPU)
 
 
 class TokenizeError(ValueError):
@@ -134,9 +136,12 @@ class Tokenizer:
         return units
 
     def _shareable(self, unit: _Unit) -> bool:
-        """Whether padding after ``unit`` leaves its codes alone: a causal frame sees only samples before its end,
-        so a unit of whole frames can be padded (a partial last frame would see the padding)."""
-        return self.mode == "fast" or (self.config.causal and unit.audio.shape[-1] % self.config.hop_length == 0)
+        """Whether ``unit`` may be padded: in fast mode always; in exact mode for causal models, whose frames
+        padding can reach are computed again (``_exact_latents``), unless CPU threads split elementwise work by
+        tensor size (then a padded row would be split elsewhere than the unit alone)."""
+        if self.mode == "fast":
+            return True
+        return self.config.causal and (self.device.type != "cpu" or torch.get_num_threads() == 1)
 
     def batches(self, units: Sequence[_Unit]) -> Iterator[list[_Unit]]:
         """Units in batches of at most ``batch_size`` and ``max_batch_samples`` padded samples, longest first:
@@ -170,18 +175,39 @@ class Tokenizer:
             codes = quantizer.encode(latents.float(), self.n_q)  # float32 distances
             return [codes[:, row, :count] for row, count in enumerate(frames)]
         # item by item: the distance product of a longer batch may round differently and flip a near tie
-        return [quantizer.encode(latent, self.n_q)[:, 0] for latent in self._exact_latents(x, frames)]
+        return [quantizer.encode(latent, self.n_q)[:, 0] for latent in self._exact_latents(x, batch)]
 
-    def _exact_latents(self, x: Tensor, frames: Sequence[int]) -> list[Tensor]:
-        """Each item's latents ``[1, D, frames]``, bit for bit as on the item alone. The convs before the LSTM run
-        batched (each output sample is the same sum whatever the batch; on CPU the ELUs run row by row, since
-        their vector loop computes a tensor's last few elements another way). From the LSTM on, at the frame rate
-        where it costs little, each item runs alone over its own frames: a batched LSTM step or a longer conv is a
-        product that rounds differently and would flip near-tie codes."""
+    def _exact_latents(self, x: Tensor, batch: Sequence[_Unit]) -> list[Tensor]:
+        """Each unit's latents ``[1, D, frames]``, bit for bit as on the unit alone.
+
+        The convs before the LSTM run batched: each output sample is the same sum whatever the batch. A padded
+        unit's last frames can see the padding (its partial last frame, and on CPU the ELU's vector loop, which
+        computes a tensor's last few elements another way), so they are computed again from the unit's last
+        samples alone (``_tail_frames``). From the LSTM on, at the frame rate where it costs little, each unit runs
+        alone over its own frames: a batched LSTM step or a longer conv is a product that rounds differently and
+        would flip near-tie codes.
+        """
         layers = self.model.encoder.model
         split = next((i for i, layer in enumerate(layers) if isinstance(layer, SkipLSTM)), len(layers))
+        heads = self._head(x)
+        hop, longest = self.config.hop_length, x.shape[-1]
+        latents = []
+        for row, unit in enumerate(batch):
+            length = unit.audio.shape[-1]
+            count = math.ceil(length / hop)
+            head = heads[row: row + 1, :, :count]
+            if length < longest and length % hop:
+                head = torch.cat([head[..., : max(0, count - TAIL_FRAMES)], self._tail_frames(unit.audio)], dim=-1)
+            latents.append(layers[split:](head.contiguous()))
+        return latents
+
+    def _head(self, x: Tensor) -> Tensor:
+        """The encoder's layers before the LSTM, on CPU with the ELUs row by row (a row then ends where the unit's
+        own tensor would, and the ELU's vector loop treats its last elements alike)."""
         rowwise = x.device.type == "cpu"
-        for layer in layers[:split]:
+        for layer in self.model.encoder.model:
+            if isinstance(layer, SkipLSTM):
+                break
             if isinstance(layer, ResidualBlock):
                 _, conv_in, _, conv_out = layer.block
                 shortcut = layer.shortcut(x)
@@ -190,7 +216,17 @@ class Tokenizer:
                 x = _elu(x, rowwise)
             else:
                 x = layer(x)
-        return [layers[split:](x[row: row + 1, :, :count].contiguous()) for row, count in enumerate(frames)]
+        return x
+
+    def _tail_frames(self, audio: Tensor) -> Tensor:
+        """The last ``TAIL_FRAMES`` head frames of ``audio`` alone (the frames padding can reach), computed from
+        enough of its end to cover the head's receptive field; the piece starts on a frame boundary, so every
+        layer sees the same samples at the same places as for the whole unit."""
+        hop = self.config.hop_length
+        count = math.ceil(audio.shape[-1] / hop)
+        context = math.ceil(_receptive_field(self.model.encoder.model) / hop)
+        start = max(0, count - TAIL_FRAMES - context) * hop
+        return self._head(audio[None, :, start:])[..., -min(TAIL_FRAMES, count):]
 
     @torch.inference_mode()
     def encode(self, signals: Sequence[Tensor]) -> list[ItemCodes]:
@@ -207,6 +243,18 @@ class Tokenizer:
             scales = None if mine[0].scale is None else torch.cat([u.scale.view(1).float().cpu() for u in mine])
             out.append(ItemCodes(torch.cat(pieces, dim=-1), [p.shape[-1] for p in pieces], scales))
         return out
+
+
+def _receptive_field(layers: nn.Module) -> int:
+    """Input samples that one output of the encoder's layers before the LSTM depends on."""
+    jump, field = 1, 1
+    for layer in layers:
+        if isinstance(layer, SkipLSTM):
+            break
+        for conv in (m for m in layer.modules() if isinstance(m, nn.Conv1d)):
+            field += (conv.kernel_size[0] - 1) * conv.dilation[0] * jump
+            jump *= conv.stride[0]
+    return field
 
 
 def _elu(x: Tensor, rowwise: bool) -> Tensor:

@@ -13,8 +13,8 @@ from codec.encodec.tokenize import (CHECK_NAME, MANIFEST_NAME, ItemCodes, Tokeni
                                     main, read_codes, tokenize_files)
 from testkit.oracles import randomize_official
 
-LENGTHS = {  # samples: leaders that are and are not whole frames (320 samples), equal lengths, padded whole frames
-    "encodec_24khz": [24123, 12800, 9600, 7001, 7001, 3000],
+LENGTHS = {  # samples: whole frames (320 samples) or not, equal lengths, shorter than the frames recomputed alone
+    "encodec_24khz": [24123, 20011, 12800, 9600, 7001, 7001, 3000, 641, 100],
     # 1 s segments of several files share batches; last segments of 52480, 11600 and 30000 samples
     "encodec_48khz": [100000, 48000, 60000, 30000],
 }
@@ -74,24 +74,36 @@ def test_exact_codes_equal_the_official_codes_of_each_file_alone(pair):
             assert torch.equal(item.scales, scales)
 
 
-def test_exact_mode_pads_only_where_codes_cannot_see_it(pair):
+def test_exact_mode_pads_only_causal_models(pair):
     _, ours, _ = pair
-    tokenizer = Tokenizer(ours, 6.0, "exact", batch_size=8)
-    for batch in tokenizer.batches(tokenizer._units(signals_for(ours, LENGTHS[ours.config.name]))):
-        longest = batch[0].audio.shape[-1]
-        for unit in batch:
-            length = unit.audio.shape[-1]
-            assert length == longest or (ours.config.causal and length % ours.config.hop_length == 0)
+    tokenizer = Tokenizer(ours, 6.0, "exact", batch_size=16)
+    batches = list(tokenizer.batches(tokenizer._units(signals_for(ours, LENGTHS[ours.config.name]))))
+    if ours.config.causal:
+        assert len(batches) == 1  # every length in one padded batch
+    else:
+        assert all(len({unit.audio.shape[-1] for unit in batch}) == 1 for batch in batches)
+
+
+def test_exact_mode_on_several_cpu_threads_pads_nothing(pair):
+    _, ours, _ = pair
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        tokenizer = Tokenizer(ours, 6.0, "exact", batch_size=16)
+        batches = list(tokenizer.batches(tokenizer._units(signals_for(ours, LENGTHS[ours.config.name]))))
+    finally:
+        torch.set_num_threads(threads)
+    assert all(len({unit.audio.shape[-1] for unit in batch}) == 1 for batch in batches)
 
 
 def test_fast_mode_batches_any_lengths_and_its_difference_is_measured(pair):
     _, ours, _ = pair
     signals = signals_for(ours, LENGTHS[ours.config.name], seed=2)
-    fast = Tokenizer(ours, 6.0, "fast", batch_size=8)
+    fast = Tokenizer(ours, 6.0, "fast", batch_size=16)
     if ours.config.segment is None:
         assert len(list(fast.batches(fast._units(signals)))) == 1  # every length in one padded batch
     fast_codes = fast.encode(signals)
-    exact_codes = Tokenizer(ours, 6.0, "exact", batch_size=8).encode(signals)
+    exact_codes = Tokenizer(ours, 6.0, "exact", batch_size=16).encode(signals)
     assert [f.codes.shape for f in fast_codes] == [e.codes.shape for e in exact_codes]
     same = compare_modes(ours, signals, exact_codes, exact_codes)
     assert same.code_diff_fraction == 0 and same.si_snr_db_min == float("inf")
