@@ -4,8 +4,9 @@
 
 Writes benchmarks/results/speed.csv (one row per model x direction x implementation) and speed.json (with the
 machine). ``x_realtime`` = seconds of audio per second of compute (above 1: faster than real time); ratio = official
-time / ours (above 1: ours is faster). The implementations are timed interleaved, in alternating order, so that other work on the machine
-slows them alike; the medians are reported.
+time / ours (above 1: ours is faster). The implementations are timed interleaved, in alternating order
+(``encodec_eval.run.timing.time_calls``), so that other work on the machine slows them alike; the medians are
+reported.
 
 Implementations: ``official`` (the encodec package), ``ours`` (our defaults: codes bit-identical to the official
 ones, decoder in channels-last memory), ``ours_channels_last`` (the optional channels-last encoder, whose convs
@@ -22,10 +23,7 @@ import csv
 import json
 import os
 import sys
-import time
 from pathlib import Path
-from statistics import median
-from typing import Callable
 
 import torch
 from tqdm import tqdm
@@ -39,22 +37,11 @@ from codec import audio  # noqa: E402
 from codec.encodec.checkpoints import load_state_dict_strict  # noqa: E402
 from codec.encodec.config import EncodecConfig  # noqa: E402
 from codec.encodec.model import EncodecModel  # noqa: E402
+from encodec_eval.run.timing import time_calls  # noqa: E402
 from testkit.oracles import official_encodec, randomize_official  # noqa: E402
 
 DEFAULT_DATA = ROOT / "encodec_eval" / "data" / "default"
 AUDIO_SUFFIXES = (".wav", ".flac")
-
-
-def interleaved_medians(calls: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
-    """Median seconds of each call over ``repeat`` rounds; each round runs every call once, in alternating order."""
-    times: dict[str, list[float]] = {name: [] for name in calls}
-    names = list(calls)
-    for round_ in range(repeat):
-        for name in names if round_ % 2 == 0 else names[::-1]:
-            start = time.perf_counter()
-            calls[name]()
-            times[name].append(time.perf_counter() - start)
-    return {name: median(values) for name, values in times.items()}
 
 
 def data_signals(sample_rate: int, channels: int, seconds: float) -> list[torch.Tensor]:
@@ -122,12 +109,12 @@ def bench_model(name: str, seconds: float, bandwidth: float, repeat: int, data_s
                 "si_snr_db_vs_official": round(si_snr_db(ref_audio.flatten().numpy(), audio_.flatten().numpy()), 2),
             }
         # the calls above were the warm-up
-        encode_s = interleaved_medians({"official": lambda: reference.encode(x),
-                                        **{impl: (lambda m=m: m.encode(x, bandwidth)) for impl, m in encoders.items()}},
-                                       repeat)
-        decode_s = interleaved_medians({"official": lambda: reference.decode(ref_frames),
-                                        **{impl: (lambda m=m: m.decode(ref_frames)) for impl, m in decoders.items()}},
-                                       repeat)
+        encode_s = {impl: timing.median_wall for impl, timing in time_calls(
+            {"official": lambda: reference.encode(x),
+             **{impl: (lambda m=m: m.encode(x, bandwidth)) for impl, m in encoders.items()}}, repeat).items()}
+        decode_s = {impl: timing.median_wall for impl, timing in time_calls(
+            {"official": lambda: reference.decode(ref_frames),
+             **{impl: (lambda m=m: m.decode(ref_frames)) for impl, m in decoders.items()}}, repeat).items()}
     load_after = os.getloadavg()[0]
     data_audio_s = sum(s.shape[-1] for s in signals) / ours.sample_rate
     rows = []

@@ -21,7 +21,6 @@ import importlib
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -36,6 +35,7 @@ from codec.encodec.compress import compress, decompress  # noqa: E402
 from codec.encodec.config import EncodecConfig  # noqa: E402
 from codec.encodec.lm import load_lm  # noqa: E402
 from benchmarks.machine import machine_info  # noqa: E402
+from encodec_eval.run.timing import time_call  # noqa: E402
 from testkit.oracles import official_encodec  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -76,19 +76,6 @@ def official_pair(name: str, folder: Path):
     reference.name = name
     reference.eval(), reference_lm.eval()
     return reference, reference_lm, model_file, lm_file, weights
-
-
-def best_time(fn, repeats: int):
-    """Fastest of ``repeats`` calls in wall-clock and in process CPU seconds, and the last result.
-
-    CPU time is the fairer number on a shared machine: one thread, so it is what the call cost, without waits.
-    """
-    best_wall, best_cpu, result = float("inf"), float("inf"), None
-    for _ in range(repeats):
-        wall, cpu = time.perf_counter(), time.process_time()
-        result = fn()
-        best_wall, best_cpu = min(best_wall, time.perf_counter() - wall), min(best_cpu, time.process_time() - cpu)
-    return best_wall, best_cpu, result
 
 
 def time_coder(path: Path, symbols: int = 4000, per_frame: int = 8) -> None:
@@ -134,8 +121,10 @@ def time_coder(path: Path, symbols: int = 4000, per_frame: int = 8) -> None:
         results = {}
         for name, encode, decode in [("ours", ours_encode, ours_decode),
                                      ("official-encodec-0.1.1", official_encode, official_decode)]:
-            _, encode_cpu, data = best_time(encode, 3)
-            _, decode_cpu, _ = best_time(lambda: decode(data), 3)
+            data = encode()
+            # the fastest of 3 in process CPU seconds: on a shared machine, what the coding cost without waits
+            encode_cpu = time_call(encode, 3).min_cpu
+            decode_cpu = time_call(lambda: decode(data), 3).min_cpu
             results[name] = (encode_cpu, decode_cpu, data)
         identical = results["ours"][2] == results["official-encodec-0.1.1"][2]
         for name, (encode_cpu, decode_cpu, data) in results.items():
@@ -190,9 +179,13 @@ def main() -> None:
             rows = []
             for implementation, (encode, decode) in runs.items():
                 with torch.no_grad():
-                    decode(encode())  # warm-up: lazy initialisation (numba cache load, kv-cache check) is not timed
-                    compress_s, compress_cpu, data = best_time(encode, repeats)
-                    decompress_s, decompress_cpu, _ = best_time(lambda: decode(data), repeats)
+                    data = encode()  # warm-up: lazy initialisation (numba cache load, kv-cache check) is not timed
+                    decode(data)
+                # the fastest of the repeats, in wall and in process CPU seconds (one thread: CPU time is what the
+                # call cost without waiting for other processes on a shared machine)
+                encoding, decoding = time_call(encode, repeats), time_call(lambda: decode(data), repeats)
+                compress_s, compress_cpu = encoding.min_wall, encoding.min_cpu
+                decompress_s, decompress_cpu = decoding.min_wall, decoding.min_cpu
                 rows.append({
                     "model": name, "bandwidth_kbps": args.bandwidth, "lm": use_lm, "implementation": implementation,
                     "weights": weights, "audio_seconds": round(seconds, 3),

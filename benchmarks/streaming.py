@@ -43,6 +43,7 @@ from codec.encodec.checkpoints import WeightsNotFoundError, load_model  # noqa: 
 from codec.encodec.config import EncodecConfig  # noqa: E402
 from codec.encodec.model import EncodedFrame, EncodecModel  # noqa: E402
 from codec.encodec.streaming import StreamingDecoder, StreamingEncoder  # noqa: E402
+from encodec_eval.run.timing import time_call  # noqa: E402
 
 DATA = ROOT / "encodec_eval" / "data" / "default"
 RESULTS = ROOT / "benchmarks" / "results" / "streaming.json"
@@ -78,7 +79,10 @@ def stream_audio(seconds: float, sample_rate: int) -> tuple[torch.Tensor, list[s
 def run_stream(model: EncodecModel, wav: torch.Tensor, bandwidth: float, frames_per_push: int,
                progress: bool) -> tuple[dict[str, np.ndarray], np.ndarray, torch.Tensor, torch.Tensor]:
     """Push ``wav`` ``frames_per_push`` frames at a time; returns per-push seconds (encoder, decoder and total in
-    wall time, total in thread CPU time), code frames out per push, the codes and the audio."""
+    wall time, total in thread CPU time), code frames out per push, the codes and the audio.
+
+    Each push is timed here rather than by ``encodec_eval.run.timing``: the pushes are different calls on a stateful
+    stream, each timed once, and their distribution (percentiles, the start-up push) is the result."""
     encoder, decoder = StreamingEncoder(model, bandwidth), StreamingDecoder(model)
     size = model.config.hop_length * frames_per_push
     n_pushes = wav.shape[-1] // size
@@ -123,11 +127,11 @@ def measure(model: EncodecModel, wav: torch.Tensor, bandwidth: float, frames_per
     steady = slice(first_out + 1, None)
     per_frame = {name: value[steady] / frames_per_push for name, value in times.items()}
     frame_ms = 1e3 * hop / rate
-    with torch.inference_mode():
-        cpu_start, start = time.thread_time(), time.perf_counter()
+    with torch.inference_mode():  # the reference, and the warm-up of the one-shot timing below
         reference = model.encode(wav, bandwidth)[0].codes
         reference_audio = model.decode([EncodedFrame(codes, None)])
-        one_shot_wall, one_shot_cpu = time.perf_counter() - start, time.thread_time() - cpu_start
+    one_shot = time_call(lambda: model.decode(model.encode(wav, bandwidth)), 1)
+    one_shot_wall, one_shot_cpu = one_shot.min_wall, one_shot.min_cpu
     differing = int((codes != reference).sum()) if codes.shape == reference.shape else -1
     floor_ms, floor_mb = weights_read_floor(model, model.config.num_codebooks(bandwidth))
     return {
@@ -163,26 +167,24 @@ def weights_read_floor(model: EncodecModel, num_codebooks: int, repeats: int = 3
                 for p in net.parameters() if p.dim() >= 2]
     matrices += [layer._codebook.embed for layer in model.quantizer.vq.layers[:num_codebooks]]
     vectors = [torch.randn(matrix.shape[1]) for matrix in matrices]
-    times = np.zeros(repeats)
-    with torch.inference_mode():
-        for index in range(repeats):
-            start = time.perf_counter()
-            for matrix, vector in zip(matrices, vectors):
-                torch.mv(matrix, vector)
-            times[index] = time.perf_counter() - start
+
+    def read_all() -> None:
+        for matrix, vector in zip(matrices, vectors):
+            torch.mv(matrix, vector)
+
+    warm_up = 10
+    for _ in range(warm_up):
+        read_all()
     megabytes = sum(matrix.numel() * matrix.element_size() for matrix in matrices) / 2**20
-    return float(np.median(times[10:]) * 1e3), megabytes
+    return time_call(read_all, repeats - warm_up).median_wall * 1e3, megabytes
 
 
 def memory_copy_gbps() -> float:
     """Single-thread copy bandwidth (read + write, GB/s): per-frame streaming cost is mostly weight traffic."""
     source = torch.randn(16 * 2**20)
     target = torch.empty_like(source)
-    target.copy_(source)
-    start = time.perf_counter()
-    for _ in range(10):
-        target.copy_(source)
-    return 10 * 2 * source.numel() * 4 / (time.perf_counter() - start) / 1e9
+    target.copy_(source)  # warm-up
+    return 2 * source.numel() * 4 / time_call(lambda: target.copy_(source), 10).median_wall / 1e9
 
 
 def main(argv: Optional[list[str]] = None) -> None:

@@ -21,7 +21,7 @@ from encodec_eval.metrics.delay import measure_delay
 from encodec_eval.run.environment import row_versions
 from encodec_eval.run.folder import RunFolder
 from encodec_eval.run.plan import Job
-from encodec_eval.run.timing import StageClock, all_threads, median_seconds, torch_threads
+from encodec_eval.run.timing import StageClock, all_threads, time_call, torch_threads
 
 RTF_COLUMNS = ("encode_rtf_1thread", "decode_rtf_1thread", "encode_rtf_allthreads", "decode_rtf_allthreads")
 
@@ -279,13 +279,13 @@ def _timings(codec: Codec, codec_in: np.ndarray, codec_sr: int, options: RunOpti
             encoded = codec.encode(codec_in, codec_sr)  # the warm-up, and the payload the decode timings use
             codec.decode(encoded)
         times = {
-            "encode_rtf_1thread": median_seconds(lambda: codec.encode(codec_in, codec_sr), options.repeats, 1, sync),
-            "decode_rtf_1thread": median_seconds(lambda: codec.decode(encoded), options.repeats, 1, sync),
-            "encode_rtf_allthreads": median_seconds(lambda: codec.encode(codec_in, codec_sr),
-                                                    options.repeats, threads, sync),
-            "decode_rtf_allthreads": median_seconds(lambda: codec.decode(encoded), options.repeats, threads, sync),
+            "encode_rtf_1thread": time_call(lambda: codec.encode(codec_in, codec_sr), options.repeats, 1, sync),
+            "decode_rtf_1thread": time_call(lambda: codec.decode(encoded), options.repeats, 1, sync),
+            "encode_rtf_allthreads": time_call(lambda: codec.encode(codec_in, codec_sr), options.repeats, threads,
+                                               sync),
+            "decode_rtf_allthreads": time_call(lambda: codec.decode(encoded), options.repeats, threads, sync),
         }
-    out: dict[str, Any] = {column: value / seconds for column, value in times.items()}
+    out: dict[str, Any] = {column: timing.median_wall / seconds for column, timing in times.items()}
     # The machine's 1-minute load average when timing ended: RTFs measured on a busy machine say so.
     out.update(rtf_excerpt_seconds=seconds, threads_all=threads, timing_repeats=options.repeats,
                timing_concurrent_processes=options.concurrent_processes, timing_load_avg_1min=os.getloadavg()[0])
