@@ -1,5 +1,6 @@
-"""Reading and writing files with clear failures: a crash or a signal never leaves half of an output (write beside
-the target, then rename over it), and an input that cannot be read says why in words."""
+"""Reading and writing files with clear failures: an error, or a signal the program turns into an exception (as the
+``encodec`` command does), never leaves half of an output (write beside the target, then rename over it), and an
+input that cannot be read says why in words."""
 
 from __future__ import annotations
 

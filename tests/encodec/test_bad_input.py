@@ -279,7 +279,7 @@ def test_a_file_in_an_unreadable_folder_is_a_message_not_a_traceback(tmp_path, c
         locked.chmod(0o755)
 
 
-def test_symlink_loops_and_broken_links_are_named(tmp_path, capsys):
+def test_symlink_loops_broken_links_and_fifos_are_named(tmp_path, capsys):
     loop = tmp_path / "loop.wav"
     loop.symlink_to(loop)
     assert main([str(loop), str(tmp_path / "out.ecdc")]) == 1
@@ -291,6 +291,10 @@ def test_symlink_loops_and_broken_links_are_named(tmp_path, capsys):
                                   "does not exist).")
     with pytest.raises(audio.AudioError, match="symlink loop"):
         audio.load(loop)
+    fifo = tmp_path / "fifo.wav"
+    os.mkfifo(fifo)  # opening it to read would wait for a writer forever
+    assert main([str(fifo), str(tmp_path / "out.ecdc")]) == 1
+    assert _last_line(capsys) == f"Input file {fifo} is not a regular file (a device, FIFO or socket)."
 
 
 def test_undecodable_inputs_name_the_path_once(tmp_path, capsys, shipped_model_only):
