@@ -53,7 +53,8 @@ def test_unreadable_files_name_the_file(tmp_path):
         audio.load(tmp_path / "missing.wav")
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEgarbage")
-    with pytest.raises(audio.AudioError, match=r"/bad.wav: cannot read audio \(Error in WAV file. No 'data' chunk marker\)$"):
+    with pytest.raises(audio.AudioError,
+                       match=r"/bad.wav: cannot read audio \(Error in WAV file. No 'data' chunk marker\)$"):
         audio.load(bad)
     empty = tmp_path / "empty.wav"
     empty.write_bytes(b"")
@@ -90,7 +91,8 @@ def test_samples_far_beyond_full_scale_are_refused_not_clipped(tmp_path):
     for peak in (32767.0, 1e30):  # 16-bit units written as floats; corrupt data
         hot[0, 10] = -peak
         audio.save(path, hot, 16000, subtype="FLOAT")
-        with pytest.raises(audio.AudioError, match=re.escape(f"hot.wav has samples up to {peak:.3g} in magnitude, beyond the ±10")):
+        message = f"hot.wav has samples up to {peak:.3g} in magnitude, beyond the ±10"
+        with pytest.raises(audio.AudioError, match=re.escape(message)):
             audio.load(path)
     hot[0, 10] = np.nan
     audio.save(path, hot, 16000, subtype="FLOAT")

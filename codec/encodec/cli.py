@@ -96,9 +96,9 @@ def get_parser() -> argparse.ArgumentParser:
                     "compresses it. If output is also wav, does a compression/decompression cycle. With three or "
                     "more paths, or with --output-dir, every path is an input.")
     parser.add_argument("paths", type=Path, nargs="*", metavar="PATH",
-                        help="Input file (any format soundfile reads, or .ecdc), then optionally the output file. Audio "
-                             f"whose samples go beyond ±{audio.MAX_PEAK:g} (full scale is ±1), NaN or Inf is "
-                             "refused, not clipped.")
+                        help="Input file (any format soundfile reads, or .ecdc), then optionally the output file. "
+                             f"Audio whose samples go beyond ±{audio.MAX_PEAK:g} (full scale is ±1), NaN or Inf "
+                             "is refused, not clipped.")
     parser.add_argument("-b", "--bandwidth", type=float, default=6, choices=[1.5, 3.0, 6.0, 12.0, 24.0],
                         help="Target bandwidth (1.5, 3, 6, 12 or 24). 1.5 is not supported with --hq.")
     parser.add_argument("-q", "--hq", action="store_true", help="Use HQ stereo model operating on 48 kHz sampled audio.")

@@ -154,7 +154,8 @@ def _long_ecdc(folder: Path, minutes: float) -> Path:
 
 
 def _stop_while_writing(argv: list[str], out_dir: Path, env: dict[str, str], sig: int, files: int) -> tuple[int, str]:
-    """Run ``encodec`` until ``files`` temporary files exist in ``out_dir``, then send ``sig``; its status and stderr."""
+    """Run ``encodec`` until ``files`` temporary files exist in ``out_dir``, then send ``sig``; its status and
+    stderr."""
     process = subprocess.Popen([str(ENCODEC), *argv], stderr=subprocess.PIPE, text=True, env=env,
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # not inherited SIG_IGN
     try:
