@@ -256,7 +256,7 @@ def _decompress(data: bytes, target: Path, model: EncodecModel, lm: Optional[Ent
         return
     wav = decode_one_pass(data, model, lm, long_file)  # as asked (--stream never), even beyond ONE_SHOT_SECONDS
     with replacing(target) as part:
-        save_wav(wav, part, sr, args.rescale)
+        save_wav(wav, part, model.sample_rate, args.rescale)
 
 
 def run_job(job: Job, resources: Resources) -> None:
