@@ -22,7 +22,7 @@ def check(rows, info, exact=True):
     assert list(rows[0]) == FIELDS
     sections = {(r["section"], r["implementation"]) for r in rows}
     assert {("encode", "ours"), ("encode", "official"), ("decode", "ours"), ("decode", "official"),
-            ("tokenize", "exact"), ("tokenize", "fast")} <= sections
+            ("tokenize", "exact"), ("tokenize", "fast"), ("tokenize", "fast_channels_last")} <= sections
     assert {(r["config"], r["precision"]) for r in rows if r["section"] == "train"} == {
         (c, p) for c in ("shipped_16ch_no_adversary", "paper_msstft") for p in ("fp32", "bf16")}
     for row in rows:

@@ -460,13 +460,14 @@ def tokenize_files(source: Union[str, Path], out_dir: Union[str, Path], model: E
                    bandwidth: Optional[float] = None, mode: str = "exact", device: Union[str, torch.device] = "cpu",
                    batch_size: int = DEFAULT_BATCH, num_workers: int = 2,
                    max_batch_seconds: float = DEFAULT_MAX_BATCH_SECONDS, compile_mode: Optional[str] = None,
-                   check_items: int = DEFAULT_CHECK_ITEMS, progress: bool = True) -> Summary:
+                   check_items: int = DEFAULT_CHECK_ITEMS, progress: bool = True,
+                   channels_last: Optional[bool] = None) -> Summary:
     """Code every file of ``source`` (folder or manifest) into ``out_dir``; see the module docstring."""
     start = time.perf_counter()
     out_dir = Path(out_dir)
     paths = list_inputs(source)
     names = output_names(paths)
-    tokenizer = Tokenizer(model, bandwidth, mode, device, batch_size, max_batch_seconds, compile_mode=compile_mode)
+    tokenizer = Tokenizer(model, bandwidth, mode, device, batch_size, max_batch_seconds, channels_last, compile_mode)
     out_dir.mkdir(parents=True, exist_ok=True)
     _check_settings(out_dir, {"model": model.config.name, "sample_rate": model.sample_rate,
                               "bandwidth_kbps": tokenizer.bandwidth, "mode": mode})
@@ -568,6 +569,8 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--compile", dest="compile_mode", default=None, metavar="MODE",
                         help="fast mode: torch.compile the encoder (default, reduce-overhead = CUDA graphs, "
                              "max-autotune)")
+    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                        help="fast mode: the encoder on time-major memory (default: on CPU only)")
     parser.add_argument("--check-items", type=int, default=DEFAULT_CHECK_ITEMS,
                         help="fast mode: files also coded in exact mode to report the difference (0: none)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -582,7 +585,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         model = load_model(args.model)
         summary = tokenize_files(args.source, args.out, model, args.bandwidth, args.mode, args.device,
                                  args.batch_size, args.num_workers, args.max_batch_seconds, args.compile_mode,
-                                 args.check_items, progress=not args.quiet)
+                                 args.check_items, progress=not args.quiet, channels_last=args.channels_last)
     except (TokenizeError, WeightsNotFoundError, ValueError) as exc:
         print(f"encodec-tokenize: error: {exc}", file=sys.stderr)
         return 2
