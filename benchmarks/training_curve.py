@@ -3,10 +3,11 @@
     python benchmarks/training_curve.py --corpus /work/corpus-train /work/train-runs/A /work/train-runs/B --every 600
 
 Probe segments are drawn once (seed 1234) from the training corpus per category, so the curve measures how well
-the codec fits its data, not the evaluation set (which stays unseen until the model card is written). Per snapshot
-and bandwidth it appends SI-SNR (dB), mel distance (``mel_distance@24k``), the share of codebook entries the
-probes use and the collapse monitor's latent statistics (``codec.encodec.train.monitor``), for the EMA and the raw
-weights, to ``RUN/curve.csv``.
+the codec fits its data, not the evaluation set (which stays unseen until the model card is written). They are
+scored through the harness's own per-row path (``encodec_eval.run.score``: real bitstreams, metrics with NaN and a
+reason). Per snapshot and bandwidth it appends the mean SI-SNR (dB) and mel distance (``mel_distance@24k``) over a
+category's probes, the share of codebook entries the probes use and the collapse monitor's latent statistics
+(``codec.encodec.train.monitor``), for the EMA and the raw weights, to ``RUN/curve.csv``.
 """
 
 from __future__ import annotations
@@ -23,35 +24,44 @@ from codec.encodec.train.data import probe_segments, read_manifest
 from codec.encodec.train.export import exported_model
 from codec.encodec.train.monitor import TOP_DIRECTIONS, latent_stats
 from codec.encodec.train.trainer import CHECKPOINT_NAME, PROBES_NAME
-from encodec_eval.metrics import get_metric
+from encodec_eval.run.evaluate import RunOptions
+from encodec_eval.run.score import AudioItem, model_codec
+from encodec_eval.run.score import score as score_items
 
+METRICS = ("si_snr_db", "mel_distance@24k")
 FIELDS = ["step", "wall_time", "weights", "bandwidth_kbps", "category", "si_snr_db", "mel_distance@24k",
           "codes_used_percent", "latent_offset_share", f"latent_top{TOP_DIRECTIONS}_share", "latent_effective_rank"]
 
 
+def probe_items(probes: dict[str, np.ndarray], sample_rate: int, corpus: Path) -> list[AudioItem]:
+    """Each probe segment as an item the harness scores, named ``category/probeN``."""
+    return [AudioItem.of(f"{category}/probe{index}", category, segment, sample_rate, corpus)
+            for category, batch in probes.items() for index, segment in enumerate(batch)]
+
+
 @torch.no_grad()
-def score(run: Path, probes: dict[str, np.ndarray], model_name: str) -> list[dict]:
+def score(run: Path, probes: dict[str, np.ndarray], items: list[AudioItem], model_name: str) -> list[dict]:
+    """Rows of ``RUN/curve.csv`` for the run's latest checkpoint: ``probes`` (``[probes, 1, samples]`` per
+    category) feed the codebook and latent statistics, ``items`` (the same segments) the harness's scoring."""
     checkpoint = torch.load(run / CHECKPOINT_NAME, map_location="cpu", weights_only=False)
-    si_snr, mel = get_metric("si_snr_db"), get_metric("mel_distance@24k")
+    options = RunOptions(metrics=METRICS, repeats=0)  # learning curves carry no timings
     rows = []
     for weights in ("ema", "raw"):
         model = exported_model(checkpoint, model_name, use_ema=weights == "ema").fold_weight_norm()
-        sr = model.sample_rate
+        label = f"{run / CHECKPOINT_NAME} step {int(checkpoint['step'])} ({weights} weights)"
         # the latent does not depend on the bandwidth: its statistics once per category
         collapse = {category: latent_stats(model.encoder(torch.from_numpy(batch))).as_row()
                     for category, batch in probes.items()}
         for bandwidth in model.config.target_bandwidths:
+            scored = score_items(model_codec(model, bandwidth, label), f"encodec:{model_name}@{bandwidth:g}", items,
+                                 options)
             for category, batch in probes.items():
-                x = torch.from_numpy(batch)  # [probes, 1, samples]
-                codes = model.encode(x, bandwidth)
-                y = model.decode(codes)[..., : x.shape[-1]].numpy()
-                used = np.mean([len(torch.unique(codes[0].codes[:, k])) for k in range(codes[0].codes.shape[1])])
-                scores = [(si_snr.measure(ref, sr, out, sr).value, mel.measure(ref, sr, out, sr).value)
-                          for ref, out in zip(batch, y)]
+                codes = model.encode(torch.from_numpy(batch), bandwidth)[0].codes  # [probes, codebooks, frames]
+                used = np.mean([len(torch.unique(codes[:, k])) for k in range(codes.shape[1])])
+                mine = [row for row in scored if row["category"] == category]
                 rows.append({"step": int(checkpoint["step"]), "wall_time": time.strftime("%Y-%m-%dT%H:%M:%S"),
                              "weights": weights, "bandwidth_kbps": bandwidth, "category": category,
-                             "si_snr_db": float(np.mean([s for s, _ in scores])),
-                             "mel_distance@24k": float(np.mean([m for _, m in scores])),
+                             **{metric: float(np.mean([row[metric] for row in mine])) for metric in METRICS},
                              "codes_used_percent": 100 * used / model.config.bins, **collapse[category]})
     return rows
 
@@ -121,12 +131,13 @@ def main() -> None:
         parser.error("--corpus is required to score snapshots")
     torch.set_num_threads(1)
     probes = probe_segments(read_manifest(args.corpus), 24000)
+    items = probe_items(probes, 24000, args.corpus)
     seen: dict[Path, int] = {}
     while True:
         for run in args.runs:
             if not (run / CHECKPOINT_NAME).is_file():
                 continue
-            rows = score(run, probes, args.model)
+            rows = score(run, probes, items, args.model)
             if rows and seen.get(run) != rows[0]["step"]:
                 seen[run] = rows[0]["step"]
                 append(run / "curve.csv", rows)

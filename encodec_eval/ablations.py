@@ -3,16 +3,18 @@
     python -m encodec_eval.ablations --corpus DIR [--configs benchmarks/ablations/*.yaml] [--steps 150]
         [--max-minutes 4] [--batch-size 4] [--segment-seconds 0.5] [--bandwidths 6] [--eval-seconds 4]
         [--out benchmarks/results/ablations.csv] [--work runs/ablations] [--eval-weights ema|raw]
+        [--eval-data FOLDER_OR_MANIFEST]
 
 Every config is trained from scratch with the same budget and seed, then its EMA weights are scored on the
-embedded default evaluation set (never part of the training corpus) at each evaluation bandwidth: SI-SNR
-(``si_snr_db``), ``mel_distance@24k`` and ``visqol_audio@48k`` from ``encodec_eval.metrics``, and the speed of
-encode and decode as ``encode_x_realtime`` / ``decode_x_realtime`` (audio seconds per wall-clock second, one
-thread; > 1 is faster than real time). One row per
-config x bandwidth x category (plus ``all``); rows already in the CSV for the same config hash and budget are kept,
-so an interrupted run resumes. The budget overrides (steps, batch, segment, bandwidths) are recorded in each row.
-A finished checkpoint already in ``--work/<config>/`` (for instance from ``torchrun -m codec.encodec.train`` on GPUs)
-is scored instead of training again.
+embedded default evaluation set (never part of the training corpus; ``--eval-data`` for another folder or manifest,
+checksums verified as in ``encodec-bench``) at each evaluation bandwidth, through the harness's own scoring path
+(``encodec_eval.run.score``): SI-SNR (``si_snr_db``), ``mel_distance@24k`` and ``visqol_audio@48k``, and the speed
+of encode and decode as ``encode_x_realtime`` / ``decode_x_realtime`` (audio seconds per wall-clock second over all
+items, one thread, warmed up; > 1 is faster than real time). One row per config x bandwidth x category (plus
+``all``); rows already in the CSV for the same config hash and budget are kept, so an interrupted run resumes.
+The budget overrides (steps, batch, segment, bandwidths) are recorded in each row. A finished checkpoint already in
+``--work/<config>/`` (for instance from ``torchrun -m codec.encodec.train`` on GPUs) is scored instead of training
+again.
 """
 
 from __future__ import annotations
@@ -25,21 +27,21 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
 import yaml
 
-from codec import audio
 from codec.encodec.model import EncodecModel
 from codec.encodec.train.config import TrainConfig
 from codec.encodec.train.data import SegmentSampler, read_manifest
 from codec.encodec.train.trainer import CHECKPOINT_NAME, Trainer
-from encodec_eval.metrics import get_metric
+from encodec_eval.data import Item, load_dataset
+from encodec_eval.run.evaluate import RunOptions
+from encodec_eval.run.score import model_codec, score
 
 REPO = Path(__file__).resolve().parent.parent
-EVAL_SET = Path(__file__).resolve().parent / "data" / "default"
 METRICS = ("si_snr_db", "mel_distance@24k", "visqol_audio@48k")
 FIELDS = ["config", "config_hash", "paper_table", "variant", "budget", "weights", "steps_done", "train_seconds",
           "final_train_mel", "final_train_l1", "bandwidth_kbps", "category", "n_items", *METRICS,
@@ -55,37 +57,18 @@ def load_ablation(path: Path, overrides: dict[str, Any]) -> tuple[TrainConfig, d
     return TrainConfig.from_dict(data), meta
 
 
-def eval_items(eval_seconds: float) -> list[tuple[str, str, np.ndarray, int]]:
-    """(name, category, [C, T] audio, rate) of the default evaluation set, cropped to ``eval_seconds``."""
-    items = []
-    for path in sorted(EVAL_SET.glob("*/*")):
-        if path.suffix.lower() not in (".wav", ".flac"):
-            continue
-        wav, sr = audio.load(path)
-        items.append((path.name, path.parent.name, wav[:, : int(eval_seconds * sr)], sr))
-    return items
+def score_model(model: EncodecModel, name: str, items: Sequence[Item], bandwidth: float, eval_seconds: float,
+                label: str) -> tuple[list[dict], float, float]:
+    """Harness rows of ``model`` on each item's first ``eval_seconds``, and the encode and decode speed over all items
+    as x_realtime (audio seconds / processing seconds, from the rows' one-thread RTFs; one timed call per item)."""
+    options = RunOptions(metrics=tuple(METRICS), repeats=1, timing_seconds=eval_seconds, score_seconds=eval_seconds)
+    rows = score(model_codec(model, bandwidth, label), f"encodec:{name}@{bandwidth:g}", items, options)
+    audio_seconds = sum(row["rtf_excerpt_seconds"] for row in rows)
 
+    def x_realtime(column: str) -> float:
+        return audio_seconds / sum(row[column] * row["rtf_excerpt_seconds"] for row in rows)
 
-@torch.no_grad()
-def score_model(model: EncodecModel, items, bandwidth: float) -> tuple[list[dict], float, float]:
-    """Per-item metric rows plus encode and decode speed over all items (x_realtime: audio s / processing s)."""
-    model.eval()
-    rows, audio_seconds, enc_time, dec_time = [], 0.0, 0.0, 0.0
-    for name, category, wav, sr in items:
-        x = model.prepare(wav, sr, convert=True)
-        t0 = time.perf_counter()
-        frames = model.encode(x, bandwidth)
-        t1 = time.perf_counter()
-        y = model.decode(frames)[..., : x.shape[-1]]
-        t2 = time.perf_counter()
-        enc_time, dec_time = enc_time + t1 - t0, dec_time + t2 - t1
-        audio_seconds += x.shape[-1] / model.sample_rate
-        decoded = y[0].numpy()
-        row = {"item": name, "category": category}
-        for metric in METRICS:
-            row[metric] = get_metric(metric).measure(wav, sr, decoded, model.sample_rate, category).value
-        rows.append(row)
-    return rows, audio_seconds / max(enc_time, 1e-9), audio_seconds / max(dec_time, 1e-9)
+    return rows, x_realtime("encode_rtf_1thread"), x_realtime("decode_rtf_1thread")
 
 
 def summarise(item_rows: list[dict], base: dict[str, Any]) -> list[dict]:
@@ -120,16 +103,18 @@ def write_rows(path: Path, rows: list[dict]) -> None:
 
 def run(configs: list[Path], corpus: Path, out: Path, work: Path, steps: int, max_minutes: Optional[float],
         overrides: dict[str, Any], eval_bandwidths: list[float], eval_seconds: float,
-        weights: str = "ema") -> list[dict]:
+        weights: str = "ema", eval_data: Optional[Path] = None) -> list[dict]:
     """Train (or reuse) and score each config; ``weights`` is "ema" (the generator EMA) or "raw" (the last step's
-    weights, the meaningful choice for budgets of a few dozen steps, where the EMA is still mostly the init)."""
+    weights, the meaningful choice for budgets of a few dozen steps, where the EMA is still mostly the init).
+    ``eval_data``: the evaluation folder or manifest (None: the embedded default set)."""
     if weights not in ("ema", "raw"):
         raise ValueError(f"weights must be 'ema' or 'raw', got {weights!r}")
     rows = existing_rows(out)
-    items = eval_items(eval_seconds)
+    items = load_dataset(eval_data).items
     corpus_items = read_manifest(corpus)
     samplers: dict[tuple[int, int, float], SegmentSampler] = {}
-    budget = f"steps={steps};max_minutes={max_minutes};weights={weights};" + ";".join(f"{k}={v}" for k, v in sorted(overrides.items()))
+    budget = f"steps={steps};max_minutes={max_minutes};weights={weights};" + ";".join(
+        f"{k}={v}" for k, v in sorted(overrides.items()))
     done_hashes: dict[str, list[dict]] = {}
     for row in rows:
         if row["budget"] == budget:
@@ -143,7 +128,7 @@ def run(configs: list[Path], corpus: Path, out: Path, work: Path, steps: int, ma
             continue
         base = {"config": config.name, "config_hash": digest, "paper_table": meta.get("table", ""),
                 "variant": meta.get("variant", config.name), "budget": budget, "weights": weights,
-                "eval_set": "default (embedded)",
+                "eval_set": "default (embedded)" if eval_data is None else str(eval_data),
                 "note": meta.get("note", "")}
         if digest in done_hashes:  # the same settings under another name (e.g. the streamable baseline)
             twin = done_hashes[digest]
@@ -166,8 +151,10 @@ def run(configs: list[Path], corpus: Path, out: Path, work: Path, steps: int, ma
         base.update(steps_done=trainer.step, train_seconds=round(train_seconds, 1),
                     final_train_mel=last.get("mel", ""), final_train_l1=last.get("l1", ""))
         model = trainer.ema_model() if weights == "ema" else trainer.model
+        label = f"{work / config.name / CHECKPOINT_NAME} ({weights} weights, step {trainer.step})"
         for bandwidth in eval_bandwidths:
-            item_rows, encode_speed, decode_speed = score_model(model, items, bandwidth)
+            item_rows, encode_speed, decode_speed = score_model(model, config.name, items, bandwidth, eval_seconds,
+                                                                label)
             rows += summarise(item_rows, dict(base, bandwidth_kbps=bandwidth,
                                               encode_x_realtime=round(encode_speed, 2),
                                               decode_x_realtime=round(decode_speed, 2)))
@@ -219,7 +206,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--segment-seconds", type=float, default=None)
     parser.add_argument("--bandwidths", type=float, nargs="+", default=None, help="training bandwidths (kbps)")
     parser.add_argument("--eval-bandwidths", type=float, nargs="+", default=[6.0])
-    parser.add_argument("--eval-seconds", type=float, default=4.0)
+    parser.add_argument("--eval-seconds", type=float, default=4.0, help="each item's first seconds are scored")
+    parser.add_argument("--eval-data", type=Path, default=None,
+                        help="evaluation folder or manifest (default: the embedded set; checksums verified)")
     parser.add_argument("--eval-weights", choices=("ema", "raw"), default="ema",
                         help="score the EMA generator (default) or the last step's weights (short budgets)")
     parser.add_argument("--threads", type=int, default=1)
@@ -233,7 +222,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                  "bandwidths": args.bandwidths}
     overrides = {k: v for k, v in overrides.items() if v is not None}
     run(paths, args.corpus, args.out, args.work, args.steps, args.max_minutes, overrides, args.eval_bandwidths,
-        args.eval_seconds, args.eval_weights)
+        args.eval_seconds, args.eval_weights, args.eval_data)
     return 0
 
 

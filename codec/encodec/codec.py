@@ -205,7 +205,7 @@ class EncodecCodec(Codec):
         self.sample_rate = config.sample_rate
         self.channels = config.channels
         self.use_lm = use_lm
-        self.ecdc = config.name in _ecdc_models()
+        self.ecdc = _ecdc_layout(config)
         self.lm = (lm if lm is not None else _default_lm(config)) if use_lm else None
 
     def use_device(self, device: str) -> str:
@@ -282,6 +282,18 @@ def _ecdc_models() -> tuple[str, ...]:
     from codec.encodec.bitstream import MODELS
 
     return tuple(MODELS)
+
+
+def _ecdc_layout(config: EncodecConfig) -> bool:
+    """Whether .ecdc files can carry this model: a name the format knows, with that model's layout. A model trained
+    from a preset with other settings (an ablation) keeps the preset's name but is coded as packed codes."""
+    from codec.encodec.bitstream import EcdcError, check_layout
+
+    try:
+        check_layout(config)
+    except EcdcError:
+        return False
+    return True
 
 
 def _default_lm(config: EncodecConfig):

@@ -44,6 +44,7 @@ class RunOptions:
     timed_items: Optional[frozenset[str]] = None  # None: every item
     timing_seconds: float = 5.0
     device: str = "cpu"  # where codecs that can use a GPU compute (metrics always run on the CPU)
+    score_seconds: Optional[float] = None  # score each item's first seconds only (None: the whole item)
 
     def times(self, item_id: str) -> bool:
         return self.repeats > 0 and (self.timed_items is None or item_id in self.timed_items)
@@ -149,20 +150,23 @@ def _base_row(job: Job, options: RunOptions) -> dict[str, Any]:
     return row
 
 
-def evaluate(job: Job, options: RunOptions, timing_lock: Any = None) -> dict[str, Any]:
+def evaluate(job: Job, options: RunOptions, timing_lock: Any = None, codec: Optional[Codec] = None) -> dict[str, Any]:
     """Run one codec spec on one item; failures are recorded in the row (status, error), never raised. The row
-    carries when the job started and ended (Unix seconds) and the seconds of each stage, for the throughput report."""
+    carries when the job started and ended (Unix seconds) and the seconds of each stage, for the throughput report.
+
+    ``codec``: run this codec instead of building ``job.codec_spec`` (which then only labels the row), e.g. a model
+    being trained (``encodec_eval.run.score``)."""
     started = time.time()
-    row = _evaluate(job, options, timing_lock)
+    row = _evaluate(job, options, timing_lock, codec)
     finished = time.time()
     row.update(job_started_unix=started, job_finished_unix=finished, worker_seconds=finished - started)
     return row
 
 
-def _evaluate(job: Job, options: RunOptions, timing_lock: Any) -> dict[str, Any]:
+def _evaluate(job: Job, options: RunOptions, timing_lock: Any, codec: Optional[Codec]) -> dict[str, Any]:
     row = _base_row(job, options)
     try:
-        codec = CODECS.get(job.codec_spec, options.device)
+        codec = codec if codec is not None else CODECS.get(job.codec_spec, options.device)
     except CodecError as exc:
         row.update(status="unsupported", error=str(exc))
         return row
@@ -189,6 +193,8 @@ def _run_codec(job: Job, codec: Codec, options: RunOptions, row: dict[str, Any],
     clock = StageClock()
     with clock.stage("load"):
         wav, sr = job.item.load()
+        if options.score_seconds is not None:
+            wav = wav[..., : max(1, int(options.score_seconds * sr))]
         check_finite(wav, str(job.item.path))
         seconds = wav.shape[-1] / sr
         # The conversion to the codec's rate and channels happens here, outside the timed calls, and is recorded.
