@@ -160,7 +160,8 @@ class Resources:
                     raise
                 model = load_model(PROJECT_MODEL)  # the default without official weights: our own trained model
                 print(f"encodec: official weights not found; using the project's {PROJECT_MODEL} "
-                      f"({find_project_checkpoint(PROJECT_MODEL)}, see codec/encodec/MODEL_CARD.md)", file=sys.stderr)
+                      f"({find_project_checkpoint(PROJECT_MODEL)}, NOT Meta's EnCodec: see "
+                      "codec/encodec/MODEL_CARD.md); `encodec --download-weights` fetches Meta's", file=sys.stderr)
             self.models[key] = model.to(self.args.device)
         return self.models[key]
 

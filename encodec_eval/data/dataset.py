@@ -8,7 +8,6 @@ any folder of audio files (the category is the first sub-folder), or a manifest 
 from __future__ import annotations
 
 import csv
-import errno
 import hashlib
 import json
 import os
@@ -21,6 +20,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 
 from codec.audio import load
+from codec.files import reason_of
 from codec.encodec.checkpoints import sha256_of
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
@@ -87,7 +87,7 @@ def load_dataset(source: Optional[Union[str, Path]] = None, limit_per_category: 
         if root.is_dir():
             os.scandir(root).close()  # a folder we may not list: say so, not that a file in it is missing
     except OSError as exc:
-        raise DataError(f"{root}: cannot read the data folder: {why(exc)}") from exc
+        raise DataError(f"{root}: cannot read the data folder: {reason_of(exc)}") from exc
     if not os.path.lexists(root):
         raise DataError(f"{root}: no such data folder or manifest")
     try:
@@ -98,7 +98,7 @@ def load_dataset(source: Optional[Union[str, Path]] = None, limit_per_category: 
         else:
             dataset = _from_plain_folder(root)
     except OSError as exc:
-        raise DataError(f"{exc.filename or root}: cannot read the data set: {why(exc)}") from exc
+        raise DataError(f"{exc.filename or root}: cannot read the data set: {reason_of(exc)}") from exc
     if not dataset.items:
         raise DataError(f"{root}: no audio files found (looked for {', '.join(AUDIO_SUFFIXES)})")
     if limit_per_category is not None:
@@ -116,17 +116,6 @@ def first_per_category(items: Sequence[Item], count: int) -> list[Item]:
             taken[item.category] += 1
             kept.append(item)
     return kept
-
-
-def why(exc: OSError) -> str:
-    """An OS error in words a user acts on (libsndfile and Python say "System error" or "does not exist")."""
-    if exc.errno in (errno.EACCES, errno.EPERM):
-        return "permission denied"
-    if exc.errno == errno.ELOOP:
-        return "symlink loop"
-    if exc.errno == errno.ENOENT:
-        return "does not exist (or is a broken symlink)"
-    return exc.strerror or str(exc)
 
 
 def _category_of(relative: Path) -> str:
@@ -197,21 +186,21 @@ def _audio_files(root: Path) -> tuple[list[Path], list[SkippedPath]]:
             status = folder.stat()
             identity = (status.st_dev, status.st_ino)
             if identity in seen:
-                skipped.append(SkippedPath(str(folder), "symlink loop (leads to a folder already read)"))
+                skipped.append(SkippedPath(str(folder), "is a symlink loop (leads to a folder already read)"))
                 continue
             seen.add(identity)
             entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
         except OSError as exc:
             if folder == root:
                 raise
-            skipped.append(SkippedPath(str(folder), why(exc)))
+            skipped.append(SkippedPath(str(folder), reason_of(exc)))
             continue
         for entry in entries:
             path = Path(entry.path)
             try:
                 target = path.stat()  # follows symlinks: a loop or a dangling link raises here
             except OSError as exc:
-                skipped.append(SkippedPath(str(path), why(exc)))
+                skipped.append(SkippedPath(str(path), reason_of(exc)))
                 continue
             if stat.S_ISDIR(target.st_mode):
                 pending.append(path)

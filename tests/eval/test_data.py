@@ -134,8 +134,9 @@ def test_every_path_that_gives_no_item_is_recorded_with_why(shared_tmp):
     assert sorted(found["items"]) == ["speech/a", "speech/b"]
     assert found["items"]["speech/b"] == ""  # unreadable: kept, so that its row says why
     why = {Path(s["path"]).name: s["why"] for s in found["skipped"]}
-    assert why == {"locked": "permission denied", "back_to_root": "symlink loop (leads to a folder already read)",
-                   "self": "symlink loop", "dangling.wav": "does not exist (or is a broken symlink)"}
+    assert why == {"locked": "cannot be read: permission denied",
+                   "back_to_root": "is a symlink loop (leads to a folder already read)",
+                   "self": "is a symlink loop (a link that leads back to itself)", "dangling.wav": "does not exist"}
 
 
 def test_an_unreadable_data_folder_is_a_clear_error(shared_tmp):
@@ -143,7 +144,7 @@ def test_an_unreadable_data_folder_is_a_clear_error(shared_tmp):
     done = run_unprivileged([sys.executable, "-c", LOAD_AS_JSON, str(shared_tmp / "locked")])
     assert done.returncode != 0
     assert done.stderr.strip().splitlines()[-1] == (
-        f"encodec_eval.data.dataset.DataError: {shared_tmp / 'locked'}: cannot read the data folder: permission denied")
+        f"encodec_eval.data.dataset.DataError: {shared_tmp / 'locked'}: cannot read the data folder: cannot be read: permission denied")
 
 
 def test_a_bench_over_unreadable_files_runs_and_records_them(shared_tmp):
