@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="timed repeats per RTF after the warm-up; the median is kept (0: no timing)")
     parser.add_argument("--timing-items", type=_non_negative, default=2,
                         help="items per category whose rows carry real-time factors (the timing set)")
-    parser.add_argument("--timing-seconds", type=_positive_seconds, default=5.0,
+    parser.add_argument("--timing-seconds", type=_positive_seconds, default=3.0,
                         help="seconds of each timing-set item that are timed (its first ones)")
     parser.add_argument("--report-only", action="store_true",
                         help="rebuild rows.csv, summary.csv and plots of the run in --out (finished or not), and print")

@@ -42,7 +42,7 @@ class RunOptions:
     run_dir: Optional[str] = None
     concurrent_processes: int = 1
     timed_items: Optional[frozenset[str]] = None  # None: every item
-    timing_seconds: float = 5.0
+    timing_seconds: float = 3.0
     device: str = "cpu"  # where codecs that can use a GPU compute (metrics always run on the CPU)
     score_seconds: Optional[float] = None  # score each item's first seconds only (None: the whole item)
 

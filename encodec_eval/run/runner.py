@@ -71,7 +71,7 @@ class RunConfig:
     workers: int = 1
     repeats: int = 3
     timing_items_per_category: int = 2
-    timing_seconds: float = 5.0
+    timing_seconds: float = 3.0
     keep_audio: bool = False
     limit_per_category: Optional[int] = None
     progress: bool = True
