@@ -1,4 +1,4 @@
-"""Matplotlib figures for the notebooks that put our results beside the EnCodec paper (data from paper_compare)."""
+"""Matplotlib figures for the notebooks that put our results beside the EnCodec paper (tables from this package)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from encodec_eval.paper import load_table
-from encodec_eval.report.paper_compare import ABLATION_METRICS, METRIC_LABELS
+from encodec_eval.report.paper_keys import ABLATION_METRICS, METRIC_LABELS
 
 # Table 3 gives SI-SNR and ViSQOL at 6 kbps on an equal mix of speech and music: the only published objective anchors.
 _TABLE3_METRIC = {"si_snr_db": "si_snr_db", "visqol_audio@48k": "visqol"}

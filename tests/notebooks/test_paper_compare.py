@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from encodec_eval.report import paper_compare as pc
+from encodec_eval.report import ablation_findings, bench_run, mushra_compare, paper_keys, speed_compare
 
 
 def _ours(rows):
@@ -17,26 +17,26 @@ def _ours(rows):
 
 
 def test_paper_keys_are_unique_per_table():
-    for table_id in pc.ABLATION_TABLES:
-        keys = pc.paper_rows(table_id)["paper_key"]
+    for table_id in paper_keys.ABLATION_TABLES:
+        keys = paper_keys.paper_rows(table_id)["paper_key"]
         assert keys.is_unique, table_id
 
 
 def test_balancer_findings_follow_the_sign_of_our_differences():
-    on = pc.balancer_key(1, 1, 1, 1, True)
-    off = pc.balancer_key(1, 1, 1, 1, False)
-    on2 = pc.balancer_key(1, 2, 100, 1, True)
-    off2 = pc.balancer_key(1, 2, 100, 1, False)
+    on = paper_keys.balancer_key(1, 1, 1, 1, True)
+    off = paper_keys.balancer_key(1, 1, 1, 1, False)
+    on2 = paper_keys.balancer_key(1, 2, 100, 1, True)
+    off2 = paper_keys.balancer_key(1, 2, 100, 1, False)
     ours = _ours([
         ("bal_on", "tableA4", on, 5.0, np.nan),      # paper: on 10.32 > off 6.16 ; ours on > off
         ("bal_off", "tableA4", off, 3.0, np.nan),
         ("bal_on_g100", "tableA4", on2, -1.0, np.nan),  # paper: on 8.41 > off -35.83 ; ours on < off
         ("bal_off_g100", "tableA4", off2, 2.0, np.nan),
     ])
-    beside = pc.ablations_beside_paper(ours)
+    beside = ablation_findings.ablations_beside_paper(ours)
     assert set(beside["metric"]) == {"si_snr_db", "visqol"}
     assert beside.loc[beside["paper_key"] == on2, "paper_value"].tolist() == [8.41, 4.05]
-    findings = pc.ablation_findings(beside)
+    findings = ablation_findings.ablation_findings(beside)
     snr = findings[findings["metric"] == "si_snr_db"].set_index("row_a")
     assert len(snr) == 2  # only on-vs-off pairs with the same weights
     assert bool(snr.loc[on, "reproduced"]) is True
@@ -46,10 +46,10 @@ def test_balancer_findings_follow_the_sign_of_our_differences():
     assert visqol["reproduced"].isna().all()  # we did not measure ViSQOL: not scored, never guessed
     assert visqol["statement"].str.contains("not measured").all()
 
-    summary = pc.findings_summary(findings).set_index("metric")
+    summary = ablation_findings.findings_summary(findings).set_index("metric")
     assert summary.loc["si_snr_db", "scored"] == 2 and summary.loc["si_snr_db", "reproduced"] == 1
     assert summary.loc["visqol", "scored"] == 0
-    sentences = pc.describe_findings(findings)
+    sentences = ablation_findings.describe_findings(findings)
     assert any("Table A.4" in s and "partly reproduced" in s and "1 of 2" in s for s in sentences)
     assert any("nothing to score" in s for s in sentences)
 
@@ -57,7 +57,7 @@ def test_balancer_findings_follow_the_sign_of_our_differences():
 def test_paper_ties_are_not_scored():
     # Table A.3: "LSTM = 0" and the base have the same ViSQOL (4.35) in the paper
     ours = _ours([("base", "tableA3", "EnCodec base", 3.0, 3.0), ("no_lstm", "tableA3", "LSTM = 0", 2.0, 3.5)])
-    findings = pc.ablation_findings(pc.ablations_beside_paper(ours)).set_index("metric")
+    findings = ablation_findings.ablation_findings(ablation_findings.ablations_beside_paper(ours)).set_index("metric")
     assert bool(findings.loc["si_snr_db", "reproduced"]) is True  # paper 6.40 < 6.67, ours 2 < 3
     assert pd.isna(findings.loc["visqol", "reproduced"])
     assert "no clear difference" in findings.loc["visqol", "statement"]
@@ -70,20 +70,20 @@ def test_table2_compares_every_pair_and_averages_seeds():
         ("mpd", "table2", "MPD", 7.0, 3.0),
         ("msd", "table2", "MSD+Mono-STFT", 1.0, 2.0),
     ])
-    beside = pc.ablations_beside_paper(ours)
+    beside = ablation_findings.ablations_beside_paper(ours)
     ms = beside[(beside["paper_key"] == "MS-STFT") & (beside["metric"] == "si_snr_db")].iloc[0]
     assert ms["our_value"] == 5.0 and ms["n_runs"] == 2
-    findings = pc.ablation_findings(beside)
+    findings = ablation_findings.ablation_findings(beside)
     assert len(findings[findings["metric"] == "si_snr_db"]) == 3  # pairs among the three rows we have
 
 
 def test_unknown_key_and_missing_columns_are_clear_errors():
-    with pytest.raises(pc.PaperCompareError, match="not a row"):
-        pc.ablations_beside_paper(_ours([("x", "table2", "HiFiGAN", 1.0, 1.0)]))
-    with pytest.raises(pc.PaperCompareError, match="paper_key"):
-        pc.ablations_beside_paper(pd.DataFrame({"ablation": ["x"], "paper_table": ["table2"]}))
-    with pytest.raises(pc.PaperCompareError, match="not an ablation table"):
-        pc.paper_rows("table1")
+    with pytest.raises(paper_keys.PaperCompareError, match="not a row"):
+        ablation_findings.ablations_beside_paper(_ours([("x", "table2", "HiFiGAN", 1.0, 1.0)]))
+    with pytest.raises(paper_keys.PaperCompareError, match="paper_key"):
+        ablation_findings.ablations_beside_paper(pd.DataFrame({"ablation": ["x"], "paper_table": ["table2"]}))
+    with pytest.raises(paper_keys.PaperCompareError, match="not an ablation table"):
+        paper_keys.paper_rows("table1")
 
 
 def test_rate_quality_gives_bootstrap_bands_and_counts_nans():
@@ -94,13 +94,13 @@ def test_rate_quality_gives_bootstrap_bands_and_counts_nans():
         "nominal_kbps": [6.0] * 40,
         "si_snr_db": np.r_[rng.normal(5, 1, 19), np.nan, rng.normal(2, 1, 20)],
     })
-    curve = pc.rate_quality(rows, "si_snr_db").set_index("category")
+    curve = bench_run.rate_quality(rows, "si_snr_db").set_index("category")
     assert curve.loc["speech", "n"] == 19 and curve.loc["speech", "n_missing"] == 1
     for cat in ("speech", "music"):
         assert curve.loc[cat, "low"] < curve.loc[cat, "mean"] < curve.loc[cat, "high"]
     assert abs(curve.loc["music", "mean"] - rows.loc[rows.category == "music", "si_snr_db"].mean()) < 1e-12
-    with pytest.raises(pc.PaperCompareError, match="pesq"):
-        pc.rate_quality(rows, "pesq")
+    with pytest.raises(paper_keys.PaperCompareError, match="pesq"):
+        bench_run.rate_quality(rows, "pesq")
 
 
 def test_rtf_is_converted_to_x_realtime_beside_the_paper():
@@ -108,7 +108,7 @@ def test_rtf_is_converted_to_x_realtime_beside_the_paper():
                          "encode_rtf_1thread": [0.1, 0.2, 0.5, 0.01, 0.01, 0.02],
                          "decode_x_realtime": [4.0, 4.0, 4.0, 100.0, 50.0, 50.0]})
     rows["latency_ms"] = [13.3] * 3 + [26.5] * 3
-    table = pc.x_realtime_beside_paper(rows, encode="encode_rtf_1thread", decode="decode_x_realtime",
+    table = speed_compare.x_realtime_beside_paper(rows, encode="encode_rtf_1thread", decode="decode_x_realtime",
                                        latency_ms="latency_ms")
     ours = table[table["source"] == "ours"].set_index("model")
     assert ours.loc["encodec", "encode_x_realtime"] == pytest.approx(5.0)  # 1 / rtf: median(10, 5, 2)
@@ -117,8 +117,8 @@ def test_rtf_is_converted_to_x_realtime_beside_the_paper():
     paper = table[table["source"].str.startswith("paper")].set_index("model")
     assert paper.loc["EnCodec 24 kHz", "encode_x_realtime"] == 9.8
     # a speed column whose name does not say its convention is refused, not guessed
-    with pytest.raises(pc.PaperCompareError, match="enc_time_over_dur.*names no speed convention"):
-        pc.x_realtime_beside_paper(rows.rename(columns={"encode_rtf_1thread": "enc_time_over_dur"}),
+    with pytest.raises(paper_keys.PaperCompareError, match="enc_time_over_dur.*names no speed convention"):
+        speed_compare.x_realtime_beside_paper(rows.rename(columns={"encode_rtf_1thread": "enc_time_over_dur"}),
                                    encode="enc_time_over_dur", decode="decode_x_realtime")
 
 
@@ -130,19 +130,19 @@ def test_mushra_against_objective_metrics_correlates_per_condition_and_item():
         {"participant": f"p{p}", "item": f"i{i}", "condition": c, "score": quality[c] + rng.normal(0, 3)}
         for p in range(6) for i in range(3) for c in conditions
     ])
-    mushra = pc.mushra_scores(ratings)
+    mushra = mushra_compare.mushra_scores(ratings)
     assert len(mushra) == 12 and (mushra["n_ratings"] == 6).all()
     assert (mushra["mushra_low"] <= mushra["mushra_mean"]).all()
     rows = pd.DataFrame([{"condition": c, "item": f"i{i}", "si_snr_db": quality[c] / 10 + i * 0.01,
                           "visqol_audio@48k": 5 - quality[c] / 50}
                          for i in range(3) for c in conditions])
-    joined, corr = pc.objective_vs_mushra(rows, mushra, ["si_snr_db", "visqol_audio@48k", "absent"])
+    joined, corr = mushra_compare.objective_vs_mushra(rows, mushra, ["si_snr_db", "visqol_audio@48k", "absent"])
     assert len(joined) == 12
     corr = corr.set_index("metric")
     assert corr.loc["si_snr_db", "pearson_r"] > 0.95
     assert corr.loc["visqol_audio@48k", "spearman_rho"] < -0.9
     assert "absent" not in corr.index
-    _, few = pc.objective_vs_mushra(rows[rows["item"] == "i0"].head(2), mushra, ["si_snr_db"])
+    _, few = mushra_compare.objective_vs_mushra(rows[rows["item"] == "i0"].head(2), mushra, ["si_snr_db"])
     assert math.isnan(few.loc[0, "pearson_r"]) and few.loc[0, "n_pairs"] == 2
 
 
@@ -157,7 +157,7 @@ def test_mushra_against_objective_metrics_correlates_per_condition_and_item():
     ("tableA4", "lambda_t=1 lambda_f=1 lambda_g=3 lambda_feat=1 balancer=on", None),  # not in the paper's grid
 ])
 def test_variants_map_to_the_paper_rows_they_rerun(table_id, variant, expected):
-    assert pc.paper_key_for_variant(table_id, variant) == expected
+    assert paper_keys.paper_key_for_variant(table_id, variant) == expected
 
 
 def _runner_row(config, table, variant, si_snr, visqol, category="all", kbps=6.0, digest=None):
@@ -176,7 +176,7 @@ def test_match_ablations_selects_category_and_bandwidth_and_shares_the_base_mode
         _runner_row("arch_channels16", "Table A.3", "Channels = 16", 1.0, 2.0, kbps=1.5),
         _runner_row("disc_none", "Table 2 (floor)", "no adversary", 1.0, 2.0),
     ])
-    matched = pc.match_ablations(raw)
+    matched = ablation_findings.match_ablations(raw)
     base = matched[matched["config_hash"] == "same"].set_index("paper_table")
     assert sorted(base.index) == ["table2", "table3", "tableA3"]  # one run, counted once per table
     assert set(base["ablation"]) == {"disc_msstft = streamable"}
@@ -185,10 +185,10 @@ def test_match_ablations_selects_category_and_bandwidth_and_shares_the_base_mode
     assert (c16["paper_key"], c16["si_snr_db"], c16["visqol"], c16["encode_x_realtime"]) == (
         "Channels = 16", 2.0, 3.0, 20.0)
     assert "disc_none" not in set(matched["ablation"])
-    with pytest.raises(pc.PaperCompareError, match="bandwidths"):
-        pc.match_ablations(raw, bandwidth_kbps=24.0)
-    with pytest.raises(pc.PaperCompareError, match="variant"):
-        pc.match_ablations(raw.drop(columns="variant"))
+    with pytest.raises(paper_keys.PaperCompareError, match="bandwidths"):
+        ablation_findings.match_ablations(raw, bandwidth_kbps=24.0)
+    with pytest.raises(paper_keys.PaperCompareError, match="variant"):
+        ablation_findings.match_ablations(raw.drop(columns="variant"))
 
 
 def test_listener_scores_are_put_beside_table1_by_category_codec_and_rate():
@@ -202,7 +202,7 @@ def test_listener_scores_are_put_beside_table1_by_category_codec_and_rate():
          "condition_kind": "hidden_reference" if cond == "reference" else "condition"}
         for p in range(4) for cat in ("speech_clean", "music", "general")
         for cond, score in [("encodec:24khz@6", 80), ("opus@12", 60), ("encodec:24khz@24", 90), ("reference", 95)]])
-    table = pc.mushra_beside_table1(ratings, rows).set_index(["category", "condition"])
+    table = mushra_compare.mushra_beside_table1(ratings, rows).set_index(["category", "condition"])
     assert table.loc[("speech_clean", "encodec:24khz@6"), "paper_mushra_mean"] == 83.1
     assert table.loc[("music", "opus@12"), "paper_mushra_mean"] == 77.8  # music -> Jamendo (music set-1)
     assert table.loc[("speech_clean", "reference"), "paper_mushra_mean"] == 95.5
@@ -212,9 +212,9 @@ def test_listener_scores_are_put_beside_table1_by_category_codec_and_rate():
 
 
 def test_undertrained_runs_are_flagged():
-    assert "barely trained" in pc.undertrained_warning(pd.DataFrame({"si_snr_db": [-64.0, -60.0, 2.0]}))
-    assert pc.undertrained_warning(pd.DataFrame({"si_snr_db": [3.0, 5.0]})) is None
-    assert pc.undertrained_warning(pd.DataFrame({"visqol": [3.0]})) is None
+    assert "barely trained" in ablation_findings.undertrained_warning(pd.DataFrame({"si_snr_db": [-64.0, -60.0, 2.0]}))
+    assert ablation_findings.undertrained_warning(pd.DataFrame({"si_snr_db": [3.0, 5.0]})) is None
+    assert ablation_findings.undertrained_warning(pd.DataFrame({"visqol": [3.0]})) is None
 
 
 def test_ratings_export_keeps_submitted_trials_and_screening_comes_from_the_report():
@@ -228,17 +228,17 @@ def test_ratings_export_keeps_submitted_trials_and_screening_comes_from_the_repo
         {"participant_id": "p3", "item_id": "a", "condition": "opus@6", "condition_kind": "condition", "score": 50,
          "is_training": False, "trial_status": "submitted"},
     ])
-    ratings = pc.ratings_from_mushra_export(export)
+    ratings = mushra_compare.ratings_from_mushra_export(export)
     assert ratings["score"].tolist() == [30, 50]
     report = {"screening": {"encodec_2022": {"description": "paper rule", "n_before": 2,
                                              "excluded": {"p3": ["hidden_reference rated below 90 in 3/5 trials"]}}}}
-    kept, sentence = pc.apply_screening(ratings, report)
+    kept, sentence = mushra_compare.apply_screening(ratings, report)
     assert kept["participant"].tolist() == ["p1"]
     assert "excluded 1 of 2" in sentence and "p3: hidden_reference rated below 90" in sentence
-    with pytest.raises(pc.PaperCompareError, match="bs1534_3"):
-        pc.apply_screening(ratings, report, policy="bs1534_3")
-    with pytest.raises(pc.PaperCompareError, match="score"):
-        pc.ratings_from_mushra_export(export.drop(columns="score"))
+    with pytest.raises(paper_keys.PaperCompareError, match="bs1534_3"):
+        mushra_compare.apply_screening(ratings, report, policy="bs1534_3")
+    with pytest.raises(paper_keys.PaperCompareError, match="score"):
+        mushra_compare.ratings_from_mushra_export(export.drop(columns="score"))
 
 
 def test_locate_run_prefers_the_given_folder_then_the_newest_run_then_the_committed_default(tmp_path):
@@ -246,17 +246,17 @@ def test_locate_run_prefers_the_given_folder_then_the_newest_run_then_the_commit
     results.mkdir(parents=True)
     for name in ("default_run_run.json", "default_run_rows.csv"):
         (results / name).write_text("{}")
-    assert pc.locate_run(tmp_path)[1] == results / "default_run_rows.csv"
+    assert bench_run.locate_run(tmp_path)[1] == results / "default_run_rows.csv"
     for name in ("a", "b"):
         (tmp_path / "runs" / name).mkdir(parents=True)
         (tmp_path / "runs" / name / "run.json").write_text("{}")
         (tmp_path / "runs" / name / "rows.csv").write_text("")
     newest = tmp_path / "runs" / "b" / "run.json"
     os.utime(tmp_path / "runs" / "a" / "run.json", (1, 1))
-    assert pc.locate_run(tmp_path)[0] == newest
-    assert pc.locate_run(tmp_path, str(tmp_path / "runs" / "a"))[0] == tmp_path / "runs" / "a" / "run.json"
-    with pytest.raises(pc.PaperCompareError, match="run.json"):
-        pc.locate_run(tmp_path, str(tmp_path / "nowhere"))
+    assert bench_run.locate_run(tmp_path)[0] == newest
+    assert bench_run.locate_run(tmp_path, str(tmp_path / "runs" / "a"))[0] == tmp_path / "runs" / "a" / "run.json"
+    with pytest.raises(paper_keys.PaperCompareError, match="run.json"):
+        bench_run.locate_run(tmp_path, str(tmp_path / "nowhere"))
 
 
 def test_run_caveats_flag_untrained_weights_and_repeat_codec_warnings():
@@ -270,7 +270,7 @@ def test_run_caveats_flag_untrained_weights_and_repeat_codec_warnings():
         {"codec_spec": "encodec:24khz@12", "codec_warnings": np.nan,
          "codec_info": '{"weights": "official encodec_24khz-d7cc33bc.th"}'},
     ])
-    notes = pc.run_caveats(rows)
+    notes = bench_run.run_caveats(rows)
     assert len(notes) == 2
     assert notes[0].startswith("encodec:24khz@6: weights are random") and "untrained" in notes[0]
     assert notes[1] == "opus@3: the codec cannot go that low"
