@@ -177,7 +177,7 @@ class Codec(abc.ABC):
         Codecs that only run on the CPU (libopus, Codec2, LAME) keep running there, and say so."""
         return self.device
 
-    def synchronize(self) -> None:
+    def synchronize(self) -> None:  # noqa: B027 - a hook: nothing to wait for on the CPU, GPU codecs override it
         """Wait until work queued on the codec's device is done, so a timer around encode or decode is honest."""
 
     def describe(self) -> dict[str, Any]:

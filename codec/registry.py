@@ -2,4 +2,4 @@
 load their codec libraries (libopus, LAME, codec2, torch weights) only when a codec is built."""
 
 from codec.baselines import anchors, codec2, mp3, opus, reference  # noqa: F401  (registration side effects)
-from codec.encodec import codec as encodec_codec  # noqa: F401,E402
+from codec.encodec import codec as encodec_codec  # noqa: F401

@@ -15,8 +15,17 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from mushra_web import auth
-from mushra_web.db import (AdminSession, AdminUser, Experiment, ItemUse, Participant, Rating, TakeoverGrant, Trial,
-                           begin_write)
+from mushra_web.db import (
+    AdminSession,
+    AdminUser,
+    Experiment,
+    ItemUse,
+    Participant,
+    Rating,
+    TakeoverGrant,
+    Trial,
+    begin_write,
+)
 from mushra_web.web import Wiring, db, experiment, releases_session, wiring
 
 ADMIN_COOKIE = "mushra_admin"

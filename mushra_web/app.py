@@ -38,10 +38,10 @@ class _Guard:
     A plain ASGI middleware: it counts the body as it streams in instead of buffering it a second time.
     """
 
-    def __init__(self, app) -> None:  # noqa: ANN001
+    def __init__(self, app) -> None:
         self.app = app
 
-    async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001
+    async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -57,7 +57,7 @@ class _Guard:
                 return
         received, started, rejected = 0, False, False
 
-        async def counted_receive():  # noqa: ANN202
+        async def counted_receive():
             nonlocal received, rejected
             message = await receive()
             received += len(message.get("body", b""))
@@ -68,7 +68,7 @@ class _Guard:
                 return {"type": "http.disconnect"}
             return message
 
-        async def send_with_headers(message) -> None:  # noqa: ANN001
+        async def send_with_headers(message) -> None:
             nonlocal started
             if rejected:
                 return
@@ -82,7 +82,7 @@ class _Guard:
         await self.app(scope, counted_receive, send_with_headers)
 
 
-async def _reject(send, status: int, detail: str) -> None:  # noqa: ANN001
+async def _reject(send, status: int, detail: str) -> None:
     body = json.dumps({"detail": detail}).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
@@ -98,7 +98,7 @@ async def _validation_error(_request: Request, exc: RequestValidationError) -> J
 
 
 @contextlib.asynccontextmanager
-async def _lifespan(_app: FastAPI):  # noqa: ANN202
+async def _lifespan(_app: FastAPI):
     anyio.to_thread.current_default_thread_limiter().total_tokens = REQUEST_THREADS
     yield
 

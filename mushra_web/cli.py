@@ -17,13 +17,13 @@ from mushra_web.db import AdminUser, Experiment, database_url, init_db, make_eng
 from mushra_web.schema import ConfigError
 
 
-def _sessions(args: argparse.Namespace):  # noqa: ANN202
+def _sessions(args: argparse.Namespace):
     engine = make_engine(args.db)
     init_db(engine)
     return session_factory(engine)
 
 
-def _experiment(session, slug: str) -> Experiment:  # noqa: ANN001
+def _experiment(session, slug: str) -> Experiment:
     exp = session.scalar(select(Experiment).where(Experiment.slug == slug))
     if exp is None:
         raise ConfigError(f"no test with id {slug!r}")

@@ -97,7 +97,7 @@ def to_parquet(rows: list[dict], exp: Experiment) -> bytes:
     return buf.getvalue()
 
 
-def _schema(pa):  # noqa: ANN001, ANN202
+def _schema(pa):
     types = {"trial_position": pa.int64(), "button_index": pa.int64(), "plays": pa.int64(), "listen_ms": pa.int64(),
              "n_moves": pa.int64(), "reference_plays": pa.int64(), "n_switches": pa.int64(),
              "trial_duration_ms": pa.int64(), "score": pa.float64(), "audio_sample_rate": pa.float64(),

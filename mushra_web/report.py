@@ -87,7 +87,7 @@ def objective_comparison(rows_csv: str, graded: list[dict]) -> dict:
     return {"metrics": metrics, "correlations": _records(corr), "joined": _records(joined)}
 
 
-def _records(frame) -> list[dict]:  # noqa: ANN001
+def _records(frame) -> list[dict]:
     return [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in rec.items()}
             for rec in frame.to_dict(orient="records")]
 

@@ -6,7 +6,7 @@ Raw data is never deleted: a policy only names the participants a report leaves 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Optional
+from typing import Iterable, Optional
 
 
 @dataclass(frozen=True)
@@ -83,9 +83,7 @@ def screen(rows: Iterable[dict], policy: "str | Policy") -> ScreeningResult:
             values = scores.get(rule.condition)
             if not values:
                 continue
-            test: Callable[[float], bool] = ((lambda s: s < rule.score) if rule.direction == "below"
-                                             else (lambda s: s > rule.score))
-            hits = sum(test(s) for s in values)
+            hits = sum((s < rule.score) if rule.direction == "below" else (s > rule.score) for s in values)
             share = hits / len(values)
             failed = share >= rule.share if rule.inclusive else share > rule.share
             if failed:

@@ -65,14 +65,14 @@ def db(request: Request) -> Iterator[Session]:
         yield session
 
 
-def releases_session(handler):  # noqa: ANN001, ANN201
+def releases_session(handler):
     """Close the request's session when the handler returns or raises, inside the handler's own thread.
 
     FastAPI would close it later, in another thread-pool task: until then a SQLite write lock (or a pooled
     connection) would be held by a request that needs a free thread to let go of it.
     """
     @functools.wraps(handler)
-    def run(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def run(*args, **kwargs):
         try:
             return handler(*args, **kwargs)
         finally:

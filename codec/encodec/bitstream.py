@@ -374,7 +374,8 @@ def read_metadata(data: bytes) -> tuple[EcdcMetadata, int]:
         raise EcdcError(f"metadata length {size} bytes exceeds the {MAX_METADATA_BYTES}-byte limit")
     end = _HEADER.size + size
     if end > len(data):
-        raise EcdcError(f"the file ends inside its metadata ({size} bytes announced, {len(data) - _HEADER.size} present)")
+        present = len(data) - _HEADER.size
+        raise EcdcError(f"the file ends inside its metadata ({size} bytes announced, {present} present)")
     return EcdcMetadata.from_json(bytes(data[_HEADER.size:end])), end
 
 

@@ -26,14 +26,19 @@ import torch
 from tqdm import tqdm
 
 from codec import audio
-from codec.files import replacing, why_unreadable
 from codec.encodec.bitstream import read_metadata
-from codec.encodec.checkpoints import (DownloadError, WeightsNotFoundError, download_all_official,
-                                       find_project_checkpoint, load_model)
+from codec.encodec.checkpoints import (
+    DownloadError,
+    WeightsNotFoundError,
+    download_all_official,
+    find_project_checkpoint,
+    load_model,
+)
 from codec.encodec.compress import ONE_SHOT_SECONDS, compress, decode_one_pass, default_lm
 from codec.encodec.file_stream import AudioBlocks, WavWriter, compress_file, decompress_to_wav
 from codec.encodec.lm import EntropyLM, load_lm
 from codec.encodec.model import EncodecModel
+from codec.files import replacing, why_unreadable
 
 PROJECT_MODEL = "encodec_eval_24khz"  # the 24 kHz default when the official weights are absent
 SUFFIX = ".ecdc"
@@ -101,7 +106,8 @@ def get_parser() -> argparse.ArgumentParser:
                              "is refused, not clipped.")
     parser.add_argument("-b", "--bandwidth", type=float, default=6, choices=[1.5, 3.0, 6.0, 12.0, 24.0],
                         help="Target bandwidth (1.5, 3, 6, 12 or 24). 1.5 is not supported with --hq.")
-    parser.add_argument("-q", "--hq", action="store_true", help="Use HQ stereo model operating on 48 kHz sampled audio.")
+    parser.add_argument("-q", "--hq", action="store_true",
+                        help="Use HQ stereo model operating on 48 kHz sampled audio.")
     parser.add_argument("-l", "--lm", action="store_true",
                         help="Use a language model to reduce the file size (slower).")
     parser.add_argument("-f", "--force", action="store_true", help="Overwrite output file if it exists.")

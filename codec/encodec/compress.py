@@ -17,7 +17,7 @@ from codec.encodec.bitstream import EcdcError, EcdcMetadata, Segment, check_layo
 from codec.encodec.config import EncodecConfig
 from codec.encodec.file_stream import decode_blocks
 from codec.encodec.lm import EntropyLM, LMWeightsError, find_official_lm, load_lm
-from codec.encodec.model import EncodedFrame, EncodecModel
+from codec.encodec.model import EncodecModel, EncodedFrame
 
 PathOrFile = Union[str, Path, BinaryIO]
 #: The most audio (s) the 24 kHz model codes in one pass, as the official package does: one-pass decoding takes about

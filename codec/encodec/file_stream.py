@@ -28,11 +28,21 @@ import soxr
 import torch
 
 from codec import audio
-from codec.files import replacing
-from codec.encodec.bitstream import (EcdcError, EcdcMetadata, Segment, SegmentWriter, check_layout,
-                                     iter_segment_chunks, iter_segments, lm_progress, read_metadata, write_header)
+from codec.encodec.bitstream import (
+    EcdcError,
+    EcdcMetadata,
+    Segment,
+    SegmentWriter,
+    check_layout,
+    iter_segment_chunks,
+    iter_segments,
+    lm_progress,
+    read_metadata,
+    write_header,
+)
 from codec.encodec.lm import EntropyLM
-from codec.encodec.model import EncodedFrame, EncodecModel, segment_runs
+from codec.encodec.model import EncodecModel, EncodedFrame, segment_runs
+from codec.files import replacing
 
 BLOCK_FRAMES = 1 << 16  # input frames read at a time (1.4 s at 48 kHz)
 CODE_CHUNK_FRAMES = 750  # code frames unpacked or decoded at a time for the 24 kHz model (10 s)
@@ -58,7 +68,8 @@ class AudioBlocks:
             raise audio.read_error(self.path, exc) from exc
         if info.frames <= 0:
             raise audio.AudioError(f"{self.path}: the file holds no samples")
-        self.source_rate, self.source_channels, self.source_frames = int(info.samplerate), int(info.channels), info.frames
+        self.source_rate, self.source_channels = int(info.samplerate), int(info.channels)
+        self.source_frames = info.frames
         self.sample_rate, self.channels = sample_rate, channels
         if channels != self.source_channels and 1 not in (channels, self.source_channels):
             raise audio.AudioError(f"{self.path}: cannot convert {self.source_channels} channels to {channels}")

@@ -35,9 +35,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from codec.files import replacing
 from codec.encodec.checkpoints import OFFICIAL_LM_FILES, find_official_checkpoint, official_search_dirs
 from codec.encodec.config import EncodecConfig
+from codec.files import replacing
 
 _STABLE_ROWS_CANDIDATES = (16, 32, 64)
 _stable_rows_found: dict[tuple, Optional[int]] = {}
@@ -111,7 +111,8 @@ class LMState:
 
 
 def sin_embedding(positions: torch.Tensor, dim: int, max_period: float = 10000) -> torch.Tensor:
-    """Cosines then sines of ``positions / max_period ** (i / (dim/2 - 1))`` (note the -1), float32 like the reference."""
+    """Cosines then sines of ``positions / max_period ** (i / (dim/2 - 1))`` (note the -1), float32 like the
+    reference."""
     half = dim // 2
     index = torch.arange(half, device=positions.device).view(1, 1, -1)
     phase = positions / (max_period ** (index / (half - 1)))
@@ -119,7 +120,8 @@ def sin_embedding(positions: torch.Tensor, dim: int, max_period: float = 10000) 
 
 
 def _project_last(window: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, count: int) -> torch.Tensor:
-    """Project the last ``count`` rows of ``window`` [B, S, dim] inside one product over all of it -> [count, B, out]."""
+    """Project the last ``count`` rows of ``window`` [B, S, dim] inside one product over all of it ->
+    [count, B, out]."""
     return F.linear(window.transpose(1, 0), weight, bias)[-count:]
 
 
@@ -149,8 +151,8 @@ def gemm_stable_rows(weight: torch.Tensor, bias: torch.Tensor, past_context: int
             break
         heights = stable_heights(rows, total)
         same_heights = all(torch.equal(_project_last(x[:, :h].clone(), weight, bias, h), full[:h]) for h in heights)
-        if same_heights and all(torch.equal(_project_last(x[:, i + 1 - rows:i + 1].clone(), weight, bias, 1), full[i:i + 1])
-                                for i in range(rows - 1, total)):
+        if same_heights and all(torch.equal(_project_last(x[:, i + 1 - rows:i + 1].clone(), weight, bias, 1),
+                                            full[i:i + 1]) for i in range(rows - 1, total)):
             found = rows
             break
     _stable_rows_found[key] = found
@@ -195,7 +197,8 @@ class StreamingLayer(nn.Module):
         return out, torch.cat([inputs, x], dim=1)[:, -keep:], cache
 
     def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, past_context: int) -> torch.Tensor:
-        """Attention of queries [T, B, dim] on keys and values [S, B, dim], in F.multi_head_attention_forward's steps."""
+        """Attention of queries [T, B, dim] on keys and values [S, B, dim], in F.multi_head_attention_forward's
+        steps."""
         tgt_len, bsz, dim = q.shape
         src_len = k.shape[0]
         heads = self.self_attn.num_heads

@@ -20,8 +20,8 @@ from typing import Optional, Sequence, Union
 import numpy as np
 
 from codec.audio import load
-from codec.files import reason_of
 from codec.encodec.checkpoints import sha256_of
+from codec.files import reason_of
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 UNCATEGORISED = "uncategorised"

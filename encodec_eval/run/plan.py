@@ -9,7 +9,6 @@ from codec.base import CodecError, CodecSpec
 from encodec_eval.data import Dataset, Item
 from encodec_eval.run.folder import row_key
 
-
 # The paper's main model when a codec is named without its model: `--codecs encodec` means `encodec:24khz`.
 # Rows and run.json always carry the explicit spec.
 DEFAULT_VARIANTS = {"encodec": "24khz"}

@@ -15,8 +15,15 @@ import numpy as np
 import pytest
 import torch
 
-from codec.encodec.bitstream import (EcdcError, EcdcMetadata, pack_codes, read_ecdc, read_metadata,
-                                     segment_frame_counts, unpack_codes)
+from codec.encodec.bitstream import (
+    EcdcError,
+    EcdcMetadata,
+    pack_codes,
+    read_ecdc,
+    read_metadata,
+    segment_frame_counts,
+    unpack_codes,
+)
 from codec.encodec.checkpoints import load_model
 from codec.encodec.compress import compress, compress_to_file, decompress, decompress_from_file
 from codec.encodec.config import EncodecConfig
@@ -94,7 +101,7 @@ def _wav(channels: int, samples: int, seed: int) -> torch.Tensor:
 def test_header_matches_the_spec_example():
     metadata = EcdcMetadata("encodec_24khz", 24000, 2, False)
     assert metadata.to_json() == b'{"m": "encodec_24khz", "al": 24000, "nc": 2, "lm": false}'
-    from codec.encodec.bitstream import write_ecdc, Segment
+    from codec.encodec.bitstream import Segment, write_ecdc
 
     data = write_ecdc(metadata, [Segment(np.zeros((2, 75), np.int64), None)])
     assert data[:9] == bytes.fromhex("454344430000000039") and len(data) == 9 + 57 + 188

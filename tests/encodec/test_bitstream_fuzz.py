@@ -140,7 +140,8 @@ def test_mutated_real_files(seed, flips, cut, tail, chop):
 @settings(max_examples=1500, deadline=2000, derandomize=True)
 @given(model=st.sampled_from(["encodec_24khz", "encodec_48khz", "encodec_32khz", "", 7]),
        length=st.one_of(st.integers(-2, 50000), st.integers(2**31 - 3, 2**31 + 3), st.floats(allow_nan=True)),
-       codebooks=st.one_of(st.integers(-1, 40), st.booleans(), st.none()), use_lm=st.one_of(st.booleans(), st.integers()),
+       codebooks=st.one_of(st.integers(-1, 40), st.booleans(), st.none()),
+       use_lm=st.one_of(st.booleans(), st.integers()),
        body=st.binary(max_size=300), extra=st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
 def test_random_headers_and_bodies(model, length, codebooks, use_lm, body, extra):
     metadata = {"m": model, "al": length, "nc": codebooks, "lm": use_lm, **extra}

@@ -75,7 +75,8 @@ def test_compress_then_decompress_with_official_naming(weights, tmp_path):
     expected = compress(pairs["encodec_24khz"].ours, audio.convert(wav, sr, 24000, 1), bandwidth=6.0)
     assert ecdc.read_bytes() == expected
     official = official_module("encodec.compress")
-    official.MODELS["encodec_24khz"], saved = (lambda: pairs["encodec_24khz"].reference), official.MODELS["encodec_24khz"]
+    saved = official.MODELS["encodec_24khz"]
+    official.MODELS["encodec_24khz"] = lambda: pairs["encodec_24khz"].reference
     try:
         their_wav, _ = official.decompress(expected)
     finally:
@@ -84,7 +85,8 @@ def test_compress_then_decompress_with_official_naming(weights, tmp_path):
     done = _run(str(ecdc), env_weights=folder)  # the model named in the file, found under its official name
     assert done.returncode == 0, done.stderr
     out, out_sr = sf.read(tmp_path / "speech_decompressed.wav", dtype="float32")
-    assert out_sr == 24000 and out.shape == (36000,) and sf.info(tmp_path / "speech_decompressed.wav").subtype == "PCM_16"
+    assert out_sr == 24000 and out.shape == (36000,)
+    assert sf.info(tmp_path / "speech_decompressed.wav").subtype == "PCM_16"
     np.testing.assert_allclose(out, their_wav[0].clamp(-0.99, 0.99).numpy(), atol=1 / 32768 + 1e-4)
 
     again = _run(str(ecdc), env_weights=folder)
@@ -112,8 +114,9 @@ def test_hq_lm_round_trip_converts_rate_and_channels(weights, tmp_path):
 
 def test_several_inputs_and_output_folder(weights, tmp_path):
     folder, pairs = weights
-    inputs = [_excerpt(f, tmp_path, 0.5, f"in{i}.wav") for i, f in enumerate(
-        ["speech_clean/cmu_arctic_a0007_16k.wav", "music/sonicpi_guit_em9.flac", "speech_noisy/codec2_ve9qrp_10s_8k.wav"])]
+    sources = ["speech_clean/cmu_arctic_a0007_16k.wav", "music/sonicpi_guit_em9.flac",
+               "speech_noisy/codec2_ve9qrp_10s_8k.wav"]
+    inputs = [_excerpt(f, tmp_path, 0.5, f"in{i}.wav") for i, f in enumerate(sources)]
     (tmp_path / "out").mkdir()
     done = _run(*map(str, inputs), "-b", "1.5", env_weights=folder)
     assert done.returncode == 0, done.stderr

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from codec.encodec import lm_layerwise
 from codec.encodec.config import EncodecConfig
 from codec.encodec.entropy import ArithmeticDecoder, ArithmeticEncoder, quantized_cdfs
-from codec.encodec import lm_layerwise
 from codec.encodec.lm import EntropyLM, LMWeightsError, load_lm, sin_embedding
 from codec.encodec.lm_layerwise import LayerwiseStream, layerwise_probabilities
 
@@ -54,7 +54,8 @@ def test_loads_official_state_dict_strictly_from_disk(official_encodec, tmp_path
     assert ours.transformer.past_context == reference.transformer.past_context == int(3.5 * config.frame_rate)
     expected_keys = {"encodec_24khz": 158, "encodec_48khz": 110}[preset]
     assert len(ours.state_dict()) == expected_keys
-    assert sum(p.numel() for p in ours.parameters()) == {"encodec_24khz": 15_559_768, "encodec_48khz": 8_986_584}[preset]
+    parameters = {"encodec_24khz": 15_559_768, "encodec_48khz": 8_986_584}[preset]
+    assert sum(p.numel() for p in ours.parameters()) == parameters
 
     state = reference.state_dict()
     state.pop("linears.0.bias")

@@ -85,7 +85,8 @@ def test_straight_through_and_commitment_gradient_fix():
     n = x.numel()
     expected = 0.5 * (2 / n) * (x - q1) + 0.5 * (2 / n) * ((x - q1) - q2)
     assert torch.allclose(grad, expected.detach(), atol=1e-7)
-    assert result.codes.shape == (2, 2, 50) and result.bandwidth.item() == pytest.approx(2 * 3 * 75 / 1000)  # 8 bins: 3 bits
+    assert result.codes.shape == (2, 2, 50)
+    assert result.bandwidth.item() == pytest.approx(2 * 3 * 75 / 1000)  # 8 bins: 3 bits
 
 
 def test_eval_mode_leaves_buffers_alone():

@@ -123,7 +123,8 @@ def _tree_with_bad_paths(root):
 
 
 LOAD_AS_JSON = ("import json, sys; from encodec_eval.data import load_dataset; d = load_dataset(sys.argv[1]); "
-                "print(json.dumps({'items': {i.item_id: i.sha256 for i in d.items}, 'skipped': d.describe()['skipped']}))")
+                "print(json.dumps({'items': {i.item_id: i.sha256 for i in d.items}, "
+                "'skipped': d.describe()['skipped']}))")
 
 
 def test_every_path_that_gives_no_item_is_recorded_with_why(shared_tmp):
@@ -143,8 +144,8 @@ def test_an_unreadable_data_folder_is_a_clear_error(shared_tmp):
     (shared_tmp / "locked").mkdir(mode=0o000)
     done = run_unprivileged([sys.executable, "-c", LOAD_AS_JSON, str(shared_tmp / "locked")])
     assert done.returncode != 0
-    assert done.stderr.strip().splitlines()[-1] == (
-        f"encodec_eval.data.dataset.DataError: {shared_tmp / 'locked'}: cannot read the data folder: cannot be read: permission denied")
+    assert done.stderr.strip().splitlines()[-1] == (f"encodec_eval.data.dataset.DataError: {shared_tmp / 'locked'}: "
+                                                    "cannot read the data folder: cannot be read: permission denied")
 
 
 def test_a_bench_over_unreadable_files_runs_and_records_them(shared_tmp):

@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 
 from encodec_eval.run import runner
+from encodec_eval.run.evaluate import CODECS
 from encodec_eval.run.folder import RunFolder, RunFolderError
 from encodec_eval.run.runner import RunConfig, report, run
-from encodec_eval.run.evaluate import CODECS
 from tests.eval.conftest import PLUGIN
 from tests.eval.toy_codec import BROKEN_WEIGHTS_ENV
 

@@ -82,7 +82,7 @@ def playwright():
         yield p
 
 
-def launch(playwright, user_data: str, **options):  # noqa: ANN001, ANN201
+def launch(playwright, user_data: str, **options):
     """Debian's Chromium with a fresh profile; never a browser build downloaded by Playwright."""
     return playwright.chromium.launch_persistent_context(user_data, executable_path=CHROMIUM, headless=True,
                                                          args=LAUNCH_ARGS, bypass_csp=True, **options)
@@ -400,7 +400,7 @@ def test_ratings_made_during_an_outage_reach_the_server_whatever_was_clicked(pag
     sync_api.expect(page.locator("#progress-text")).to_contain_text("Trial 2 of 2")
 
 
-def participant_of(db: str, slug: str):  # noqa: ANN201
+def participant_of(db: str, slug: str):
     """The single participant of test ``slug``, and its export rows."""
     from mushra_web.db import Experiment, Participant, make_engine, session_factory
     from mushra_web.export import export_rows

@@ -9,6 +9,7 @@ one, ``<layer>.conv.norm.weight`` for the time-group norm.
 from __future__ import annotations
 
 import math
+
 import torch
 from torch import nn
 from torch.nn import functional as F
