@@ -5,11 +5,12 @@
 48 kHz stereo files of noise plus tones are synthesised into a temporary folder and compressed (6 kbps, the 48 kHz
 model, no LM) then decompressed to 16-bit WAV, each run in a fresh process with one thread; the process's peak
 resident set size (VmHWM of /proc/self/status) is recorded with its RSS once the model is loaded, and the wall time
-of the coding alone (after imports and model loading), also as ``x_realtime`` (audio seconds / wall seconds). The weights are
-random (an official-format ``.th`` drawn with ``testkit.oracles.randomize_official``): memory and bytes do not depend
-on their values. The official package runs through its Python API (``encodec.compress``), the same calls its CLI
-makes, reading the file whole with soundfile. Writes benchmarks/results/memory.csv and memory.json (machine, rows,
-the slope of peak RSS in MB per minute of audio for each implementation and direction), updated after every run.
+of the coding alone (after imports and model loading), also as ``x_realtime`` (audio seconds / wall seconds). The
+weights are random (an official-format ``.th`` drawn with ``testkit.oracles.randomize_official``): memory and bytes
+do not depend on their values. The official package runs through its Python API (``encodec.compress``), the same
+calls its CLI makes, reading the file whole with soundfile. Writes benchmarks/results/memory.csv and memory.json
+(machine, rows, the slope of peak RSS in MB per minute of audio for each implementation and direction), updated
+after every run.
 """
 
 from __future__ import annotations

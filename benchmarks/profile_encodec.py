@@ -46,7 +46,8 @@ def main(argv: list[str] | None = None) -> None:
                           generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
         frames = model.encode(x, args.bandwidth)
-        call = (lambda: model.encode(x, args.bandwidth)) if args.direction == "encode" else (lambda: model.decode(frames))
+        call = ((lambda: model.encode(x, args.bandwidth)) if args.direction == "encode"
+                else (lambda: model.decode(frames)))
         call()  # warm-up: oneDNN builds its kernels on the first call
         with profile(activities=[ProfilerActivity.CPU], record_shapes=args.shapes) as prof:
             call()

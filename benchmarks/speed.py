@@ -32,11 +32,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.machine import machine_info  # noqa: E402
-from encodec_eval.metrics.si_snr import si_snr_db  # noqa: E402
 from codec import audio  # noqa: E402
 from codec.encodec.checkpoints import load_state_dict_strict  # noqa: E402
 from codec.encodec.config import EncodecConfig  # noqa: E402
 from codec.encodec.model import EncodecModel  # noqa: E402
+from encodec_eval.metrics.si_snr import si_snr_db  # noqa: E402
 from encodec_eval.run.timing import time_calls  # noqa: E402
 from testkit.oracles import official_encodec, randomize_official  # noqa: E402
 
@@ -164,7 +164,8 @@ def main(argv: list[str] | None = None) -> None:
     for row in rows:
         extra = (f"codes differing on the default data {row['code_diff_fraction_default_data']:.2e}"
                  if row["direction"] == "encode" else
-                 f"max |audio diff| {row['max_abs_audio_diff']:.1e}, SI-SNR vs official {row['si_snr_db_vs_official']} dB")
+                 f"max |audio diff| {row['max_abs_audio_diff']:.1e}, "
+                 f"SI-SNR vs official {row['si_snr_db_vs_official']} dB")
         print(f"{row['model']:14s} {row['direction']:6s} {row['implementation']:19s} "
               f"{row['x_realtime']:7.2f}x real time  ratio vs official {row['ratio_vs_official']:.2f}  "
               f"({row['bandwidth_kbps']:g} kbps, {row['threads']} thread, median of {args.repeat}; {extra})")

@@ -29,12 +29,12 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.machine import machine_info  # noqa: E402
 from codec import audio  # noqa: E402
 from codec.encodec.checkpoints import OFFICIAL_FILES, OFFICIAL_LM_FILES, find_official_checkpoint, load_model  # noqa: E402
 from codec.encodec.compress import compress, decompress  # noqa: E402
 from codec.encodec.config import EncodecConfig  # noqa: E402
 from codec.encodec.lm import load_lm  # noqa: E402
-from benchmarks.machine import machine_info  # noqa: E402
 from encodec_eval.run.timing import time_call  # noqa: E402
 from testkit.oracles import official_encodec  # noqa: E402
 
@@ -50,7 +50,8 @@ def official_pair(name: str, folder: Path):
     """The official model and LM (pretrained if cached, else random), and the files to load them into ours."""
     from encodec.model import EncodecModel, LMModel
 
-    model_file, lm_file = find_official_checkpoint(OFFICIAL_FILES[name]), find_official_checkpoint(OFFICIAL_LM_FILES[name])
+    model_file = find_official_checkpoint(OFFICIAL_FILES[name])
+    lm_file = find_official_checkpoint(OFFICIAL_LM_FILES[name])
     builder = getattr(EncodecModel, f"encodec_model_{name.split('_')[1]}")
     if model_file is not None and lm_file is not None:
         reference = builder(pretrained=False)
@@ -124,7 +125,7 @@ def time_coder(path: Path, symbols: int = 4000, per_frame: int = 8) -> None:
             data = encode()
             # the fastest of 3 in process CPU seconds: on a shared machine, what the coding cost without waits
             encode_cpu = time_call(encode, 3).min_cpu
-            decode_cpu = time_call(lambda: decode(data), 3).min_cpu
+            decode_cpu = time_call(lambda decode=decode, data=data: decode(data), 3).min_cpu
             results[name] = (encode_cpu, decode_cpu, data)
         identical = results["ours"][2] == results["official-encodec-0.1.1"][2]
         for name, (encode_cpu, decode_cpu, data) in results.items():
@@ -171,10 +172,12 @@ def main() -> None:
             seconds = x.shape[-1] / config.sample_rate
             reference.set_target_bandwidth(args.bandwidth)
             repeats = 1 if use_lm else args.repeats
-            runs = {
-                "ours": (lambda: compress(ours, x, use_lm=use_lm, bandwidth=args.bandwidth, lm=ours_lm),
-                         lambda data: decompress(data, model=ours, lm=ours_lm)),
-                "official-encodec-0.1.1": (lambda: ecomp.compress(reference, x, use_lm=use_lm), ecomp.decompress),
+            runs = {  # the calls bind this configuration's models and excerpt (defaults), as the loop moves on
+                "ours": (lambda ours=ours, x=x, use_lm=use_lm, ours_lm=ours_lm: compress(
+                             ours, x, use_lm=use_lm, bandwidth=args.bandwidth, lm=ours_lm),
+                         lambda data, ours=ours, ours_lm=ours_lm: decompress(data, model=ours, lm=ours_lm)),
+                "official-encodec-0.1.1": (lambda reference=reference, x=x, use_lm=use_lm: ecomp.compress(
+                                               reference, x, use_lm=use_lm), ecomp.decompress),
             }
             rows = []
             for implementation, (encode, decode) in runs.items():
@@ -183,7 +186,8 @@ def main() -> None:
                     decode(data)
                 # the fastest of the repeats, in wall and in process CPU seconds (one thread: CPU time is what the
                 # call cost without waiting for other processes on a shared machine)
-                encoding, decoding = time_call(encode, repeats), time_call(lambda: decode(data), repeats)
+                encoding = time_call(encode, repeats)
+                decoding = time_call(lambda decode=decode, data=data: decode(data), repeats)
                 compress_s, compress_cpu = encoding.min_wall, encoding.min_cpu
                 decompress_s, decompress_cpu = decoding.min_wall, decoding.min_cpu
                 rows.append({

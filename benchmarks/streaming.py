@@ -41,7 +41,7 @@ from benchmarks.machine import machine_info  # noqa: E402
 from codec import audio  # noqa: E402
 from codec.encodec.checkpoints import WeightsNotFoundError, load_model  # noqa: E402
 from codec.encodec.config import EncodecConfig  # noqa: E402
-from codec.encodec.model import EncodedFrame, EncodecModel  # noqa: E402
+from codec.encodec.model import EncodecModel, EncodedFrame  # noqa: E402
 from codec.encodec.streaming import StreamingDecoder, StreamingEncoder  # noqa: E402
 from encodec_eval.run.timing import time_call  # noqa: E402
 

@@ -1,4 +1,5 @@
-"""The notebooks are stored clean and run top to bottom, headless, on small synthetic run folders and ablation tables."""
+"""The notebooks are stored clean and run top to bottom, headless, on small synthetic run folders and ablation
+tables."""
 
 from __future__ import annotations
 
@@ -109,7 +110,8 @@ def test_benchmark_notebook_runs_on_a_synthetic_run(run_folder, tmp_path, monkey
     assert images == len(METRICS) + 1 + len(METRICS) + 1  # rate-quality and vs-MUSHRA per metric, speed, Table 1
     assert "EnCodec 24 kHz" in text and "pearson_r" in text
     assert "excluded 1 of 6 participants — p5: lp3500 rated above 80" in text
-    assert "5 listeners" in text and "18 (condition, item) pairs" in text  # 3 bench conditions x 6 items; the reference has no bench row
+    # 3 bench conditions x 6 items; the reference has no bench row
+    assert "5 listeners" in text and "18 (condition, item) pairs" in text
 
 
 def test_benchmark_notebook_without_listening_test(run_folder, monkeypatch):
