@@ -33,6 +33,7 @@ import math
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from statistics import median
 from typing import Any, Callable
@@ -121,10 +122,10 @@ def bench_codec(reference, ours: EncodecModel, size: dict, device: torch.device)
         ref_audio = reference.decode(ref_frames)
         max_diff = (ours.decode(ref_frames) - ref_audio).abs().max().item()  # our decoder on the official codes
         seconds = {
-            ("encode", "official"): timed(lambda: reference.encode(x), device, size["repeat"]),
-            ("encode", "ours"): timed(lambda: ours.encode(x, BANDWIDTH), device, size["repeat"]),
-            ("decode", "official"): timed(lambda: reference.decode(ref_frames), device, size["repeat"]),
-            ("decode", "ours"): timed(lambda: ours.decode(ref_frames), device, size["repeat"]),
+            ("encode", "official"): timed(partial(reference.encode, x), device, size["repeat"]),
+            ("encode", "ours"): timed(partial(ours.encode, x, BANDWIDTH), device, size["repeat"]),
+            ("decode", "official"): timed(partial(reference.decode, ref_frames), device, size["repeat"]),
+            ("decode", "ours"): timed(partial(ours.decode, ref_frames), device, size["repeat"]),
         }
         for (direction, impl), elapsed in seconds.items():
             rows.append({
@@ -166,7 +167,7 @@ def bench_tokenizer(reference, ours: EncodecModel, signals: list[torch.Tensor], 
             every = tokenizer.encode(signals)  # the warm-up (and compilation), on the timed shapes
             synchronize(device)
             row["note"] = f"first call {time.perf_counter() - start:.1f} s"
-            elapsed = timed(lambda: tokenizer.encode(signals), device, 1, warm_up=False)
+            elapsed = timed(partial(tokenizer.encode, signals), device, 1, warm_up=False)
             row.update(seconds_per_call=elapsed, audio_seconds_per_second=audio_seconds / elapsed,
                        ratio_vs_official=audio_seconds / elapsed / official_rate if official_rate else "")
             codes = [every[i] for i in picked]
@@ -250,7 +251,7 @@ def _bench_training(size: dict, device: torch.device, peak_tflops: float) -> lis
             if device.type == "cuda":
                 data = data.pin_memory()
             with tempfile.TemporaryDirectory() as out:
-                trainer = Trainer(config, lambda batch_size: data, out, device=device)
+                trainer = Trainer(config, lambda batch_size, data=data: data, out, device=device)
                 for _ in range(size["train_warmup"]):
                     trainer.train_step()
                 syncs = host_syncs(trainer, device)

@@ -1,6 +1,6 @@
 """Turn a training checkpoint into inference weights: the EMA (or raw) generator, as a named model, small.
 
-    python -m codec.encodec.train.export runs/x --model encodec_eval_24khz --out codec/encodec/weights/encodec_eval_24khz.pt
+    python -m codec.encodec.train.export runs/x --model encodec_eval_24khz --out encodec_eval_24khz.pt
     python -m codec.encodec.train.export runs/x --resume-state codec/encodec/weights/encodec_eval_24khz.resume.pt
 
 The second form writes the compact state that carries the run to another machine (``trainer.compact_state``;

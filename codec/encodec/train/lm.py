@@ -46,8 +46,7 @@ from ...files import replacing
 from ..config import EncodecConfig
 from ..lm import EntropyLM, load_lm, save_lm
 from .lm_bitrate import BITRATE_FIELDS, check_writable, measure_bitrate
-from .lm_codes import (CodeBatch, SequenceSampler, codec_fingerprint, hash_fraction, load_or_encode,
-                       validation_batches)
+from .lm_codes import CodeBatch, SequenceSampler, codec_fingerprint, hash_fraction, load_or_encode, validation_batches
 
 CHECKPOINT_NAME = "checkpoint.pt"
 CHECKPOINT_FORMAT = "encodec-eval-lm-train/1"
@@ -152,7 +151,8 @@ class LMTrainer:
             bits = float(total.sum()) / max(1, frames * num_codebooks) / math.log(2)
             rows.append({"step": self.step, "num_codebooks": num_codebooks,
                          "bandwidth_kbps": self.codec.bandwidth_for(num_codebooks), "frames": frames,
-                         "bits_per_code": bits, "kbps_ce_estimate": bits * num_codebooks * self.codec.frame_rate / 1000})
+                         "bits_per_code": bits,
+                         "kbps_ce_estimate": bits * num_codebooks * self.codec.frame_rate / 1000})
         return rows
 
     def fit(self, *, steps: Optional[int] = None, max_seconds: Optional[float] = None) -> Path:
@@ -251,7 +251,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--codec", required=True, help="trained codec: a name or a path (checkpoints.load_model)")
     parser.add_argument("--corpus", type=Path, required=True, help="corpus folder with manifest.tsv")
     parser.add_argument("--out", type=Path, required=True, help="run folder (resumed when it holds a checkpoint)")
-    parser.add_argument("--max-minutes", type=float, default=None, help="stop training after this wall time (coding the corpus and measuring come on top)")
+    parser.add_argument("--max-minutes", type=float, default=None,
+                        help="stop training after this wall time (coding the corpus and measuring come on top)")
     parser.add_argument("--export", type=Path, default=None, help="also write the float16 inference LM here")
     parser.add_argument("--measure-seconds", type=float, default=60.0,
                         help="seconds of validation audio coded to .ecdc to measure the saving (0: skip)")

@@ -60,6 +60,7 @@ def measure_bitrate(model: EncodecModel, lm: EntropyLM, wavs: Sequence[torch.Ten
         rows.append({"bandwidth_kbps": float(bandwidth), "num_codebooks": num_codebooks, "files": len(wavs),
                      "seconds": seconds, "bytes_without_lm": plain_bytes, "bytes_with_lm": coded_bytes,
                      "header_bytes_with_lm": header_bytes,
-                     "kbps_without_lm": 8 * plain_bytes / seconds / 1000, "kbps_with_lm": 8 * coded_bytes / seconds / 1000,
+                     "kbps_without_lm": 8 * plain_bytes / seconds / 1000,
+                     "kbps_with_lm": 8 * coded_bytes / seconds / 1000,
                      "saving_percent": 100 * (1 - coded_bytes / plain_bytes), "lm_coding_seconds": coding_seconds})
     return rows

@@ -33,8 +33,13 @@ from .balancer import Balancer
 from .config import TrainConfig
 from .discriminators import PerBandwidthAdversary, build_adversary
 from .init import initialize
-from .losses import (MultiScaleMelLoss, discriminator_hinge_loss, feature_matching_loss, generator_adversarial_loss,
-                     time_l1)
+from .losses import (
+    MultiScaleMelLoss,
+    discriminator_hinge_loss,
+    feature_matching_loss,
+    generator_adversarial_loss,
+    time_l1,
+)
 from .monitor import TOP_DIRECTIONS, ProbeMonitor
 
 CHECKPOINT_NAME = "checkpoint.pt"
