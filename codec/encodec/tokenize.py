@@ -44,9 +44,9 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from codec.files import replacing
 from codec.encodec.model import EncodecModel, EncodedFrame
 from codec.encodec.modules.seanet import ResidualBlock, SkipLSTM
+from codec.files import replacing
 
 MODES = ("exact", "fast")
 MANIFEST_NAME = "manifest.jsonl"

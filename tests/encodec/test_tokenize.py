@@ -9,8 +9,17 @@ import soundfile as sf
 import torch
 
 from codec.encodec.checkpoints import OFFICIAL_FILES, load_model
-from codec.encodec.tokenize import (CHECK_NAME, MANIFEST_NAME, ItemCodes, TokenizeError, Tokenizer, compare_modes,
-                                    main, read_codes, tokenize_files)
+from codec.encodec.tokenize import (
+    CHECK_NAME,
+    MANIFEST_NAME,
+    ItemCodes,
+    TokenizeError,
+    Tokenizer,
+    compare_modes,
+    main,
+    read_codes,
+    tokenize_files,
+)
 from testkit.oracles import randomize_official
 
 LENGTHS = {  # samples: whole frames (320 samples) or not, equal lengths, shorter than the frames recomputed alone

@@ -4,8 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from codec.encodec.train.losses import (MultiScaleMelLoss, discriminator_hinge_loss, feature_matching_loss,
-                                        generator_adversarial_loss, time_l1)
+from codec.encodec.train.losses import (
+    MultiScaleMelLoss,
+    discriminator_hinge_loss,
+    feature_matching_loss,
+    generator_adversarial_loss,
+    time_l1,
+)
 from codec.encodec.train.mel import MelSpectrogram, mel_filterbank
 
 
