@@ -6,15 +6,15 @@
 Sections (one CSV row each; the JSON beside it adds the machine and the GPU):
 
 - ``encode`` / ``decode``: 24 and 48 kHz, batches of 1, 16 and 64 items of 10 s at 6 kbps, ours and the official
-  package, in audio-seconds per second; ours also gives the fraction of codes that differ from the official ones in
-  the same batch, and the largest audio difference of the decoder on the official codes.
+  package, as x_realtime (audio seconds per second); ours also gives the fraction of codes that differ from the
+  official ones in the same batch, and the largest audio difference of the decoder on the official codes.
 - ``tokenize``: the tokenizer (``codec/encodec/tokenize.py``) on 64 files of random lengths from 5 to 15 s, in exact
   and fast mode (fast also on channels-last memory, and with ``torch.compile`` unless ``--no-compile``): throughput,
   its ratio to the official encode at batch 64, exact-mode codes against the official package's codes of each file
   alone, and fast mode's codes differing from exact mode's with the SI-SNR between their decodings.
 - ``train``: steps of the shipped 16-channel config without adversary and of the paper's config with the MS-STFT
-  adversary, at batch 32 x 1 s, in fp32 and bf16: ms per step, audio-seconds per second, and the share of the
-  GPU's bfloat16 peak (``--peak-tflops``, 790 measured on an H200) that the FLOPs counted by
+  adversary, at batch 32 x 1 s, in fp32 and bf16: ms per step, x_realtime (audio seconds per second), and the share
+  of the GPU's bfloat16 peak (``--peak-tflops``, 790 measured on an H200) that the FLOPs counted by
   ``torch.utils.flop_counter`` (matrix products and convolutions, forward and backward; not the cuDNN LSTM nor the
   FFTs) make, and the host synchronisations CUDA reports in one step (with ``cudnn.benchmark`` on, as the training
   command sets it).
@@ -35,7 +35,6 @@ import tempfile
 import time
 from functools import partial
 from pathlib import Path
-from statistics import median
 from typing import Any, Callable
 
 import torch
@@ -50,6 +49,7 @@ from codec.encodec.model import EncodecModel  # noqa: E402
 from codec.encodec.tokenize import Tokenizer, compare_modes  # noqa: E402
 from codec.encodec.train.config import TrainConfig  # noqa: E402
 from codec.encodec.train.trainer import Trainer  # noqa: E402
+from encodec_eval.run.timing import time_call  # noqa: E402
 from testkit.oracles import official_encodec, randomize_official  # noqa: E402
 
 SHIPPED_TRAIN_CONFIG = ROOT / "codec" / "encodec" / "weights" / "encodec_eval_24khz.train.yaml"
@@ -68,7 +68,7 @@ SMOKE = dict(seconds=0.1, batches=(1, 2), repeat=1, token_items=3, token_seconds
                               "adversary_options": {"msstft": {"filters": 2}}, "mel_scales": [5, 6]})
 
 FIELDS = ["section", "model", "implementation", "batch", "item_seconds", "seconds_per_call",
-          "audio_seconds_per_second", "ratio_vs_official", "code_diff_fraction", "max_abs_audio_diff",
+          "x_realtime", "ratio_vs_official", "code_diff_fraction", "max_abs_audio_diff",
           "si_snr_db_mean", "si_snr_db_min", "config", "precision", "ms_per_step", "flops_per_step",
           "achieved_tflops", "share_of_bf16_peak", "disc_update_fraction", "host_syncs_per_step", "note", "device"]
 
@@ -79,17 +79,11 @@ def synchronize(device: torch.device) -> None:
 
 
 def timed(call: Callable[[], object], device: torch.device, repeat: int, warm_up: bool = True) -> float:
-    """Median seconds of ``call`` over ``repeat`` calls after one warm-up call, the device synchronised around each."""
+    """Median seconds of ``call`` over ``repeat`` calls (after one warm-up call unless the caller made it), through
+    the project's one timing helper, the device synchronised inside each timed span."""
     if warm_up:
         call()
-    times = []
-    for _ in range(repeat):
-        synchronize(device)
-        start = time.perf_counter()
-        call()
-        synchronize(device)
-        times.append(time.perf_counter() - start)
-    return median(times)
+    return time_call(call, repeat, synchronize=partial(synchronize, device)).median_wall
 
 
 def models(name: str, device: torch.device):
@@ -131,7 +125,7 @@ def bench_codec(reference, ours: EncodecModel, size: dict, device: torch.device)
             rows.append({
                 "section": direction, "model": name, "implementation": impl, "batch": batch,
                 "item_seconds": size["seconds"], "seconds_per_call": elapsed,
-                "audio_seconds_per_second": batch * size["seconds"] / elapsed,
+                "x_realtime": batch * size["seconds"] / elapsed,
                 "ratio_vs_official": seconds[direction, "official"] / elapsed,
                 "code_diff_fraction": code_diff(our_frames, ref_frames) if (direction, impl) == ("encode", "ours")
                 else "",
@@ -168,7 +162,7 @@ def bench_tokenizer(reference, ours: EncodecModel, signals: list[torch.Tensor], 
             synchronize(device)
             row["note"] = f"first call {time.perf_counter() - start:.1f} s"
             elapsed = timed(partial(tokenizer.encode, signals), device, 1, warm_up=False)
-            row.update(seconds_per_call=elapsed, audio_seconds_per_second=audio_seconds / elapsed,
+            row.update(seconds_per_call=elapsed, x_realtime=audio_seconds / elapsed,
                        ratio_vs_official=audio_seconds / elapsed / official_rate if official_rate else "")
             codes = [every[i] for i in picked]
             if options["mode"] == "exact":
@@ -274,7 +268,7 @@ def _bench_training(size: dict, device: torch.device, peak_tflops: float) -> lis
                 "section": "train", "model": config.model, "implementation": "ours", "batch": config.batch_size,
                 "item_seconds": config.segment_seconds, "config": label, "precision": precision,
                 "seconds_per_call": step_seconds, "ms_per_step": 1000 * step_seconds,
-                "audio_seconds_per_second": config.batch_size * config.segment_seconds / step_seconds,
+                "x_realtime": config.batch_size * config.segment_seconds / step_seconds,
                 "flops_per_step": flops, "achieved_tflops": achieved, "share_of_bf16_peak": achieved / peak_tflops,
                 "disc_update_fraction": timed_disc, "host_syncs_per_step": syncs,
                 "note": f"{size['train_steps']} timed steps after {size['train_warmup']} warm-up; FLOPs counted on "
@@ -349,7 +343,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             codec_rows = bench_codec(reference, ours, size, device)
             rows += codec_rows if "codec" in sections else []
             write(rows, args.out, info)
-            official_rates[name] = next(r["audio_seconds_per_second"] for r in codec_rows if r["section"] == "encode"
+            official_rates[name] = next(r["x_realtime"] for r in codec_rows if r["section"] == "encode"
                                         and r["implementation"] == "official" and r["batch"] == max(size["batches"]))
         if "tokenize" in sections:
             signals = token_signals(ours.sample_rate, ours.channels, size)
@@ -375,7 +369,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     info["wall_seconds"] = round(time.perf_counter() - started, 1)
     write(rows, args.out, info)
     for row in rows:
-        rate = row.get("audio_seconds_per_second")
+        rate = row.get("x_realtime")
         print(f"{row['section']:8s} {row['model']:14s} {row['implementation']:38s} batch {row['batch']:>3} "
               f"{row.get('config', '')} {row.get('precision', '')} "
               + (f"{rate:10.1f} audio-s/s" if isinstance(rate, float) else "")

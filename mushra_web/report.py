@@ -65,7 +65,7 @@ def objective_comparison(rows_csv: str, graded: list[dict]) -> dict:
     """The run's objective metrics beside the MUSHRA means, per (condition, item), with Pearson and Spearman r."""
     import pandas as pd
 
-    from encodec_eval.report.paper_compare import mushra_scores, objective_vs_mushra
+    from encodec_eval.report.mushra_compare import mushra_scores, objective_vs_mushra
 
     objective = pd.read_csv(io.StringIO(rows_csv))
     if "codec_spec" not in objective.columns or "item_id" not in objective.columns:
