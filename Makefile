@@ -1,6 +1,6 @@
 # The two commands of the README: `make bench` (set up, run the main job) and `make test` (set up, run every test).
 # The other targets are conveniences documented in the README.
-.PHONY: setup bench test corpus ablations notebooks perf shipped-model
+.PHONY: setup bench test lint corpus ablations notebooks perf shipped-model
 
 CORPUS ?= runs/corpus
 TRAIN_ARGS ?=
@@ -13,6 +13,9 @@ bench: setup
 
 test: setup
 	.venv/bin/python -m pytest -q
+
+lint: setup
+	.venv/bin/ruff check .
 
 corpus: setup
 	.venv/bin/pip install -q -c constraints.txt -e ".[corpus]"

@@ -1,6 +1,6 @@
 """Why the shipped EnCodec collapsed: one-knob ablations of the training recipe on one clip, and the initial latent.
 
-    python -m benchmarks.learning_diagnosis [--steps 400] [--seeds 0 1] [--out benchmarks/results/learning_diagnosis.csv]
+    python -m benchmarks.learning_diagnosis [--steps 400] [--seeds 0 1] [--out CSV]
 
 Each row trains the tiny model of the learning tests (``codec.encodec.train.overfit``) with the real trainer on
 random 0.25 s crops of one 1 s speech clip of the default set, changing one setting against a recipe, and scores the

@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from testkit.net import free_port  # noqa: E402
+
 RESULTS = ROOT / "benchmarks" / "results" / "mushra_load.json"
 CONDITIONS = ["codec_a", "codec_b", "codec_c"]
 SCENARIOS = {"paced": (1.0, 4.0), "stress": (0.0, 0.05)}  # seconds a participant waits between two saves
@@ -131,7 +132,7 @@ class Stats:
         self.restart_event = asyncio.Event()
 
 
-async def request(client, method: str, path: str, stats: Stats, body=None, latency: list | None = None):  # noqa: ANN001
+async def request(client, method: str, path: str, stats: Stats, body=None, latency: list | None = None):
     """Send until the server answers 2xx: connection errors and 5xx during the restart are retried as-is
     (every call is idempotent: saves carry a sequence number, joins a participant id)."""
     import httpx

@@ -91,7 +91,7 @@ class Metric(abc.ABC):
             value = float(self.score(ref, deg, rate))
         except NotScorable as exc:
             return Score(float("nan"), str(exc))
-        except Exception as exc:
+        except Exception as exc:  # a failure is a NaN with its cause, never a made-up score
             return Score(float("nan"), f"failed: {type(exc).__name__}: {exc}")
         if np.isnan(value):
             return Score(value, "the metric returned NaN")

@@ -86,7 +86,7 @@ class _CodecCache:
                 self.built[key] = codec
             except CodecError as exc:
                 self.built[key] = exc
-            except Exception as exc:  # noqa: BLE001 - reported in every row of this spec, with its cause
+            except Exception as exc:  # reported in every row of this spec, with its cause
                 self.built[key] = CodecBuildError(f"{spec}: cannot build the codec: {type(exc).__name__}: {exc}")
         found = self.built[key]
         if isinstance(found, Exception):
@@ -177,7 +177,7 @@ def _evaluate(job: Job, options: RunOptions, timing_lock: Any, codec: Optional[C
         _run_codec(job, codec, options, row, timing_lock)
     except (CodecError, AudioError) as exc:
         row.update(status="error", error=f"{type(exc).__name__}: {exc}")
-    except Exception as exc:  # noqa: BLE001 - one broken item must not end a long run; the row says what happened
+    except Exception as exc:  # one broken item must not end a long run; the row says what happened
         row.update(status="error", error=f"{type(exc).__name__}: {exc} | {traceback.format_exc(limit=3)}")
     return row
 
