@@ -16,11 +16,9 @@ import argparse
 import io
 import signal
 import sys
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
-from typing import BinaryIO, Callable, Optional, Union
+from typing import BinaryIO, Optional
 
 import torch
 from tqdm import tqdm
@@ -39,6 +37,7 @@ from codec.encodec.file_stream import AudioBlocks, WavWriter, compress_file, dec
 from codec.encodec.lm import EntropyLM, load_lm
 from codec.encodec.model import EncodecModel
 from codec.files import replacing, why_unreadable
+from codec.signals import Interrupted, restore_handlers, stop_on_signals
 
 PROJECT_MODEL = "encodec_eval_24khz"  # the 24 kHz default when the official weights are absent
 SUFFIX = ".ecdc"
@@ -47,43 +46,6 @@ LONG_SECONDS = 30.0  # files longer than this show a progress bar while LM codin
 
 class CommandError(Exception):
     """A problem the user must fix; printed without a traceback."""
-
-
-class Interrupted(BaseException):
-    """A signal asked the command to stop. Raised wherever the program is, so that the ``finally`` blocks remove
-    every temporary file; a BaseException like ``KeyboardInterrupt``, so that no ``except Exception`` swallows it."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
-#: Signals that stop the command cleanly (exit status 128 + the signal's number: 130, 143, 129).
-STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
-Handler = Union[Callable[[int, Optional[FrameType]], None], int, None]
-
-
-def stop_on_signals() -> dict[int, Handler]:
-    """Make ``STOP_SIGNALS`` raise ``Interrupted`` (their default handlers would exit at once, leaving temporary
-    files, or print a traceback); returns the handlers to put back with ``restore_handlers``. Signals the process
-    ignores (``nohup``, background jobs) stay ignored; outside the main thread, where Python cannot handle signals,
-    nothing changes. Once one arrives the others are ignored, so a second Ctrl-C cannot cut the clean-up short."""
-    if threading.current_thread() is not threading.main_thread():
-        return {}
-    caught = [sig for sig in STOP_SIGNALS if signal.getsignal(sig) != signal.SIG_IGN]
-
-    def stop(signum: int, frame: Optional[FrameType]) -> None:
-        for sig in caught:
-            signal.signal(sig, signal.SIG_IGN)
-        raise Interrupted(signum)
-
-    return {sig: signal.signal(sig, stop) for sig in caught}
-
-
-def restore_handlers(previous: dict[int, Handler]) -> None:
-    """Put back the handlers ``stop_on_signals`` replaced (``main`` also runs inside other programs and tests)."""
-    for sig, handler in previous.items():
-        signal.signal(sig, handler)
 
 
 def _about(path: Path, exc: BaseException) -> str:

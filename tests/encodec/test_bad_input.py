@@ -200,6 +200,31 @@ def test_a_signal_while_decompressing_with_rescale_removes_both_temporary_files(
     assert list(out_dir.iterdir()) == [previous] and previous.read_bytes() == b"the previous output"
 
 
+SIGNAL_WHILE_LOADING = textwrap.dedent("""
+    import os, signal, sys
+    from codec.encodec import entry
+
+    class SignalOnImport:  # the signal arrives while the command's modules (torch among them) load
+        def find_spec(self, name, path=None, target=None):
+            if name == "codec.encodec.cli":
+                os.kill(os.getpid(), signal.SIG{name})
+            return None
+
+    sys.meta_path.insert(0, SignalOnImport())
+    sys.exit(entry.main())
+""")
+
+
+@pytest.mark.parametrize("name,status", [("INT", 130), ("TERM", 143)])
+def test_a_signal_while_the_command_starts_is_one_line(tmp_path, name, status):
+    """Ctrl-C during the seconds torch takes to load: no traceback from inside an import, one line, 128 + signal."""
+    done = subprocess.run([sys.executable, "-c", SIGNAL_WHILE_LOADING.replace("{name}", name)], capture_output=True,
+                          text=True, env=_env(tmp_path), timeout=120,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # not inherited SIG_IGN
+    assert done.returncode == status, done.stderr
+    assert done.stderr.strip() == f"encodec: stopped by SIG{name} while starting; nothing was written"
+
+
 # ---- d. file modes ----------------------------------------------------------------------------------------------
 @pytest.fixture
 def shipped_model_only(tmp_path, monkeypatch):
