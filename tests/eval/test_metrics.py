@@ -195,4 +195,6 @@ def test_visqol_reuses_the_reference_spectrogram_without_changing_a_score():
     plain.create(mode="audio")
     expected = [plain.measure_from_arrays(reference.astype(np.float64), d.astype(np.float64), 48000).moslqo
                 for d in degraded]
-    assert scores == expected and scores[0] != scores[1]
+    # Not bit-equal: visqol-python's parallel numba kernels sum in a thread-dependent order, so the package alone
+    # gives the same pair scores that differ in the last bit from run to run.
+    assert scores == pytest.approx(expected, rel=1e-12) and scores[0] != scores[1]
