@@ -36,6 +36,14 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def _same_record(old: Any, new: Any) -> bool:
+    """Whether a resumed run describes its data (or metrics) as the original did. Fields a newer version records
+    and the original lacks (e.g. ``data.skipped``) are not differences."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return all(key in new and _same_record(value, new[key]) for key, value in old.items())
+    return old == new
+
+
 class RunFolder:
     """Reads and writes one run folder; rows are appended to rows.jsonl as they finish."""
 
@@ -54,7 +62,7 @@ class RunFolder:
                                      f"or choose another --out")
             old = self.read_info()
             for key in ("data", "metrics"):
-                if old.get(key) != run_info.get(key):
+                if not _same_record(old.get(key), run_info.get(key)):
                     raise RunFolderError(f"{self.path}: cannot resume, the {key} differ from the original run")
             run_info = {**old, "resumed": old.get("resumed", []) + [run_info["started"]],
                         "codecs": {**old.get("codecs", {}), **run_info.get("codecs", {})}}

@@ -164,3 +164,15 @@ def test_pool_workers_exit_when_the_bench_is_killed(small_manifest, tmp_path):
     bench.wait()
     gone, alive = psutil.wait_procs(children, timeout=30)
     assert not alive, f"still running after the bench was killed: {[p.cmdline()[-3:] for p in alive]}"
+
+
+def test_a_run_from_an_older_version_resumes(small_manifest, tmp_path):
+    """run.json written before the data record gained ``skipped``: still the same data, so the run resumes."""
+    out = tmp_path / "run"
+    run(_config(small_manifest, out, bitrates=[64], metrics=["si_snr_db"]))
+    folder = RunFolder(out)
+    info = folder.read_info()
+    del info["data"]["skipped"]
+    folder.write_info(info)
+    run(_config(small_manifest, out, bitrates=[64, 128], metrics=["si_snr_db"], resume=True))
+    assert len(folder.read_rows()) == 4
