@@ -61,7 +61,7 @@ def _run(*args: str, env_weights: Path | None = None, cwd: Path | None = None) -
 
 def test_installed_command_is_ours():
     assert ENCODEC.is_file(), f"{ENCODEC} is missing: run scripts/setup.sh"
-    assert "codec.encodec.cli" in ENCODEC.read_text(), f"{ENCODEC} is not ours (the official package installed last?)"
+    assert "codec.encodec.entry" in ENCODEC.read_text(), f"{ENCODEC} is not ours (the official package installed last?)"
 
 
 def test_compress_then_decompress_with_official_naming(weights, tmp_path):
