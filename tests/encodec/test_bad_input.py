@@ -28,6 +28,7 @@ from codec.encodec.compress import decompress
 from codec.encodec.config import EncodecConfig
 from codec.encodec.file_stream import decode_blocks
 from codec.encodec.model import EncodecModel
+from tests.conftest import run_unprivileged
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "encodec_eval" / "data" / "default"
@@ -288,21 +289,22 @@ def test_permission_denied_says_so(tmp_path, capsys):
         audio.load(path)
 
 
-def test_a_file_in_an_unreadable_folder_is_a_message_not_a_traceback(tmp_path, capsys):
-    """Was a PermissionError traceback from cli.py (``Path.exists`` raises it), for an input and for an output."""
-    locked = tmp_path / "locked"
+def test_a_file_in_an_unreadable_folder_is_a_message_not_a_traceback(shared_tmp):
+    """Was a PermissionError traceback from cli.py (``Path.exists`` raises it), for an input and for an output. Run
+    as a user whom permissions bind (root searches folders of mode 000)."""
+    locked = shared_tmp / "locked"
     locked.mkdir()
     source = _speech(locked, 0.1)
+    readable = _speech(shared_tmp, 0.1, "readable.wav")
+    readable.chmod(0o644)
     locked.chmod(0)
-    try:
-        if not _denied(source):
-            pytest.skip("this process searches folders of mode 000: root with CAP_DAC_OVERRIDE or CAP_DAC_READ_SEARCH")
-        assert main([str(source), str(tmp_path / "out.ecdc")]) == 1
-        assert _last_line(capsys) == f"Input file {source} cannot be read: permission denied."
-        assert main([str(_speech(tmp_path, 0.1)), str(locked / "out.ecdc")]) == 1
-        assert "cannot check it (Permission denied)" in _last_line(capsys)
-    finally:
-        locked.chmod(0o755)
+    env = _env(shared_tmp)
+    done = run_unprivileged([str(ENCODEC), str(source), str(shared_tmp / "out.ecdc")], env=env)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == f"Input file {source} cannot be read: permission denied."
+    done = run_unprivileged([str(ENCODEC), str(readable), str(locked / "out.ecdc")], env=env)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "cannot check it (Permission denied)" in done.stderr.strip().splitlines()[-1]
 
 
 def test_symlink_loops_broken_links_and_fifos_are_named(tmp_path, capsys):

@@ -13,7 +13,8 @@ import soundfile as sf
 
 from encodec_eval.data import DataError, default_data_dir, load_dataset
 from encodec_eval.run.folder import RunFolder
-from tests.eval.conftest import PLUGIN, run_unprivileged
+from tests.conftest import run_unprivileged
+from tests.eval.conftest import PLUGIN
 
 
 def test_default_set_is_verified_and_categorised_by_folder():
