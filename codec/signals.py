@@ -7,6 +7,7 @@ Kept apart from the commands and free of heavy imports, so that an entry point c
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from types import FrameType
 from typing import Callable, Optional, Union
@@ -47,3 +48,9 @@ def restore_handlers(previous: dict[int, Handler]) -> None:
     """Put back the handlers ``stop_on_signals`` replaced (``main`` also runs inside other programs and tests)."""
     for sig, handler in previous.items():
         signal.signal(sig, handler)
+
+
+def report_stop(command: str, stop: Interrupted, done: str) -> int:
+    """Say in one line which signal stopped ``command`` and what it left (``done``); the exit status to return."""
+    print(f"{command}: stopped by {signal.Signals(stop.signum).name}; {done}", file=sys.stderr)
+    return 128 + stop.signum

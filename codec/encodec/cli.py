@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import signal
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +36,7 @@ from codec.encodec.file_stream import AudioBlocks, WavWriter, compress_file, dec
 from codec.encodec.lm import EntropyLM, load_lm
 from codec.encodec.model import EncodecModel
 from codec.files import replacing, why_unreadable
-from codec.signals import Interrupted, restore_handlers, stop_on_signals
+from codec.signals import Interrupted, report_stop, restore_handlers, stop_on_signals
 
 PROJECT_MODEL = "encodec_eval_24khz"  # the 24 kHz default when the official weights are absent
 SUFFIX = ".ecdc"
@@ -279,9 +278,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(exc, file=sys.stderr)
         return 1
     except Interrupted as exc:
-        print(f"encodec: stopped by {signal.Signals(exc.signum).name}; unfinished outputs were removed",
-              file=sys.stderr)
-        return 128 + exc.signum
+        return report_stop("encodec", exc, "unfinished outputs were removed")
     finally:
         restore_handlers(previous_handlers)
     return 0

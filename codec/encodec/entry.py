@@ -6,10 +6,9 @@ an import. Nothing has been written yet then, so the command stops with one line
 
 from __future__ import annotations
 
-import signal
 import sys
 
-from codec.signals import Interrupted, restore_handlers, stop_on_signals
+from codec.signals import Interrupted, report_stop, restore_handlers, stop_on_signals
 
 
 def main() -> int:
@@ -17,9 +16,7 @@ def main() -> int:
     try:
         from codec.encodec.cli import main as run
     except Interrupted as exc:
-        print(f"encodec: stopped by {signal.Signals(exc.signum).name} while starting; nothing was written",
-              file=sys.stderr)
-        return 128 + exc.signum
+        return report_stop("encodec", exc, "it was still starting, nothing was written")
     finally:
         restore_handlers(previous)
     return run()

@@ -223,7 +223,7 @@ def test_a_signal_while_the_command_starts_is_one_line(tmp_path, name, status):
                           text=True, env=_env(tmp_path), timeout=120,
                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # not inherited SIG_IGN
     assert done.returncode == status, done.stderr
-    assert done.stderr.strip() == f"encodec: stopped by SIG{name} while starting; nothing was written"
+    assert done.stderr.strip() == f"encodec: stopped by SIG{name}; it was still starting, nothing was written"
 
 
 # ---- d. file modes ----------------------------------------------------------------------------------------------
