@@ -24,6 +24,9 @@ ArrayLike = Union[np.ndarray, torch.Tensor]
 #: The largest sample magnitude accepted when reading. Full scale is ±1; decoders (Vorbis) and float masters may go
 #: a little beyond, which passes unchanged as in the official EnCodec. Beyond +20 dB (x10) the samples are not on a ±1
 #: scale at all: floats written in 16-bit units (peaks near 32768), or corrupt data (a float WAV peaking at 1e30).
+#: File suffixes taken for audio when a folder is searched (the benchmark's data sets, the tokenizer's inputs): the
+#: formats libsndfile reads.
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au", ".w64", ".caf")
 MAX_PEAK = 10.0
 
 

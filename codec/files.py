@@ -9,6 +9,7 @@ import os
 import secrets
 import stat
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional, Union
 
@@ -81,3 +82,51 @@ def _new_file_beside(target: Path) -> Path:
             return part
         except FileExistsError:
             continue  # 2^32 names: another run took this one; draw again
+
+
+@dataclass(frozen=True)
+class SkippedPath:
+    """A path under a searched folder that gave no files, and why (a folder that cannot be listed, a symlink loop,
+    a dangling link)."""
+
+    path: str
+    why: str
+
+
+def find_files(root: Union[str, Path], suffixes: tuple[str, ...]) -> tuple[list[Path], list[SkippedPath]]:
+    """The files under ``root`` whose suffix (any case) is one of ``suffixes``, sorted, following symlinks but never
+    round a loop; and every path that could not be looked into, with why, so that a caller can say what it left
+    out instead of skipping it silently (``Path.rglob`` would). The root itself must be listable (an OSError
+    otherwise)."""
+    root = Path(root)
+    files: list[Path] = []
+    skipped: list[SkippedPath] = []
+    seen: set[tuple[int, int]] = set()
+    pending = [root]
+    while pending:
+        folder = pending.pop()
+        try:
+            status = folder.stat()
+            identity = (status.st_dev, status.st_ino)
+            if identity in seen:
+                skipped.append(SkippedPath(str(folder), "is a symlink loop (leads to a folder already read)"))
+                continue
+            seen.add(identity)
+            entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
+        except OSError as exc:
+            if folder == root:
+                raise
+            skipped.append(SkippedPath(str(folder), reason_of(exc)))
+            continue
+        for entry in entries:
+            path = Path(entry.path)
+            try:
+                target = path.stat()  # follows symlinks: a loop or a dangling link raises here
+            except OSError as exc:
+                skipped.append(SkippedPath(str(path), reason_of(exc)))
+                continue
+            if stat.S_ISDIR(target.st_mode):
+                pending.append(path)
+            elif path.suffix.lower() in suffixes:
+                files.append(path)
+    return sorted(files), skipped

@@ -33,6 +33,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -44,15 +45,15 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
+from codec.audio import AUDIO_SUFFIXES
 from codec.encodec.model import EncodecModel, EncodedFrame
 from codec.encodec.modules.seanet import ResidualBlock, SkipLSTM
-from codec.files import replacing
+from codec.files import find_files, reason_of, replacing
 
 MODES = ("exact", "fast")
 MANIFEST_NAME = "manifest.jsonl"
 SETTINGS_NAME = "tokenizer.json"
 CHECK_NAME = "fast_check.json"
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au", ".w64", ".caf")
 MANIFEST_SUFFIXES = (".txt", ".lst", ".csv", ".tsv")
 DEFAULT_BATCH = 64  # inputs (files or 1 s segments) per encoder call
 DEFAULT_MAX_BATCH_SECONDS = 64 * 30.0  # padded audio-seconds per encoder call: bounds memory when files are long
@@ -318,7 +319,13 @@ def list_inputs(source: Union[str, Path]) -> list[Path]:
     line, ``#`` comments) or a CSV/TSV with a ``path`` column; relative paths are read from the manifest's folder."""
     source = Path(source)
     if source.is_dir():
-        paths = sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+        try:
+            paths, skipped = find_files(source, AUDIO_SUFFIXES)
+        except OSError as exc:
+            raise TokenizeError(f"{source}: cannot read the folder: {reason_of(exc)}") from exc
+        if skipped:
+            warnings.warn(f"{len(skipped)} path(s) under {source} skipped, e.g. {skipped[0].path}: {skipped[0].why}",
+                          stacklevel=2)
         if not paths:
             raise TokenizeError(f"{source}: no audio files ({', '.join(AUDIO_SUFFIXES)}) in this folder")
         return paths

@@ -11,7 +11,6 @@ import csv
 import hashlib
 import json
 import os
-import stat
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,11 +18,10 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from codec.audio import load
+from codec.audio import AUDIO_SUFFIXES, load
 from codec.encodec.checkpoints import sha256_of
-from codec.files import reason_of
+from codec.files import SkippedPath, find_files, reason_of
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 UNCATEGORISED = "uncategorised"
 
 
@@ -42,14 +40,6 @@ class Item:
 
     def load(self) -> tuple[np.ndarray, int]:
         return load(self.path)
-
-
-@dataclass(frozen=True)
-class SkippedPath:
-    """A path under a data folder that gave no items, and why (a folder that cannot be listed, a symlink loop)."""
-
-    path: str
-    why: str
 
 
 @dataclass(frozen=True)
@@ -168,45 +158,9 @@ def _from_manifest_folder(root: Path) -> Dataset:
 
 
 def _from_plain_folder(root: Path) -> Dataset:
-    files, skipped = _audio_files(root)
+    files, skipped = find_files(root, AUDIO_SUFFIXES)
     return Dataset(root.name, root, tuple(_item(root, p.relative_to(root), None, None) for p in files), False,
                    tuple(skipped))
-
-
-def _audio_files(root: Path) -> tuple[list[Path], list[SkippedPath]]:
-    """Audio files under ``root``, following symlinks but never round a loop, and every path that could not be
-    looked into, with why. The root itself must be listable (an OSError otherwise)."""
-    files: list[Path] = []
-    skipped: list[SkippedPath] = []
-    seen: set[tuple[int, int]] = set()
-    pending = [root]
-    while pending:
-        folder = pending.pop()
-        try:
-            status = folder.stat()
-            identity = (status.st_dev, status.st_ino)
-            if identity in seen:
-                skipped.append(SkippedPath(str(folder), "is a symlink loop (leads to a folder already read)"))
-                continue
-            seen.add(identity)
-            entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
-        except OSError as exc:
-            if folder == root:
-                raise
-            skipped.append(SkippedPath(str(folder), reason_of(exc)))
-            continue
-        for entry in entries:
-            path = Path(entry.path)
-            try:
-                target = path.stat()  # follows symlinks: a loop or a dangling link raises here
-            except OSError as exc:
-                skipped.append(SkippedPath(str(path), reason_of(exc)))
-                continue
-            if stat.S_ISDIR(target.st_mode):
-                pending.append(path)
-            elif path.suffix.lower() in AUDIO_SUFFIXES:
-                files.append(path)
-    return sorted(files), skipped
 
 
 def _from_manifest_file(manifest: Path) -> Dataset:

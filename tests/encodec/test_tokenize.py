@@ -16,6 +16,7 @@ from codec.encodec.tokenize import (
     TokenizeError,
     Tokenizer,
     compare_modes,
+    list_inputs,
     main,
     read_codes,
     tokenize_files,
@@ -211,6 +212,15 @@ def test_manifests_list_files(model_24k, tmp_path):
     (tmp_path / "bad.csv").write_text("file\nc.wav\n")
     with pytest.raises(TokenizeError, match="'path' column"):
         tokenize_files(tmp_path / "bad.csv", tmp_path / "out_bad", ours, 6.0, progress=False)
+
+
+def test_folders_say_what_they_skipped(tmp_path):
+    write_folder(tmp_path)
+    (tmp_path / "loop").symlink_to(tmp_path)  # a link back to the folder: no endless walk
+    (tmp_path / "dangling.wav").symlink_to(tmp_path / "nowhere.wav")
+    with pytest.warns(UserWarning, match=r"2 path\(s\) under .* skipped"):
+        paths = list_inputs(tmp_path)
+    assert sorted(p.name for p in paths) == ["a.wav", "b.flac", "broken.wav", "c.wav", "d.wav"]
 
 
 def test_command_line_fast_mode_with_background_workers(model_24k, tmp_path, capsys):
