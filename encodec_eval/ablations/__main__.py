@@ -48,8 +48,10 @@ def read_items(path: Path) -> pd.DataFrame:
     return pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=list(ITEM_COLUMNS))
 
 
-def run(protocol: Protocol, corpus: Path, work: Path, results: Path, tables: Optional[list[str]] = None) -> None:
-    """Train and score what is missing, then write the results (see the module docstring)."""
+def run(protocol: Protocol, corpus: Path, work: Path, results: Path, tables: Optional[list[str]] = None,
+        device: str = "cpu") -> None:
+    """Train (on ``device``) and score (on the CPU, as the bench does) what is missing, then write the results (see
+    the module docstring)."""
     chosen = [protocol.table(t) for t in tables] if tables else list(protocol.tables)
     data = load_dataset(protocol.eval.get("data"))
     items_path = results / ITEMS_NAME
@@ -63,11 +65,12 @@ def run(protocol: Protocol, corpus: Path, work: Path, results: Path, tables: Opt
                 if done(items, table.id, arm.name, seed, table.budget_text(), n_rows):
                     continue
                 print(f"[ablations] {table.label}: {arm.name}, seed {seed}", flush=True)
-                trainer = train_arm(protocol, table, arm, seed, corpus, work)
+                trainer = train_arm(protocol, table, arm, seed, corpus, work, device)
                 spent = training_time(work, table, arm, seed)
                 provenance = {"steps_done": trainer.step, "train_wall_seconds": spent["wall_seconds"],
                               "train_cpu_seconds": spent["cpu_seconds"], "weights": "ema"}
-                rows = score_arm(trainer.ema_model(), protocol, table, arm, seed, data.items, work, provenance)
+                rows = score_arm(trainer.ema_model().cpu(), protocol, table, arm, seed, data.items, work,
+                                 provenance)
                 kept = items[~((items["table"] == table.id) & (items["arm"] == arm.name) & (items["seed"] == seed))]
                 frame = pd.concat([kept, pd.DataFrame(rows)], ignore_index=True) if len(kept) else pd.DataFrame(rows)
                 tmp = items_path.with_suffix(".tmp")
@@ -112,10 +115,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "ablations")
     parser.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu", help="where arms train (cuda for a GPU); scoring runs on the CPU")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     try:
-        run(load_protocol(args.protocol), args.corpus, args.work, args.results, args.tables)
+        run(load_protocol(args.protocol), args.corpus, args.work, args.results, args.tables, args.device)
     except ProtocolError as exc:
         print(f"python -m encodec_eval.ablations: {exc}", file=sys.stderr)
         return 2

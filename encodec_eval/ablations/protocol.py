@@ -25,7 +25,8 @@ from codec.encodec.train.config import TrainConfig
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_PROTOCOL = REPO / "benchmarks" / "ablations" / "protocol.yaml"
 STARTS = ("warm", "scratch")
-BUDGET_KEYS = ("steps", "adversary_warmup_steps", "batch_size", "segment_seconds", "bandwidths", "lr", "precision")
+BUDGET_KEYS = ("steps", "adversary_warmup_steps", "batch_size", "segment_seconds", "bandwidths", "lr", "adversary_lr",
+               "precision")
 
 
 class ProtocolError(ValueError):

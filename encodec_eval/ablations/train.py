@@ -24,7 +24,8 @@ def run_dir(work: Path, table: Table, arm: Arm, seed: int) -> Path:
     return work / table.id / arm.name / f"seed{seed}"
 
 
-def train_arm(protocol: Protocol, table: Table, arm: Arm, seed: int, corpus: Path, work: Path) -> Trainer:
+def train_arm(protocol: Protocol, table: Table, arm: Arm, seed: int, corpus: Path, work: Path,
+              device: str = "cpu") -> Trainer:
     """Train (or resume, or find finished) one arm for one seed; returns its trainer at the end of the budget.
 
     A warm start loads the protocol's compact state (weights, balancer, step), then re-seeds the data draws and the
@@ -36,7 +37,7 @@ def train_arm(protocol: Protocol, table: Table, arm: Arm, seed: int, corpus: Pat
     sampler = SegmentSampler(read_manifest(corpus), model.sample_rate, model.channels, config.segment_seconds,
                              seed=config.seed)
     out = run_dir(work, table, arm, seed)
-    trainer = Trainer(config, sampler.batch, out, sampler_state=sampler)
+    trainer = Trainer(config, sampler.batch, out, device=device, sampler_state=sampler)
     checkpoint = out / CHECKPOINT_NAME
     if checkpoint.exists():
         trainer.load(checkpoint)

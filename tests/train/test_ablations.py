@@ -153,3 +153,17 @@ def test_listening_set_is_accepted_by_mushra_web_create(tiny_protocol, tiny_corp
     code = mushra_main(["--db", f"sqlite:///{tmp_path / 'mushra.db'}", "--data-dir", str(tmp_path / "data"),
                         "create", "--run", str(listening), "--id", "ablation-table2", "--excerpt-seconds", "1"])
     assert code == 0
+
+
+def test_gpu_protocol_is_the_cpu_tables_arms_at_the_papers_batch():
+    """The prepared GPU call (benchmarks/ablations/protocol_gpu.yaml) loads, and its rows would land as a second
+    budget beside the CPU protocol's."""
+    from encodec_eval.ablations.protocol import DEFAULT_PROTOCOL
+
+    gpu = load_protocol(DEFAULT_PROTOCOL.with_name("protocol_gpu.yaml"))
+    cpu = load_protocol(DEFAULT_PROTOCOL)
+    table, cpu_table = gpu.table("table2"), cpu.table("table2")
+    assert [a.name for a in table.arms] == [a.name for a in cpu_table.arms]
+    config = gpu.config(table, table.arm("disc_mpd"), 0)
+    assert (config.batch_size, config.segment_seconds, config.adversaries) == (32, 1.0, ["mpd"])
+    assert table.budget_text() != cpu_table.budget_text()

@@ -88,6 +88,27 @@ def test_one_adversary_per_bandwidth_and_paper_disc_probability(tiny_corpus, tmp
     assert TrainConfig(model="encodec_48khz").resolved_disc_probability() == 0.5
 
 
+def test_discriminator_warm_up_then_adversarial_losses(tiny_corpus, tmp_path):
+    trainer = _trainer(tiny_corpus, tmp_path, adversaries=["stft"], adversary_start_step=1, adversary_warmup_steps=2,
+                       disc_update_probability=0.0, adversary_lr=5e-3, lr=1e-4)
+    assert trainer.opt_d.param_groups[0]["lr"] == 5e-3 and trainer.opt_g.param_groups[0]["lr"] == 1e-4
+    records = [trainer.train_step() for _ in range(4)]
+    # step 1: before the adversary; steps 2-3: the discriminator alone learns, at every step (probability 0 here);
+    # step 4: the generator's adversarial losses join, and updates follow the probability again
+    assert [r["disc_updated"] for r in records] == [0, 1, 1, 0]
+    assert ["adv_stft" in r for r in records] == [False, False, False, True]
+    assert all("disc_stft" in r for r in records[1:3])
+
+
+def test_numeric_settings_written_as_text_are_read_as_numbers():
+    assert TrainConfig.from_dict({"lr": "1e-3"}).lr == 1e-3  # YAML 1.1 reads 1e-3 (no dot) as a string
+    assert TrainConfig.from_dict({"steps": 10.0}).steps == 10
+    for bad, message in (({"lr": "fast"}, "lr must be a number"), ({"steps": 1.5}, "steps must be a whole number"),
+                         ({"balancer": "yes"}, "balancer must be true or false")):
+        with pytest.raises(ValueError, match=message):
+            TrainConfig.from_dict(bad)
+
+
 def test_bad_settings_are_rejected():
     with pytest.raises(ValueError, match="unknown training settings: colour"):
         TrainConfig.from_dict({"colour": "blue"})

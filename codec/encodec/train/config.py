@@ -17,7 +17,8 @@ PAPER_WEIGHTS = {"l1": 0.1, "mel": 1.0, "adv": 3.0, "feat": 3.0}
 PRECISIONS = ("fp32", "bf16", "bf16-adversary")
 # Settings added after runs were recorded: at these values they are left out of config_hash, so earlier runs keep
 # theirs (the speed settings, and the discriminator warm-up).
-LATER_DEFAULTS = {"precision": "fp32", "num_workers": 0, "fused_adversary": None, "adversary_warmup_steps": 0}
+LATER_DEFAULTS = {"precision": "fp32", "num_workers": 0, "fused_adversary": None, "adversary_warmup_steps": 0,
+                  "compile_feature_loss": False, "adversary_lr": None}
 
 
 def _field_types(cls: type) -> dict[str, str]:
@@ -81,6 +82,11 @@ class TrainConfig:
     # (False) keeps the encoder at its initial near-constant latent (benchmarks/results/learning_diagnosis.csv).
     mel_log_l2: bool = True
     lr: float = 3e-4
+    # The discriminators' learning rate (None: ``lr``). A faster discriminator than generator (the two time-scale
+    # update rule, Heusel et al. 2017) keeps a discriminator that starts against a trained generator from falling
+    # behind: at one rate, a warm-started run's hinge loss stayed at 2.0 (nothing told apart) while the generator
+    # followed its gradients (MODEL_CARD.md).
+    adversary_lr: Optional[float] = None
     betas: tuple[float, float] = (0.5, 0.9)
     ema_decay: float = 0.99
     batch_size: int = 64
@@ -102,6 +108,9 @@ class TrainConfig:
     # Real and generated audio through the discriminators as one batch in their update. Same losses; the gradients,
     # summed over one batch instead of two, round differently. None: on CUDA only, keeping CPU runs exact.
     fused_adversary: Optional[bool] = None
+    # torch.compile the feature-matching loss: its casts, differences and means over every feature map fuse into a
+    # few passes, forward and backward (the same values; the first step compiles for about a minute on a CPU).
+    compile_feature_loss: bool = False
 
     def encodec_config(self) -> EncodecConfig:
         return EncodecConfig.preset(self.model).with_(**self.model_overrides)

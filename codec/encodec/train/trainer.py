@@ -119,7 +119,8 @@ class Trainer:
         self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
         fused = self.device.type == "cuda"  # one kernel for every parameter; CPU keeps the foreach path's numbers
         self.opt_g = torch.optim.Adam(self.model.parameters(), lr=config.lr, betas=config.betas, fused=fused)
-        self.opt_d = (torch.optim.Adam(self.adversaries.parameters(), lr=config.lr, betas=config.betas, fused=fused)
+        adversary_lr = config.lr if config.adversary_lr is None else config.adversary_lr
+        self.opt_d = (torch.optim.Adam(self.adversaries.parameters(), lr=adversary_lr, betas=config.betas, fused=fused)
                       if config.adversaries else None)
         self.mel_loss = MultiScaleMelLoss(self.model.sample_rate, config.mel_scales, log_l2=config.mel_log_l2
                                           ).to(self.device)
@@ -134,6 +135,8 @@ class Trainer:
         self.fused_adversary = (self.device.type == "cuda" if config.fused_adversary is None
                                 else config.fused_adversary)
         self.precision = effective_precision(config.precision, self.device)
+        self.feature_loss = (torch.compile(feature_matching_loss, dynamic=False) if config.compile_feature_loss
+                             else feature_matching_loss)
         self.step = 0
         self.disc_updates = 0  # discriminator updates made by this object (benchmarks read it)
         self._ema_started = False  # whether the EMA holds weights yet (AveragedModel's n_averaged > 0)
@@ -203,8 +206,7 @@ class Trainer:
             fake_logits, fake_maps = adversary(y, bandwidth)
         adversary.requires_grad_(True)
         return {f"adv_{name}": generator_adversarial_loss(_float(fake_logits), self.config.generator_loss),
-                f"feat_{name}": feature_matching_loss([_float(m) for m in real_maps], [_float(m) for m in fake_maps],
-                                                      self.config.relative_feature_loss)}
+                f"feat_{name}": self.feature_loss(real_maps, fake_maps, self.config.relative_feature_loss)}
 
     def _discriminator_step(self, x: torch.Tensor, y: torch.Tensor, bandwidth: float) -> Record:
         record: Record = {}
