@@ -66,7 +66,7 @@ def test_protocol_composes_each_arm_from_base_table_budget_and_arm(tiny_protocol
     assert table.pairs == (("arm_none", "arm_stft"),)
     config = protocol.config(table, table.arm("arm_stft"), seed=1)
     assert config.adversaries == ["stft"] and config.seed == 1 and config.lr == 1e-3 and config.batch_size == 2
-    assert config.adversary_start_step == 0  # warm arms get their adversary from the first continued step
+    assert config.adversary_start_step == protocol.warm_step == 3  # warm arms: the adversary joins at once
     assert config.model_overrides["n_filters"] == 4  # from the base config
     assert table.budget_text() == ("start=warm;steps=2;batch_size=2;segment_seconds=0.1;bandwidths=[6.0];"
                                    "lr=0.001")
