@@ -11,7 +11,7 @@ from codec.encodec.train.trainer import Trainer
 from tests.train.conftest import tiny
 
 ABLATIONS = sorted(p for p in (Path(__file__).resolve().parents[2] / "benchmarks" / "ablations").glob("*.yaml")
-                   if p.name != "protocol.yaml")
+                   if not p.name.startswith("protocol"))
 
 
 def _trainer(corpus, out, **changes):
@@ -90,9 +90,13 @@ def test_one_adversary_per_bandwidth_and_paper_disc_probability(tiny_corpus, tmp
 
 def test_discriminator_warm_up_then_adversarial_losses(tiny_corpus, tmp_path):
     trainer = _trainer(tiny_corpus, tmp_path, adversaries=["stft"], adversary_start_step=1, adversary_warmup_steps=2,
-                       disc_update_probability=0.0, adversary_lr=5e-3, lr=1e-4)
-    assert trainer.opt_d.param_groups[0]["lr"] == 5e-3 and trainer.opt_g.param_groups[0]["lr"] == 1e-4
-    records = [trainer.train_step() for _ in range(4)]
+                       disc_update_probability=0.0, adversary_lr=5e-3, lr=1e-3, adversarial_generator_lr=1e-4)
+    assert trainer.opt_d.param_groups[0]["lr"] == 5e-3
+    records, rates = [], []
+    for _ in range(4):
+        records.append(trainer.train_step())
+        rates.append(trainer.opt_g.param_groups[0]["lr"])
+    assert rates == [1e-3, 1e-4, 1e-4, 1e-4]  # the generator's rate drops when the adversary joins
     # step 1: before the adversary; steps 2-3: the discriminator alone learns, at every step (probability 0 here);
     # step 4: the generator's adversarial losses join, and updates follow the probability again
     assert [r["disc_updated"] for r in records] == [0, 1, 1, 0]

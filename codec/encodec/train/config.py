@@ -18,7 +18,7 @@ PRECISIONS = ("fp32", "bf16", "bf16-adversary")
 # Settings added after runs were recorded: at these values they are left out of config_hash, so earlier runs keep
 # theirs (the speed settings, and the discriminator warm-up).
 LATER_DEFAULTS = {"precision": "fp32", "num_workers": 0, "fused_adversary": None, "adversary_warmup_steps": 0,
-                  "compile_feature_loss": False, "adversary_lr": None}
+                  "compile_feature_loss": False, "adversary_lr": None, "adversarial_generator_lr": None}
 
 
 def _field_types(cls: type) -> dict[str, str]:
@@ -82,6 +82,9 @@ class TrainConfig:
     # (False) keeps the encoder at its initial near-constant latent (benchmarks/results/learning_diagnosis.csv).
     mel_log_l2: bool = True
     lr: float = 3e-4
+    # The generator's learning rate once the adversary has joined (None: ``lr``): a trained generator follows a young
+    # discriminator's gradients too fast at the rate that trained it from scratch (MODEL_CARD.md).
+    adversarial_generator_lr: Optional[float] = None
     # The discriminators' learning rate (None: ``lr``). A faster discriminator than generator (the two time-scale
     # update rule, Heusel et al. 2017) keeps a discriminator that starts against a trained generator from falling
     # behind: at one rate, a warm-started run's hinge loss stayed at 2.0 (nothing told apart) while the generator

@@ -183,6 +183,7 @@ class Trainer:
             with record_function("adversarial_losses"):
                 losses.update(self._adversarial_losses(name, adversary, x, y, bandwidth))
         self.opt_g.zero_grad(set_to_none=True)
+        self._set_generator_lr(adversarial)
         with record_function("generator_backward"):
             if penalty.requires_grad and self.config.commitment_weight > 0:
                 (self.config.commitment_weight * penalty).backward(retain_graph=True)
@@ -195,6 +196,15 @@ class Trainer:
         record.update({k: v.detach() for k, v in losses.items()})
         record["commitment"] = penalty.detach()
         return record
+
+    def _set_generator_lr(self, adversarial: bool) -> None:
+        """The generator's rate for this step's phase: ``lr``, or ``adversarial_generator_lr`` once the adversary
+        has joined."""
+        rate = self.config.lr
+        if adversarial and self.config.adversarial_generator_lr is not None:
+            rate = self.config.adversarial_generator_lr
+        for group in self.opt_g.param_groups:
+            group["lr"] = rate
 
     def _adversarial_losses(self, name: str, adversary: nn.Module, x: torch.Tensor, y: torch.Tensor,
                             bandwidth: float) -> dict[str, torch.Tensor]:
