@@ -31,7 +31,7 @@ from codec.encodec.checkpoints import (
     find_project_checkpoint,
     load_model,
 )
-from codec.encodec.compress import ONE_SHOT_SECONDS, compress, decode_one_pass, default_lm
+from codec.encodec.compress import ONE_SHOT_SECONDS, compress, decode_one_pass, default_lm, read_source
 from codec.encodec.file_stream import AudioBlocks, WavWriter, compress_file, decompress_to_wav
 from codec.encodec.lm import EntropyLM, load_lm
 from codec.encodec.model import EncodecModel
@@ -231,7 +231,7 @@ def run_job(job: Job, resources: Resources) -> None:
     """One file; a failure leaves no partial output and keeps an existing one (``codec.files.replacing``)."""
     args = resources.args
     if job.decompressing:
-        data = job.source.read_bytes()
+        data = read_source(job.source)  # header first: a large file that is not an .ecdc is refused at once
         metadata, _ = read_metadata(data)
         model = resources.model(metadata.model)
         seconds = metadata.audio_length / model.sample_rate

@@ -239,12 +239,23 @@ def decode_blocks(data: bytes, model: EncodecModel, lm: Optional[EntropyLM] = No
             source = _overlap_added(model, iter_segments(data, metadata, offset, lm, bar), device)
         for piece in source:
             piece = piece[0, :, :remaining]
+            check_decoded(piece, metadata.audio_length - remaining, model.sample_rate)
             remaining -= piece.shape[-1]
             if piece.shape[-1]:
                 yield piece
     if remaining:
         raise EcdcError(f"decoding gave {metadata.audio_length - remaining} samples, the header announces "
                         f"{metadata.audio_length}")
+
+
+def check_decoded(wav: torch.Tensor, start: int, sample_rate: int) -> None:
+    """Refuse decoded audio ``[..., samples]`` (from sample ``start`` on) with NaN or infinite samples: a decoder
+    never hands them back. Scales are bounded (``bitstream.check_scale``), so only broken weights can cause them."""
+    finite = torch.isfinite(wav)
+    if not bool(finite.all()):
+        first = start + int((~finite).nonzero()[0, -1])
+        raise EcdcError(f"decoding gave a non-finite sample at {first / sample_rate:.3f} s: the model's weights are "
+                        "broken (NaN or Inf), or give infinite audio for these codes")
 
 
 def _then(pieces: Iterator[torch.Tensor], last: Callable[[], torch.Tensor]) -> Iterator[torch.Tensor]:
