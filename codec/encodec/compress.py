@@ -7,6 +7,7 @@ named in a file is loaded from the local caches (``checkpoints.load_model``) unl
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator, Optional, Union
@@ -108,8 +109,18 @@ def decompress(data: bytes, model: Optional[EncodecModel] = None, lm: Optional[E
     if decodes_in_one_pass(model.config, metadata.audio_length):
         return decode_one_pass(data, model, lm, show_progress), model.sample_rate
     # Piece by piece: the working memory stays flat whatever length the header claims, and the output grows only
-    # with the audio really decoded.
-    return torch.cat(list(decode_blocks(data, model, lm, show_progress)), dim=-1), model.sample_rate
+    # with the audio really decoded. A bit-packed file's payload vouches for its length (checked before decoding),
+    # so its output is allocated once and filled, instead of held twice while blocks are concatenated.
+    blocks = decode_blocks(data, model, lm, show_progress)
+    if metadata.use_lm:
+        return torch.cat(list(blocks), dim=-1), model.sample_rate
+    first = next(blocks)  # the payload's size is checked before the first block, so before the allocation
+    wav = first.new_empty(model.channels, metadata.audio_length)
+    filled = 0
+    for block in itertools.chain([first], blocks):
+        wav[:, filled: filled + block.shape[-1]] = block
+        filled += block.shape[-1]
+    return wav, model.sample_rate
 
 
 @dataclass
