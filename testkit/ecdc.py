@@ -25,7 +25,8 @@ from codec.encodec.config import EncodecConfig
 from codec.encodec.lm import EntropyLM
 from codec.encodec.model import EncodecModel
 
-MODEL_NAMES = ("encodec_24khz", "encodec_48khz")
+MODEL_NAMES = ("encodec_24khz", "encodec_48khz")  # the seed files' models: both official layouts
+DECODABLE = (*MODEL_NAMES, "encodec_eval_24khz")  # every model a file may name
 
 
 def tiny_model(name: str) -> EncodecModel:
@@ -82,9 +83,9 @@ class Fixtures:
     """The tiny models, LMs and seed files, built once (a few seconds)."""
 
     def __init__(self) -> None:
-        self.models = {name: tiny_model(name) for name in MODEL_NAMES}
-        self.lms = {name: tiny_lm(name) for name in MODEL_NAMES}
-        self.confident_lms = {name: tiny_lm(name, confident=True) for name in MODEL_NAMES}
+        self.models = {name: tiny_model(name) for name in DECODABLE}
+        self.lms = {name: tiny_lm(name) for name in DECODABLE}
+        self.confident_lms = {name: tiny_lm(name, confident=True) for name in DECODABLE}
         generator = torch.Generator().manual_seed(2)
         self.seeds: list[Seed] = []
         for name, seconds, bandwidth, use_lm in SEED_SPECS:

@@ -39,6 +39,16 @@ class ArithmeticCodingError(ValueError):
     """A symbol stream that cannot be coded or decoded."""
 
 
+def _compiled(function):
+    """``function`` compiled by numba, cached on disk where numba finds a folder it may write (beside this file, or
+    its user cache under ``~/.cache``), else compiled afresh in each process: for a user who may write neither,
+    ``cache=True`` raised "cannot cache function" from every command that imported the coder."""
+    try:
+        return numba.njit(cache=True, nogil=True)(function)
+    except RuntimeError:
+        return numba.njit(nogil=True)(function)
+
+
 def min_bits_per_symbol(cardinality: int) -> float:
     """The fewest bits any symbol of a ``cardinality``-symbol alphabet costs, whatever the probabilities: every
     other symbol keeps ``MIN_RANGE`` of the 2^24 units, so the likeliest owns at most 2^24 - 2 (N - 1) of them, and
@@ -86,7 +96,7 @@ def quantized_cdfs(pdfs: torch.Tensor) -> np.ndarray:
     return torch.cumsum(ranges, dim=-1).numpy()
 
 
-@numba.njit(cache=True, nogil=True)
+@_compiled
 def _encode_kernel(symbols, cdfs, state, out, nbits):  # pragma: no cover - compiled
     low, high, max_bit = state[0], state[1], state[2]
     total = np.int64(1) << TOTAL_RANGE_BITS
@@ -125,7 +135,7 @@ def _encode_kernel(symbols, cdfs, state, out, nbits):  # pragma: no cover - comp
     return nbits, status
 
 
-@numba.njit(cache=True, nogil=True)
+@_compiled
 def _decode_kernel(cdfs, data, state, symbols):  # pragma: no cover - compiled
     low, high, current, max_bit, bitpos = state[0], state[1], state[2], state[3], state[4]
     total = np.int64(1) << TOTAL_RANGE_BITS

@@ -20,8 +20,11 @@ Two modes:
 
 Output: one ``.npz`` per input file (``codes`` int16 ``[n_q, frames]``, and for the 48 kHz model ``scales``, one RMS
 scale per 1 s segment, with ``segment_frames``), beside the input's relative path under OUT, plus ``manifest.jsonl``
-(one row per file, ``pandas.read_json(path, lines=True)``), including the files that could not be read and why. Runs
-resume: files already coded with the same settings are skipped, and every file is written atomically.
+(one row per file, ``pandas.read_json(path, lines=True)``), including the files that could not be read and why (and
+the links under a folder that lead nowhere). Runs resume: files already coded with the same settings are skipped
+when their ``.npz`` reads back whole as their row says (anything else, a corrupt manifest line included, is coded
+again), and every file is written atomically. A full disk or an output folder it may not write stops the run with
+one line; what was coded stays, and the same command goes on from it.
 """
 
 from __future__ import annotations
