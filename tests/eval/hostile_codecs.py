@@ -6,6 +6,7 @@ mu-law codec (``toymulaw``, 4 bits at 16 kHz) slowed to 0.15 s a decode, so that
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
@@ -19,18 +20,10 @@ class _Misbehaving(ToyMuLaw):
         super().__init__(4)
         self.name = name
 
-    def encode(self, wav, sample_rate):
-        encoded = super().encode(wav, sample_rate)
-        encoded.metadata["codec"] = self.name
-        return encoded
-
     def decode(self, encoded):
         self.check_encoded(encoded)
-        encoded.metadata["codec"] = "toymulaw"
-        try:
-            wav, rate = ToyMuLaw.decode(self, encoded)
-        finally:
-            encoded.metadata["codec"] = self.name
+        wav, rate = ToyMuLaw(self.bits).decode(dataclasses.replace(encoded, metadata={**encoded.metadata,
+                                                                                       "codec": "toymulaw"}))
         if self.name == "toyhalf":
             wav = wav[:, : wav.shape[-1] // 2]
         elif self.name == "toyhuge":

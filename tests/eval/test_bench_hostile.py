@@ -114,7 +114,7 @@ def test_resume_after_kill_9_at_three_random_points_loses_and_repeats_nothing(tm
     lost or duplicated, and every row equals the uninterrupted run's."""
     data = _speech_items(tmp_path / "data", 10)
     whole = tmp_path / "whole"
-    done = subprocess.run(_argv(data, whole, "toysleepy@64,toymulaw@128", "--workers", "2"), env=_env(),
+    done = subprocess.run(_argv(data, whole, "toysleepy@64,toymulaw@128", "--workers", "1"), env=_env(),
                           capture_output=True, text=True, timeout=600, cwd=REPO)
     assert done.returncode == 0, done.stderr
     expected = _stable(RunFolder(whole).read_rows())
@@ -124,8 +124,8 @@ def test_resume_after_kill_9_at_three_random_points_loses_and_repeats_nothing(tm
     points = sorted(random.Random(28).sample(range(1, 19), 3))
     for number, rows in enumerate(points):
         resume = ["--resume"] if number else []
-        _kill_when(_argv(data, out, "toysleepy@64,toymulaw@128", "--workers", "2", *resume), out / "rows.jsonl", rows)
-    done = subprocess.run(_argv(data, out, "toysleepy@64,toymulaw@128", "--workers", "2", "--resume"), env=_env(),
+        _kill_when(_argv(data, out, "toysleepy@64,toymulaw@128", "--workers", "1", *resume), out / "rows.jsonl", rows)
+    done = subprocess.run(_argv(data, out, "toysleepy@64,toymulaw@128", "--workers", "1", "--resume"), env=_env(),
                           capture_output=True, text=True, timeout=600, cwd=REPO)
     assert done.returncode == 0, done.stderr
     lines = []
