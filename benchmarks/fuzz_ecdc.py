@@ -100,13 +100,15 @@ def _case(category: str, fixtures, rng: np.random.Generator) -> tuple[bytes, str
                "lm": bool(rng.integers(2))}
         body = rng.integers(0, 256, int(rng.integers(0, 300)), dtype=np.uint8).tobytes()
         return header(raw) + body, f"header {raw}, {len(body)} random bytes", False
-    # confident_lm_zeros: an LM that predicts the code 0 with probability ~1, over a payload of zeros; a claim
-    # either short (up to 2^20 samples: it may decode, in seconds) or long (refused unless the bytes can hold it)
+    # confident_lm_zeros: an LM that predicts the code 0 with probability ~1, over a payload of zeros. Either a short
+    # claim (up to 2^17 samples) over up to 32 bytes, which may decode (in about a second), or a long one (2^24
+    # samples and more) over at most 4 bytes, more than the bytes can hold (at most 45,000 codes): refused at once.
+    # A long claim the bytes could hold would decode, legitimately, for minutes: the bound is the coder's own.
     model = ["encodec_24khz", "encodec_48khz"][int(rng.integers(2))]
     short = bool(rng.integers(2))
-    length = int(np.exp(rng.uniform(0, np.log(2**20)))) if short else int(np.exp(rng.uniform(np.log(2**24),
+    length = int(np.exp(rng.uniform(0, np.log(2**17)))) if short else int(np.exp(rng.uniform(np.log(2**24),
                                                                                           np.log(2**32))))
-    size, codebooks = int(rng.integers(0, 33)), int(rng.integers(1, 5))
+    size, codebooks = int(rng.integers(0, 33 if short else 5)), int(rng.integers(1, 5))
     raw = {"m": model, "al": length, "nc": codebooks, "lm": True}
     scales = struct.pack("!f", 0.1) if model == "encodec_48khz" else b""
     return header(raw) + scales + bytes(size), f"{raw} over {size} zero bytes", True

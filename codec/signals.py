@@ -9,6 +9,7 @@ to the end as if nothing had come), or crossed torch's C++ and aborted the proce
 
 from __future__ import annotations
 
+import importlib
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -70,9 +71,9 @@ def _remember(signum: int, frame: Optional[FrameType]) -> None:
         _pending.append(signum)
 
 
-def run_command(name: str, load: Callable[[], Callable[[], int]], stopped: str) -> int:
-    """A console command's entry point: ``load()`` imports the command (seconds, with torch) and returns its main,
-    which then runs with the stop signals raising ``Interrupted``.
+def run_command(name: str, module: str, stopped: str) -> int:
+    """A console command's entry point: imports ``module`` (seconds, with torch) and runs its ``main()`` with the
+    stop signals raising ``Interrupted``.
 
     A signal during the imports is remembered and acted on once they are done: one line ("it was still starting,
     nothing was written") and 128 + the signal. One that reaches this function while the command runs (a command
@@ -82,7 +83,7 @@ def run_command(name: str, load: Callable[[], Callable[[], int]], stopped: str) 
     caught = [sig for sig in STOP_SIGNALS if signal.getsignal(sig) != signal.SIG_IGN]
     for sig in caught:
         signal.signal(sig, _remember)
-    command = load()
+    command = importlib.import_module(module).main
     started = False
     try:
         stop_on_signals()

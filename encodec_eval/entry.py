@@ -9,12 +9,8 @@ from codec.signals import run_command
 
 
 def main() -> int:
-    def load():
-        from encodec_eval.cli import main as command
-
-        return command
-
-    return run_command("encodec-bench", load, "the rows finished so far are kept in rows.jsonl; --resume goes on")
+    return run_command("encodec-bench", "encodec_eval.cli",
+                       "the rows finished so far are kept in rows.jsonl; --resume goes on")
 
 
 if __name__ == "__main__":

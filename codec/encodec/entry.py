@@ -14,22 +14,13 @@ from codec.signals import run_command
 
 def main() -> int:
     """``encodec``."""
-    def load():
-        from codec.encodec.cli import main as command
-
-        return command
-
-    return run_command("encodec", load, "unfinished outputs were removed")
+    return run_command("encodec", "codec.encodec.cli", "unfinished outputs were removed")
 
 
 def tokenize() -> int:
     """``encodec-tokenize``."""
-    def load():
-        from codec.encodec.tokenize import main as command
-
-        return command
-
-    return run_command("encodec-tokenize", load, "files coded so far are kept; run it again to go on")
+    return run_command("encodec-tokenize", "codec.encodec.tokenize",
+                       "files coded so far are kept; run it again to go on")
 
 
 if __name__ == "__main__":

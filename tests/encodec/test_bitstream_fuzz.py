@@ -11,6 +11,7 @@ same mutations at scale and commits its tallies.
 from __future__ import annotations
 
 import json
+import random
 import struct
 import tracemalloc
 
@@ -18,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from codec.encodec import lm_layerwise
 from codec.encodec.bitstream import MAX_METADATA_BYTES, EcdcError, read_ecdc, read_metadata
 from testkit.ecdc import Fixtures, classify, flip_bits, with_claim, with_scale_bits
 from testkit.ecdc import header as _header
@@ -147,3 +149,30 @@ def test_any_frame_count_claim_is_refused_or_decoded_in_bounded_work(seed, lengt
     decoded to the announced length; the LM never runs for more frames than the payload can hold (a claim of 6.7
     million frames over a few bytes ran for 59 s)."""
     _decodes_or_is_refused(with_claim(FIXTURES.seeds[seed], length, payload))
+
+
+@settings(max_examples=200, deadline=5000, derandomize=True)
+@given(model=st.sampled_from(["encodec_24khz", "encodec_48khz"]), codebooks=st.integers(1, 4),
+       length=st.integers(2**24, 2**31 - 1), size=st.integers(0, 4), zeros=st.booleans(), seed=st.integers(0, 2**16))
+def test_a_claim_beyond_what_the_bytes_can_hold_never_runs_the_lm(model, codebooks, length, size, zeros, seed):
+    """The attack of issue 28 at every size: with an LM confident of the code 0, a payload of zeros decodes frame
+    after frame at the coder's lowest cost (113,635 LM steps from 8 bytes before the bound, 414 s). A claim of
+    2^24 samples or more over at most 4 bytes (at most 45,000 codes) is refused before the LM runs once."""
+    payload = bytes(size) if zeros else random.Random(seed).randbytes(size)
+    scales = struct.pack("!f", 0.1) if model == "encodec_48khz" else b""
+    data = _header({"m": model, "al": length, "nc": codebooks, "lm": True}) + scales + payload
+    steps = []
+    advance = lm_layerwise.LayerwiseStream.advance
+
+    def counted(stream, previous):
+        steps.append(1)
+        if len(steps) > 100:
+            raise AssertionError("the LM ran on a claim its bytes cannot hold")
+        return advance(stream, previous)
+
+    lm_layerwise.LayerwiseStream.advance = counted
+    try:
+        outcome, detail = classify(FIXTURES, data, confident=True)
+    finally:
+        lm_layerwise.LayerwiseStream.advance = advance
+    assert outcome == "refused" and "can hold at most" in detail and not steps, (outcome, detail, len(steps))

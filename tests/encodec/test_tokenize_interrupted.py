@@ -21,7 +21,7 @@ import pytest
 import soundfile as sf
 
 from codec.encodec.tokenize import MANIFEST_NAME, SETTINGS_NAME, main
-from tests.conftest import run_unprivileged
+from tests.conftest import kill_when, run_unprivileged
 
 TOKENIZE = Path(sys.executable).parent / "encodec-tokenize"
 MODEL = "encodec_eval_24khz"  # the shipped model: no download, real weights
@@ -84,24 +84,6 @@ def _running(pid: int) -> bool:
     return "zombie" not in state
 
 
-def _kill_after(argv: list[str], out: Path, rows: int, env: dict[str, str]) -> None:
-    """Run the tokenizer until its manifest holds ``rows`` lines, then SIGKILL it."""
-    process = subprocess.Popen([str(TOKENIZE), *argv], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    manifest = out / MANIFEST_NAME
-    deadline = time.monotonic() + 180
-    try:
-        while process.poll() is None and time.monotonic() < deadline:
-            if manifest.is_file() and len(manifest.read_text().splitlines()) >= rows:
-                break
-            time.sleep(0.01)
-        assert process.poll() is None, f"the run ended before {rows} files: {process.stderr.read()}"
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
-    finally:
-        process.kill()
-        process.stderr.close()
-
-
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     """The inputs, and an uninterrupted run over them."""
@@ -119,7 +101,7 @@ def test_kill_9_twice_then_a_rerun_ends_identical_to_an_uninterrupted_run(uninte
     source, whole = uninterrupted
     out = tmp_path / "out"
     for rows in (8, 20):
-        _kill_after(_argv(source, out), out, rows, _env(tmp_path))
+        kill_when([str(TOKENIZE), *_argv(source, out)], out / MANIFEST_NAME, rows, env=_env(tmp_path))
     done = subprocess.run([str(TOKENIZE), *_argv(source, out)], capture_output=True, text=True, env=_env(tmp_path),
                           timeout=300)
     assert done.returncode == 0, done.stderr
@@ -210,34 +192,19 @@ def test_an_output_folder_it_may_not_write_is_one_line(shared_tmp):
         f"encodec-tokenize: error: cannot write {locked / 'out'}: permission denied")
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 256 KiB tmpfs that the test mounts itself (root only), so that a run fills it."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], capture_output=True,
-                          text=True)
-    if done.returncode:
-        pytest.skip(f"cannot mount a tmpfs to fill (needs root): {done.stderr.strip()}")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
-def test_a_full_disk_stops_with_one_line_and_marks_nothing_half_written_done(uninterrupted, small_disk):
+def test_a_full_disk_stops_with_one_line_and_marks_nothing_half_written_done(tmpfs, tmp_path):
     """Codes of long files fill a 256 KiB disk: the run stops with one line (a traceback before), every file its
     manifest calls ok reads back whole, and no temporary file is left."""
-    source, _ = uninterrupted
-    long_inputs = small_disk.parent / "long"
+    disk = tmpfs(256)
+    long_inputs = tmp_path / "long"
     long_inputs.mkdir()
     rng = np.random.default_rng(1)
     for index in range(5):  # 5 x 30 s of codes at 12 kbps (16 codebooks of int16 at 75 Hz): 360 kB
         sf.write(long_inputs / f"l{index:02d}.wav", (0.1 * rng.standard_normal(30 * 8000)).astype(np.float32), 8000,
                  subtype="PCM_16")
-    out = small_disk / "out"
+    out = disk / "out"
     done = subprocess.run([str(TOKENIZE), str(long_inputs), "-o", str(out), "-w", MODEL, "-b", "12",
-                           "--num-workers", "1", "-q"], capture_output=True, text=True, env=_env(small_disk.parent),
+                           "--num-workers", "1", "-q"], capture_output=True, text=True, env=_env(tmp_path),
                           timeout=600)
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr

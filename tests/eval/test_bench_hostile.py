@@ -25,7 +25,7 @@ import soundfile as sf
 
 from encodec_eval.run.folder import RunFolder
 from encodec_eval.run.runner import RunConfig, run
-from tests.conftest import REPO, run_unprivileged
+from tests.conftest import REPO, kill_when, run_unprivileged
 from tests.eval.conftest import PLUGIN
 
 BENCH = Path(sys.executable).parent / "encodec-bench"
@@ -93,22 +93,6 @@ def test_a_truncated_or_huge_decoded_output_is_not_scored_and_says_why(small_man
 
 
 # ---- 10: kill -9 and --resume ---------------------------------------------------------------------------------------
-def _kill_when(argv: list[str], rows_path: Path, rows: int) -> None:
-    process = subprocess.Popen(argv, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO)
-    deadline = time.monotonic() + 240
-    try:
-        while process.poll() is None and time.monotonic() < deadline:
-            if rows_path.is_file() and len(rows_path.read_text().splitlines()) >= rows:
-                break
-            time.sleep(0.01)
-        assert process.poll() is None, f"the run ended before {rows} rows: {process.stderr.read()[-2000:]}"
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
-    finally:
-        process.kill()
-        process.stderr.close()
-
-
 def test_resume_after_kill_9_at_three_random_points_loses_and_repeats_nothing(tmp_path):
     """Killed three times at random row counts (a row may be half-written when it dies), each time resumed: no row
     lost or duplicated, and every row equals the uninterrupted run's."""
@@ -124,7 +108,8 @@ def test_resume_after_kill_9_at_three_random_points_loses_and_repeats_nothing(tm
     points = sorted(random.Random(28).sample(range(1, 19), 3))
     for number, rows in enumerate(points):
         resume = ["--resume"] if number else []
-        _kill_when(_argv(data, out, "toysleepy@64,toymulaw@128", "--workers", "1", *resume), out / "rows.jsonl", rows)
+        kill_when(_argv(data, out, "toysleepy@64,toymulaw@128", "--workers", "1", *resume), out / "rows.jsonl", rows,
+                  env=_env(), cwd=REPO)
     done = subprocess.run(_argv(data, out, "toysleepy@64,toymulaw@128", "--workers", "1", "--resume"), env=_env(),
                           capture_output=True, text=True, timeout=600, cwd=REPO)
     assert done.returncode == 0, done.stderr
@@ -138,28 +123,11 @@ def test_resume_after_kill_9_at_three_random_points_loses_and_repeats_nothing(tm
 
 
 # ---- 9, 11: a full disk -------------------------------------------------------------------------------------------
-@pytest.fixture
-def small_disk(tmp_path):
-    """A tmpfs that the test mounts itself (root only), remounted to the size a test asks for."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-
-    def sized(kib: int) -> Path:
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={kib}k", "tmpfs", str(mount)],
-                              capture_output=True, text=True)
-        if done.returncode:
-            pytest.skip(f"cannot mount a tmpfs to fill (needs root): {done.stderr.strip()}")
-        return mount
-
-    yield sized
-    subprocess.run(["umount", "-l", str(mount)], check=False, capture_output=True)
-
-
 @pytest.mark.parametrize("kib,stage", [(72, "rows"), (160, "plots")])
-def test_a_full_disk_is_one_line_and_the_rows_written_stay(small_manifest, small_disk, kib, stage):
+def test_a_full_disk_is_one_line_and_the_rows_written_stay(small_manifest, tmpfs, kib, stage):
     """The run folder on a disk that fills while rows are appended, or later while plots are drawn: two
     ``OSError: [Errno 28]`` tracebacks before; one line naming the file now, and the rows written so far intact."""
-    disk = small_disk(kib)
+    disk = tmpfs(kib)
     out = disk / "run"
     done = subprocess.run(_argv(small_manifest, out, "toymulaw@64,toymulaw@128,toymulaw@32", "--workers", "1",
                                 "--metrics", "si_snr_db,stoi@10k,mel_distance@24k,pesq_wb@16k"),
