@@ -10,8 +10,6 @@ to the end as if nothing had come), or crossed torch's C++ and aborted the proce
 from __future__ import annotations
 
 import importlib
-import multiprocessing
-import multiprocessing.connection
 import os
 import signal
 import sys
@@ -102,6 +100,8 @@ def exit_with_parent() -> None:
     """End this worker process as soon as its parent is gone, even when the parent was killed with SIGKILL and could
     not shut its workers down: an idle worker would otherwise wait on its queue forever, and a busy one finish its
     item for nobody (each holds hundreds of MB). The parent's sentinel becomes readable when it exits."""
+    import multiprocessing.connection  # here, not at the top: entry points import this module before any handler
+
     parent = multiprocessing.parent_process()
     if parent is None:
         return

@@ -53,3 +53,14 @@ def test_a_signal_while_a_command_imports_is_one_line(tmp_path, command, module,
     assert done.returncode == 128 + sig, done.stderr
     assert done.stderr.strip() == f"{command}: stopped by {name}; it was still starting, nothing was written"
     assert done.stdout == ""  # the command did not go on to print its help
+
+
+@pytest.mark.parametrize("entry", ["codec.encodec.entry", "encodec_eval.entry"])
+def test_an_entry_point_takes_the_signals_before_any_heavy_import(entry):
+    """Until ``run_command`` takes the signals, a Ctrl-C prints a KeyboardInterrupt traceback: the entry point's own
+    imports must be over at once. ``multiprocessing`` (with its ``connection``, about 50 ms) was among them, for a
+    helper that only a loader worker calls."""
+    probe = f"import sys, {entry}; print(' '.join(sorted(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    loaded = {name.split(".")[0] for name in done.stdout.split()}
+    assert not loaded & {"multiprocessing", "numpy", "torch", "soundfile"}, loaded
