@@ -322,24 +322,13 @@ def compare_modes(model: EncodecModel, signals: Sequence[Tensor], fast: Sequence
 def list_inputs(source: Union[str, Path]) -> list[Path]:
     """The audio files of a folder (recursively, sorted), or those a manifest lists: a text file of paths (one per
     line, ``#`` comments) or a CSV/TSV with a ``path`` column; relative paths are read from the manifest's folder."""
-    paths, skipped = find_inputs(source)
-    if skipped:
-        warnings.warn(f"{len(skipped)} path(s) under {source} skipped, e.g. {skipped[0].path}: {skipped[0].why}",
-                      stacklevel=2)
-    return paths
-
-
-def find_inputs(source: Union[str, Path]) -> tuple[list[Path], list[SkippedPath]]:
-    """``list_inputs``, and the paths under a folder that gave no file (a symlink loop, a dangling link) with why."""
     source = Path(source)
     if source.is_dir():
-        try:
-            paths, skipped = find_files(source, AUDIO_SUFFIXES)
-        except OSError as exc:
-            raise TokenizeError(f"{source}: cannot read the folder: {reason_of(exc)}") from exc
-        if not paths:
-            raise TokenizeError(f"{source}: no audio files ({', '.join(AUDIO_SUFFIXES)}) in this folder")
-        return paths, skipped
+        paths, skipped = list_folder(source)
+        if skipped:
+            warnings.warn(f"{len(skipped)} path(s) under {source} skipped, e.g. {skipped[0].path}: {skipped[0].why}",
+                          stacklevel=2)
+        return paths
     if not source.is_file():
         raise TokenizeError(f"{source}: no such folder or manifest")
     if source.suffix.lower() not in MANIFEST_SUFFIXES:
@@ -358,7 +347,7 @@ def find_inputs(source: Union[str, Path]) -> tuple[list[Path], list[SkippedPath]
     duplicates = sorted({str(p) for p in paths if paths.count(p) > 1})
     if duplicates:
         raise TokenizeError(f"{source}: lists these files more than once: {', '.join(duplicates[:5])}")
-    return paths, []
+    return paths
 
 
 def output_names(paths: Sequence[Path]) -> list[Path]:
@@ -372,6 +361,18 @@ def output_names(paths: Sequence[Path]) -> list[Path]:
             raise TokenizeError(f"{seen[name]} and {path} would both be written to {name}; rename one")
         seen[name] = path
     return names
+
+
+def list_folder(folder: Path) -> tuple[list[Path], list[SkippedPath]]:
+    """The audio files under ``folder`` (recursively, sorted), and the paths that gave no file (a symlink loop, a
+    dangling link) with why, so that the manifest can list them."""
+    try:
+        paths, skipped = find_files(folder, AUDIO_SUFFIXES)
+    except OSError as exc:
+        raise TokenizeError(f"{folder}: cannot read the folder: {reason_of(exc)}") from exc
+    if not paths:
+        raise TokenizeError(f"{folder}: no audio files ({', '.join(AUDIO_SUFFIXES)}) in this folder")
+    return paths, skipped
 
 
 def write_codes(path: Path, codes: ItemCodes, model: EncodecModel, bandwidth: Optional[float], samples: int,
@@ -505,7 +506,7 @@ def tokenize_files(source: Union[str, Path], out_dir: Union[str, Path], model: E
     """Code every file of ``source`` (folder or manifest) into ``out_dir``; see the module docstring."""
     start = time.perf_counter()
     out_dir = Path(out_dir)
-    paths, skipped = find_inputs(source)
+    paths, skipped = list_folder(Path(source)) if Path(source).is_dir() else (list_inputs(source), [])
     if skipped:
         warnings.warn(f"{len(skipped)} path(s) under {source} skipped, e.g. {skipped[0].path}: {skipped[0].why}; "
                       f"{MANIFEST_NAME} lists each", stacklevel=2)
