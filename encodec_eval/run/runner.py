@@ -10,10 +10,8 @@ import dataclasses
 import datetime as dt
 import importlib
 import multiprocessing as mp
-import multiprocessing.connection
 import os
 import sys
-import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -22,6 +20,8 @@ from typing import Any, Iterator, Optional, Sequence
 import soundfile as sf
 from tqdm import tqdm
 
+from codec.files import why_unreadable
+from codec.signals import exit_with_parent, ignore_interrupts
 from encodec_eval.data import Dataset, load_dataset
 from encodec_eval.metrics import get_metric
 from encodec_eval.run.environment import environment
@@ -43,9 +43,12 @@ DEFINITIONS = {
     "kbps_nominal": "the bitrate asked for in the codec spec",
     "kbps_measured": "payload bytes * 8 / item seconds / 1000 (every byte the codec emits for the item)",
     "latency_ms": "algorithmic latency the codec declares",
+    "decoded_peak": "largest sample magnitude of the decoded audio (full scale is 1); beyond 10 no metric scores it",
     "delay_ms": "lag of decoded vs reference by cross-correlation (positive = decoded late); reported, not corrected",
     "metrics": "both signals mixed to mono and converted to the metric's rate (soxr HQ), cropped to the shorter; "
-               "NaN with the reason in nan_reasons when a metric cannot score an item; an infinite score (SI-SNR "
+               "NaN with the reason in nan_reasons when a metric cannot score an item (among others: samples beyond "
+               "±10 in either signal, see decoded_peak, or durations further apart than the codec's latency); an "
+               "infinite score (SI-SNR "
                "of an exact copy) stays in the row with its reason there; summaries leave NaN and infinite values "
                "out of means and count them in <column>_n_missing with <column>_missing_reasons",
     "stage_s_*": "wall seconds of one job's stages: load, codec (scored encode+decode), timing, timing_wait, delay, "
@@ -135,6 +138,8 @@ def longest_first(jobs: Sequence[Job]) -> list[Job]:
     """Jobs ordered by their item's duration, longest first, so that the pool's last jobs are short ones and no
     long item (a 30 s ViSQOL, a slow codec) runs alone at the end while the other workers sit idle."""
     def duration(job: Job) -> float:
+        if why_unreadable(job.item.path) is not None:  # a FIFO would block sf.info for good; its row says why
+            return 0.0
         try:
             return sf.info(str(job.item.path)).duration
         except (sf.LibsndfileError, RuntimeError, OSError):
@@ -145,11 +150,19 @@ def longest_first(jobs: Sequence[Job]) -> list[Job]:
 def _pool_rows(jobs: list[Job], options: RunOptions, workers: int, plugins: Sequence[str]) -> Iterator[dict[str, Any]]:
     context = mp.get_context("spawn")  # fork after torch has started threads can deadlock
     lock = context.Lock()
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
-                             initargs=(lock, tuple(plugins))) as pool:
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
+                               initargs=(lock, tuple(plugins)))
+    finished = False
+    try:
         futures = [pool.submit(_worker_evaluate, job, options) for job in longest_first(jobs)]
         for future in as_completed(futures):
             yield future.result()
+        finished = True
+    finally:
+        if not finished:  # a signal, a full disk: the queued jobs are dropped and the running ones stopped
+            for process in list(getattr(pool, "_processes", {}).values()):
+                process.terminate()
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 _WORKER_LOCK: Any = None
@@ -158,26 +171,12 @@ _WORKER_LOCK: Any = None
 def _init_worker(lock: Any, plugins: tuple[str, ...]) -> None:
     global _WORKER_LOCK
     _WORKER_LOCK = lock
-    _exit_with_parent()
+    exit_with_parent()
+    ignore_interrupts()
     import torch
 
     torch.set_num_threads(1)
     import_plugins(plugins)
-
-
-def _exit_with_parent() -> None:
-    """End this worker as soon as the bench process is gone, even when it was killed with SIGKILL and could not
-    shut its pool down: an idle worker would otherwise wait on the pool's queue forever (each holds hundreds of
-    MB). The parent's sentinel becomes readable when it exits."""
-    parent = mp.parent_process()
-    if parent is None:
-        return
-
-    def watch() -> None:
-        mp.connection.wait([parent.sentinel])
-        os._exit(1)
-
-    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def _worker_evaluate(job: Job, options: RunOptions) -> dict[str, Any]:
@@ -267,7 +266,8 @@ def _record_throughput(folder: RunFolder, rows: list[dict[str, Any]], wall_secon
     info = folder.read_info()
     info["throughput"] = info.get("throughput", []) + [record]
     folder.write_info(info)
-    write_throughput_csv(record, folder.path / "throughput.csv")
+    with folder.writing("throughput.csv"):
+        write_throughput_csv(record, folder.path / "throughput.csv")
     print(f"throughput: {record['audio_seconds_per_wall_second']:.2f} audio seconds per wall second "
           f"({record['audio_seconds']:.0f} s of items in {wall_seconds:.0f} s, {workers} worker(s), busy "
           f"{100 * record['worker_busy_fraction']:.0f} %, start-up {record['startup_seconds']:.1f} s, "
@@ -286,10 +286,12 @@ def report(folder: RunFolder, finished: bool = False) -> None:
         raise RunFolderError(f"{folder.path}: no rows yet")
     folder.write_csv(all_rows)
     summary = summarise(all_rows, metrics)
-    summary.to_csv(folder.path / "summary.csv", index=False)
+    with folder.writing("summary.csv"):
+        summary.to_csv(folder.path / "summary.csv", index=False)
     legend = {curve_key(spec): f"{curve_key(spec)} ({weights_tag(described)} weights)"
               for spec, described in info.get("codecs", {}).items() if weights_tag(described)}
-    write_plots(summary, metrics, folder.path / "plots", legend)
+    with folder.writing("plots"):
+        write_plots(summary, metrics, folder.path / "plots", legend)
     info.update(rows=len(all_rows),
                 rows_by_status={s: sum(r["status"] == s for r in all_rows) for s in {r["status"] for r in all_rows}})
     if finished:
