@@ -11,7 +11,7 @@ from encodec_eval.run.folder import row_key
 
 # The paper's main model when a codec is named without its model: `--codecs encodec` means `encodec:24khz`.
 # Rows and run.json always carry the explicit spec.
-DEFAULT_VARIANTS = {"encodec": "24khz"}
+DEFAULT_VARIANTS = {"encodec": "24khz", "dac": "44khz", "snac": "24khz", "mimi": "24khz", "vocos": "encodec24khz"}
 
 
 def _with_default_variant(parsed: CodecSpec) -> CodecSpec:
