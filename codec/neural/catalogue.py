@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
-from codec.base import CodecError, CodecSpec, register
+from codec.base import CodecError, CodecSpec, known_codecs, register
 from codec.encodec.checkpoints import WeightsNotFoundError
 from codec.neural import hub
 from codec.neural.token_codec import TokenCodec, TokenModel, WeightsInfo
@@ -89,6 +89,7 @@ def missing_weights(spec_text: str) -> Optional[str]:
     """For a spec naming a neural codec without ``-random``: one line on the weights this machine lacks, else None
     (also None for other codecs)."""
     spec = CodecSpec.parse(spec_text)
+    known_codecs()  # registers the built-in codecs, these among them
     if spec.name not in CODECS:
         return None
     variant, source = parse(spec)
@@ -97,12 +98,14 @@ def missing_weights(spec_text: str) -> Optional[str]:
 
 def without_weights() -> dict[str, str]:
     """Every neural codec variant whose weights this machine lacks -> what to fetch and where."""
+    known_codecs()
     return {f"{v.codec}:{v.name}": message for variants in CODECS.values() for v in variants.values()
             if (message := v.missing(f"{v.codec}:{v.name}"))}
 
 
 def hub_models(specs: Sequence[str]) -> list[hub.HubModel]:
     """The hub models that the neural codecs among ``specs`` load (what ``--download-weights`` fetches)."""
+    known_codecs()
     found = {}
     for text in specs:
         spec = CodecSpec.parse(text)
