@@ -128,8 +128,8 @@ def require(model: HubModel, spec: str) -> HubWeights:
 def download(model: HubModel) -> HubWeights:
     """Fetch the model's files (and its card) into the Hugging Face cache unless this machine already has them.
 
-    ``huggingface_hub`` honours ``$HF_ENDPOINT`` (a mirror) and writes each file whole before it appears in the
-    snapshot folder. A failure raises ``DownloadError`` with one line."""
+    ``huggingface_hub`` does the transfer from ``$HF_ENDPOINT`` (a mirror; read at each call) or the hub, and writes
+    each file whole before it appears in the snapshot folder. A failure raises ``DownloadError`` with one line."""
     found = find(model)
     if found is not None:
         return found
@@ -138,9 +138,11 @@ def download(model: HubModel) -> HubWeights:
     from codec.encodec.checkpoints import DownloadError
 
     try:
-        snapshot_download(model.repo_id, allow_patterns=[*model.files, MODEL_CARD], cache_dir=hf_cache_dirs()[0])
+        snapshot_download(model.repo_id, allow_patterns=[*model.files, MODEL_CARD], cache_dir=hf_cache_dirs()[0],
+                          endpoint=os.environ.get("HF_ENDPOINT") or None)
     except Exception as exc:  # offline, refused, missing repository: one line, and what to do
-        raise DownloadError(f"could not download {model.repo_id} ({type(exc).__name__}: {str(exc)[:200]}); are you "
+        why = " ".join(str(exc).split())[:200]
+        raise DownloadError(f"could not download {model.repo_id} ({type(exc).__name__}: {why}); are you "
                             f"offline? On a machine with internet access run `hf download {model.repo_id}` and copy "
                             f"the folder into ${HUB_WEIGHTS_ENV}/{model.repo_id}/") from exc
     return require(model, model.repo_id)

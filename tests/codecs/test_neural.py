@@ -242,3 +242,23 @@ def test_encodec_bench_stops_with_one_line_per_codec_without_weights(no_weights,
     assert main(["--codecs", "dac,opus", "--data", str(tiny_set), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("encodec-bench: error: dac:44khz") and "descript/dac_44khz" in err[0]
+
+
+def test_importing_vocos_leaves_no_placeholder_torchaudio_behind(official_encodec):
+    """The official encodec oracle (with the test stand-in for torchaudio) is imported first, as in a test session;
+    importing vocos through its placeholder must leave both as they were."""
+    import sys
+
+    from codec.neural import vocos as adapter
+
+    before = {name: sys.modules[name] for name in ("torchaudio", "encodec")}
+    for name in [n for n in sys.modules if n.split(".")[0] == "vocos"]:
+        del sys.modules[name]
+    adapter.vocos_package.cache_clear()
+    package = adapter.vocos_package()
+    assert package.Vocos.__module__ == "vocos.pretrained"
+    assert {name: sys.modules[name] for name in before} == before
+    assert "torchaudio.functional.functional" not in sys.modules
+    assert official_encodec.EncodecModel is sys.modules["encodec"].EncodecModel
+    with pytest.raises(RuntimeError, match="torchaudio is not installed"):
+        sys.modules["vocos.heads"]._hz_to_mel(440.0)
