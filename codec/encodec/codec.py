@@ -36,7 +36,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from codec.base import Codec, CodecError, CodecSpec, Encoded, register
+from codec.base import CodecError, CodecSpec, Encoded, TorchCodec, register
 from codec.bits import pack_codes, packed_size, unpack_codes
 from codec.encodec import checkpoints
 from codec.encodec.config import EncodecConfig
@@ -191,8 +191,9 @@ def check_settings(config: EncodecConfig, kbps: float, use_lm: bool) -> None:
                          f"{', '.join(_ecdc_models())} have")
 
 
-class EncodecCodec(Codec):
-    """One EnCodec model at one bandwidth."""
+class EncodecCodec(TorchCodec):
+    """One EnCodec model at one bandwidth. On a GPU (``use_device``) the entropy-coding LM stays on the CPU: it codes
+    frame by frame, where a GPU gains nothing, and CPU probabilities keep the files decodable on any machine."""
 
     name = "encodec"
 
@@ -208,20 +209,6 @@ class EncodecCodec(Codec):
         self.use_lm = use_lm
         self.ecdc = _ecdc_layout(config)
         self.lm = (lm if lm is not None else _default_lm(config)) if use_lm else None
-
-    def use_device(self, device: str) -> str:
-        """Move the model to ``device`` (the entropy-coding LM stays on the CPU: it codes frame by frame, where a GPU
-        gains nothing, and CPU probabilities keep the files decodable on any machine)."""
-        target = torch.device(device)
-        if target.type == "cuda" and target.index is None:
-            target = torch.device("cuda", torch.cuda.current_device())
-        self.model.to(target)
-        self.device = str(target)
-        return self.device
-
-    def synchronize(self) -> None:
-        if self.device.startswith("cuda"):
-            torch.cuda.synchronize(self.device)
 
     @property
     def latency_samples(self) -> int:

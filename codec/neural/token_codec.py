@@ -22,7 +22,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from codec.base import Codec, CodecError, CodecSpec, Encoded
+from codec.base import CodecError, CodecSpec, Encoded, TorchCodec
 from codec.bits import pack_codes, packed_size, unpack_codes
 
 #: Relative slack below which a request counts as met (floating-point rates such as 44100 / 512).
@@ -111,7 +111,7 @@ def choose_codebooks(model: TokenModel, spec: str, kbps: Optional[float]) -> tup
                    f"({count} codebooks)")
 
 
-class TokenCodec(Codec):
+class TokenCodec(TorchCodec):
     """One neural codec at one bitrate; the payload is its codes at log2(codebook size) bits each."""
 
     def __init__(self, name: str, spec: CodecSpec, model: TokenModel, weights: WeightsInfo) -> None:
@@ -126,18 +126,6 @@ class TokenCodec(Codec):
     @property
     def latency_samples(self) -> int:
         return self.model.latency_samples
-
-    def use_device(self, device: str) -> str:
-        target = torch.device(device)
-        if target.type == "cuda" and target.index is None:
-            target = torch.device("cuda", torch.cuda.current_device())
-        self.model.to(target)
-        self.device = str(target)
-        return self.device
-
-    def synchronize(self) -> None:
-        if self.device.startswith("cuda"):
-            torch.cuda.synchronize(self.device)
 
     def encode(self, wav: np.ndarray, sample_rate: int) -> Encoded:
         prepared = self.prepare(wav, sample_rate)

@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from codec.audio import convert
-from encodec_eval.metrics.base import Metric, NotScorable, Score, is_speech, package_version, register
+from encodec_eval.metrics.base import Metric, Score, is_speech, package_version, register
 
 SAMPLE_RATE = 16000
 PACKAGE = "speechmos"
@@ -105,27 +105,19 @@ class MosPredictor(Metric):
     def __init__(self, name: str, model: str, output: str, on_reference: bool = False) -> None:
         self.model, self.output, self.on_reference = model, output, on_reference
         self.column = f"{name}@16k" + (REFERENCE_SUFFIX if on_reference else "")
+        self.silence_subject = "the reference" if on_reference else "the decoded audio"
 
     def measure(self, reference: np.ndarray, reference_sr: int, degraded: np.ndarray, degraded_sr: int,
                 category: str = "") -> Score:
-        """Score one signal (the decoded one, or the reference): mono, 16 kHz, clipped to +-1."""
+        """Score one signal (the decoded one, or the reference): mono, 16 kHz, clipped to +-1 (``score`` sees it as
+        both of its arguments)."""
         if not is_speech(category):
             return Score(float("nan"), f"speech quality predictor, item category is {category!r}")
         signal, rate = (reference, reference_sr) if self.on_reference else (degraded, degraded_sr)
         mono = np.ascontiguousarray(convert(signal, rate, SAMPLE_RATE, 1).reshape(-1), dtype=np.float32)
         if mono.size / SAMPLE_RATE < self.min_seconds:
             return Score(float("nan"), f"too short: {mono.size / SAMPLE_RATE:.3f} s < {self.min_seconds} s")
-        if not np.isfinite(mono).all():
-            return Score(float("nan"), "non-finite samples (NaN or Inf) in the audio")
-        if not np.any(mono):
-            return Score(float("nan"), f"the {'reference' if self.on_reference else 'decoded audio'} is silent")
-        try:
-            value = float(self.score(mono, mono, SAMPLE_RATE))
-        except NotScorable as exc:
-            return Score(float("nan"), str(exc))
-        except Exception as exc:  # a failure is a NaN with its cause, never a made-up score
-            return Score(float("nan"), f"failed: {type(exc).__name__}: {exc}")
-        return Score(value) if np.isfinite(value) else Score(float("nan"), f"{self.model} returned {value}")
+        return self.checked_score(mono, mono, SAMPLE_RATE)
 
     def score(self, reference: np.ndarray, degraded: np.ndarray, sample_rate: int) -> float:
         """The predictor on ``degraded`` alone (``measure`` passes the signal it scores as both)."""
