@@ -162,6 +162,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             _download_weights(args.codecs + args.anchors)
         if args.list:
             print("codecs:  " + ", ".join(known_codecs()))
+            from codec.neural.catalogue import listing
+
+            print("neural codecs (the `neural` extra; weights from the Hugging Face hub):\n" + "\n".join(listing()))
             print("metrics: " + ", ".join(known_metrics()))
             return 0
         codecs = known_codecs()

@@ -18,8 +18,6 @@ from codec.neural import hub
 from codec.neural.token_codec import TokenCodec, TokenModel, WeightsInfo
 
 SOURCES = ("auto", "random")
-#: What to install for the neural codecs (scripts/setup.sh does it; see the README's codec table).
-INSTALL_HINT = "pip install -e '.[neural]' && pip install --no-deps vocos==0.1.0 encodec==0.1.1"
 
 
 @dataclass(frozen=True)
@@ -31,8 +29,7 @@ class Variant:
     hub: hub.HubModel
     build: Callable[[Optional[hub.HubWeights]], tuple[TokenModel, WeightsInfo]]
     sample_rate: int
-    bitrates: str  # for the README and --list
-    extra: str
+    bitrates: str  # in words, for --list
     #: Other weights it needs (e.g. Vocos: the official EnCodec encoder): a check that returns what is missing.
     also_needs: Callable[[str], Optional[str]] = field(default=lambda spec: None)
 
@@ -124,3 +121,11 @@ def skipped_note(missing: dict[str, str]) -> str:
             f"neural_codecs_without_weights); to run them, fetch their hub models with `encodec-bench "
             f"--download-weights --codecs {','.join(names)}` (internet; vocos also needs Meta's EnCodec), or copy "
             f"each hub folder into ${hub.HUB_WEIGHTS_ENV}/<org>/<name>/ or the Hugging Face cache")
+
+
+def listing() -> list[str]:
+    """``encodec-bench --list``'s lines on the neural codecs: rate, bitrates, weights and whether they are here."""
+    known_codecs()
+    return [f"  {v.codec}:{v.name}: {v.sample_rate} Hz, {v.bitrates}; weights {v.hub.repo_id} "
+            f"({'missing' if v.missing(v.codec) else 'on this machine'})"
+            for variants in CODECS.values() for v in variants.values()]

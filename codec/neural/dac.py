@@ -58,7 +58,7 @@ class DacTokens(TokenModel):
         padded = torch.nn.functional.pad(wav, (0, -wav.shape[-1] % self.hop))
         return [self.network.encode(padded, n_quantizers=codebooks).audio_codes[0]]
 
-    def decode(self, codes: list[torch.Tensor], codebooks: int) -> torch.Tensor:
+    def decode(self, codes: list[torch.Tensor]) -> torch.Tensor:
         return self.network.decode(audio_codes=codes[0][None]).audio_values.reshape(-1)
 
     def to(self, device: torch.device) -> None:
@@ -87,4 +87,4 @@ for _variant, _bitrates in (("16khz", "0.5-6 kbps (1-12 codebooks x 0.5)"),
     catalogue.add(catalogue.Variant(
         "dac", _variant, HubModel(f"descript/dac_{_variant}", ("config.json", "model.safetensors"), LICENCE,
                                   LICENCE_SOURCE),
-        _builder(_variant), CONFIGS[_variant]["sampling_rate"], _bitrates, "neural"), default=_variant == "44khz")
+        _builder(_variant), CONFIGS[_variant]["sampling_rate"], _bitrates), default=_variant == "44khz")

@@ -42,7 +42,7 @@ class MimiTokens(TokenModel):
     def encode(self, wav: torch.Tensor, codebooks: int) -> list[torch.Tensor]:
         return [self.network.encode(wav, num_quantizers=codebooks).audio_codes[0]]
 
-    def decode(self, codes: list[torch.Tensor], codebooks: int) -> torch.Tensor:
+    def decode(self, codes: list[torch.Tensor]) -> torch.Tensor:
         return self.network.decode(codes[0][None]).audio_values.reshape(-1)
 
     def to(self, device: torch.device) -> None:
@@ -64,4 +64,4 @@ def build(weights: Optional[HubWeights]) -> tuple[TokenModel, WeightsInfo]:
 
 catalogue.add(catalogue.Variant("mimi", "24khz", HubModel(REPO, ("config.json", "model.safetensors"), LICENCE,
                                                           LICENCE_SOURCE),
-                                build, 24000, "0.1375-4.4 kbps (1-32 codebooks x 0.1375; default 8 = 1.1)", "neural"))
+                                build, 24000, "0.1375-4.4 kbps (1-32 codebooks x 0.1375; default 8 = 1.1)"))

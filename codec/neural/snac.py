@@ -46,7 +46,7 @@ class SnacTokens(TokenModel):
     def encode(self, wav: torch.Tensor, codebooks: int) -> list[torch.Tensor]:
         return [codes for codes in self.network.encode(wav)]
 
-    def decode(self, codes: list[torch.Tensor], codebooks: int) -> torch.Tensor:
+    def decode(self, codes: list[torch.Tensor]) -> torch.Tensor:
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             torch.manual_seed(NOISE_SEED)
             return self.network.decode(list(codes)).reshape(-1)
@@ -71,4 +71,4 @@ def build(weights: Optional[HubWeights]) -> tuple[TokenModel, WeightsInfo]:
 
 catalogue.add(catalogue.Variant("snac", "24khz", HubModel(REPO, ("config.json", "pytorch_model.bin"), LICENCE,
                                                           LICENCE_SOURCE),
-                                build, 24000, "0.98 kbps (3 codebooks at 11.7, 23.4, 46.9 Hz)", "neural"))
+                                build, 24000, "0.98 kbps (3 codebooks at 11.7, 23.4, 46.9 Hz)"))

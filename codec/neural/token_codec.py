@@ -78,7 +78,7 @@ class TokenModel(abc.ABC):
         """``[1, 1, T]`` audio at ``sample_rate`` -> one ``[codebooks, frames]`` integer tensor per group."""
 
     @abc.abstractmethod
-    def decode(self, codes: list[torch.Tensor], codebooks: int) -> torch.Tensor:
+    def decode(self, codes: list[torch.Tensor]) -> torch.Tensor:
         """The codes of ``encode`` -> audio ``[samples]`` (at least as long as the input, or a little shorter)."""
 
     @abc.abstractmethod
@@ -159,7 +159,7 @@ class TokenCodec(TorchCodec):
             codes.append(torch.from_numpy(flat.reshape(rows, cols)).to(self.device))
             offset += size
         with torch.inference_mode():
-            wav = self.model.decode(codes, encoded.metadata.get("num_codebooks", self.codebooks))
+            wav = self.model.decode(codes)
         wav = wav.detach().float().cpu().numpy().reshape(-1)[: encoded.num_samples]
         if wav.size < encoded.num_samples:  # the last frame's padding was cut by the network: zeros, as silence
             wav = np.pad(wav, (0, encoded.num_samples - wav.size))
@@ -184,4 +184,3 @@ def seeded(build):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(RANDOM_SEED)
         return build()
-

@@ -103,7 +103,7 @@ class VocosTokens(TokenModel):
     def encode(self, wav: torch.Tensor, codebooks: int) -> list[torch.Tensor]:
         return [self.encoder.encode(wav, self._bandwidth(codebooks))[0].codes[0]]
 
-    def decode(self, codes: list[torch.Tensor], codebooks: int) -> torch.Tensor:
+    def decode(self, codes: list[torch.Tensor]) -> torch.Tensor:
         book = self.decoder.feature_extractor.codebook_weights
         offsets = torch.arange(codes[0].shape[0], device=book.device)[:, None] * self.codebook_size
         features = torch.nn.functional.embedding(codes[0] + offsets, book).sum(0).t()[None]
@@ -168,5 +168,5 @@ def encodec_missing(spec: str) -> Optional[str]:
 
 catalogue.add(catalogue.Variant("vocos", "encodec24khz", HubModel(REPO, ("config.yaml", "pytorch_model.bin"), LICENCE,
                                                                   LICENCE_SOURCE),
-                                build, 24000, "1.5 / 3 / 6 / 12 kbps (EnCodec's 2 / 4 / 8 / 16 codebooks)", "neural",
+                                build, 24000, "1.5 / 3 / 6 / 12 kbps (EnCodec's 2 / 4 / 8 / 16 codebooks)",
                                 also_needs=encodec_missing))

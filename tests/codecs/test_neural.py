@@ -262,3 +262,13 @@ def test_importing_vocos_leaves_no_placeholder_torchaudio_behind(official_encode
     assert official_encodec.EncodecModel is sys.modules["encodec"].EncodecModel
     with pytest.raises(RuntimeError, match="torchaudio is not installed"):
         sys.modules["vocos.heads"]._hz_to_mel(440.0)
+
+
+def test_list_names_each_neural_codec_with_its_weights(no_weights, capsys):
+    from encodec_eval.cli import main
+
+    assert main(["--list"]) == 0
+    printed = capsys.readouterr().out
+    assert ("dac:44khz: 44100 Hz, 0.86-7.75 kbps (1-9 codebooks x 0.861); weights descript/dac_44khz (missing)"
+            in printed)
+    assert "plcmos@16k_ref" in printed
