@@ -82,6 +82,12 @@ def add(variant: Variant, default: bool = False) -> None:
         DEFAULT_VARIANTS[variant.codec] = variant.name
 
 
+def default_variants() -> dict[str, str]:
+    """Each neural codec -> the variant its bare name means (``dac`` -> ``44khz``)."""
+    known_codecs()  # registers the built-in codecs, these among them
+    return dict(DEFAULT_VARIANTS)
+
+
 def missing_weights(spec_text: str) -> Optional[str]:
     """For a spec naming a neural codec without ``-random``: one line on the weights this machine lacks, else None
     (also None for other codecs)."""
