@@ -168,5 +168,5 @@ def encodec_missing(spec: str) -> Optional[str]:
 
 catalogue.add(catalogue.Variant("vocos", "encodec24khz", HubModel(REPO, ("config.yaml", "pytorch_model.bin"), LICENCE,
                                                                   LICENCE_SOURCE),
-                                build, 24000, "1.5 / 3 / 6 / 12 kbps (EnCodec's 2 / 4 / 8 / 16 codebooks)",
+                                build, 24000, "1.5, 3, 6, 12 kbps (EnCodec's 2, 4, 8, 16 codebooks)",
                                 also_needs=encodec_missing))

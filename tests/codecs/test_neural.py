@@ -8,14 +8,16 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from codec import audio
-from codec.base import CodecError, CodecSpec, create
+from codec.base import CodecError, CodecSpec, create, known_codecs
 from codec.encodec.checkpoints import WeightsNotFoundError, sha256_of
 from codec.neural import catalogue
 from codec.neural.token_codec import choose_codebooks
@@ -77,6 +79,45 @@ def test_shapes_frame_rates_and_measured_kbps_of_the_published_configurations(ra
     assert np.isfinite(decoded).all()
     described = codec.describe()
     assert described["weights_source"] == "random" and "RANDOM" in described["weights_in_words"]
+
+
+def _stated_bitrates(variant: catalogue.Variant) -> tuple[str, list[float]]:
+    """The bitrates a variant states in words (``0.5-6 kbps (...)``, ``1.5, 3, 6, 12 kbps (...)``): the text before
+    "kbps", and its numbers."""
+    head = variant.bitrates.split(" kbps")[0]
+    return head, [float(number) for number in re.split(r"-|, ", head)]
+
+
+@pytest.mark.parametrize("spec", list(PUBLISHED))
+def test_the_bitrates_stated_in_words_are_what_the_codebooks_give(random_codecs, spec):
+    """``--list`` and the README's codec table state each variant's bitrates as text; they must be the model's own:
+    the lowest and highest for a range, every one for a list."""
+    variant = catalogue.parse(CodecSpec.parse(spec))[0]
+    model = random_codecs[spec].model
+    rates = [model.nominal_kbps(count) for count in model.codebook_choices]
+    head, stated = _stated_bitrates(variant)
+    # 1 %: the words round 44100 / 512 x 10 bits to 0.86 and SNAC's 0.984 kbps to 0.98
+    assert stated == pytest.approx([min(rates), max(rates)] if "-" in head else rates, rel=0.01), head
+
+
+def test_the_readme_codec_table_lists_every_codec_as_its_catalogue_does():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    rows = [line for line in readme.splitlines() if re.match(r"\| `[a-z0-9]+[:`]", line)]
+    firsts = [row.split("|")[1] for row in rows]
+    for name in known_codecs():
+        assert any(re.search(rf"`{name}[:`]", first) for first in firsts), f"{name} has no row in the README table"
+    for variants in catalogue.CODECS.values():
+        for variant in variants.values():
+            default = catalogue.default_variants()[variant.codec] == variant.name
+            names = [f"`{variant.codec}:{variant.name}`"] + ([f"`{variant.codec}`"] if default else [])
+            row = next((r for r, first in zip(rows, firsts) if any(n in first for n in names)), None)
+            assert row is not None, f"{' or '.join(names)} has no row in the README table"
+            cells = [cell.strip() for cell in row.split("|")[1:-1]]
+            head, _ = _stated_bitrates(variant)
+            assert cells[1].startswith(head), (cells, variant.bitrates)
+            assert cells[2].startswith(f"{variant.sample_rate / 1000:g} kHz"), cells
+            assert variant.hub.repo_id in cells[4] and cells[5].startswith(variant.hub.licence), cells
+            assert cells[6].startswith("neural"), cells
 
 
 @pytest.mark.parametrize("spec, kbps, codebooks, warns", [
