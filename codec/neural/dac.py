@@ -14,7 +14,6 @@ from typing import Optional
 
 import torch
 
-from codec.encodec.codec import state_sha256
 from codec.neural import catalogue
 from codec.neural.hub import HubModel, HubWeights
 from codec.neural.token_codec import CodeGroup, TokenModel, WeightsInfo, seeded
@@ -71,12 +70,10 @@ def _builder(variant: str):
 
         if weights is None:
             network = seeded(lambda: DacModel(config(variant)))
-            info = WeightsInfo("random", f"random-init from descript/dac_{variant}'s configuration (seed 0)",
-                               state_sha256(network), "-", "-")
+            info = WeightsInfo.random(f"descript/dac_{variant}", network)
         else:
             network = DacModel.from_pretrained(weights.folder, local_files_only=True)
-            info = WeightsInfo(weights.source, weights.identity, weights.sha256, weights.licence,
-                               weights.licence_source)
+            info = WeightsInfo.of_hub(weights)
         return DacTokens(network), info
     return build
 

@@ -13,6 +13,7 @@ front matter) when the folder has one; otherwise the licence the project recorde
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -48,13 +49,19 @@ class HubWeights:
     folder: Path
     source: str  # "hub cache" or "local folder"
     revision: str
-    sha256: str
     licence: str
     licence_source: str
 
     @property
     def identity(self) -> str:
         return f"{self.model.repo_id}@{self.revision}"
+
+    @functools.cached_property
+    def sha256(self) -> str:
+        """The weights file's sha256, computed when a row first needs it: finding weights (``--list``, the check
+        before a run, the summary's list of what is missing) reads no file of hundreds of megabytes."""
+        with open(self.folder / self.model.weights_file, "rb") as handle:
+            return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def local_dir() -> Optional[Path]:
@@ -86,15 +93,10 @@ def _card_licence(folder: Path) -> Optional[str]:
     return licence.group(1).strip().strip("'\"") if licence else None
 
 
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
-
-
 def _weights(model: HubModel, folder: Path, source: str, revision: str) -> HubWeights:
     card = _card_licence(folder)
     licence, where = (card, f"model card {folder / MODEL_CARD}") if card else (model.licence, model.licence_source)
-    return HubWeights(model, folder, source, revision, _sha256(folder / model.weights_file), licence, where)
+    return HubWeights(model, folder, source, revision, licence, where)
 
 
 def find(model: HubModel) -> Optional[HubWeights]:

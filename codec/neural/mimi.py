@@ -10,7 +10,6 @@ from typing import Optional
 
 import torch
 
-from codec.encodec.codec import state_sha256
 from codec.neural import catalogue
 from codec.neural.hub import HubModel, HubWeights
 from codec.neural.token_codec import CodeGroup, TokenModel, WeightsInfo, seeded
@@ -54,11 +53,10 @@ def build(weights: Optional[HubWeights]) -> tuple[TokenModel, WeightsInfo]:
 
     if weights is None:
         network = seeded(lambda: MimiModel(MimiConfig()))
-        info = WeightsInfo("random", f"random-init from {REPO}'s configuration (seed 0)", state_sha256(network),
-                           "-", "-")
+        info = WeightsInfo.random(REPO, network)
     else:
         network = MimiModel.from_pretrained(weights.folder, local_files_only=True)
-        info = WeightsInfo(weights.source, weights.identity, weights.sha256, weights.licence, weights.licence_source)
+        info = WeightsInfo.of_hub(weights)
     return MimiTokens(network), info
 
 

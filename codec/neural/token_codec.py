@@ -24,6 +24,8 @@ import torch
 
 from codec.base import CodecError, CodecSpec, Encoded, TorchCodec
 from codec.bits import pack_codes, packed_size, unpack_codes
+from codec.encodec.codec import state_sha256
+from codec.neural.hub import HubWeights
 
 #: Relative slack below which a request counts as met (floating-point rates such as 44100 / 512).
 RATE_TOLERANCE = 0.01
@@ -50,6 +52,17 @@ class WeightsInfo:
     sha256: str
     licence: str
     licence_source: str
+
+    @classmethod
+    def of_hub(cls, weights: HubWeights) -> WeightsInfo:
+        """Weights found on this machine, named by hub id, revision and the weights file's sha256."""
+        return cls(weights.source, weights.identity, weights.sha256, weights.licence, weights.licence_source)
+
+    @classmethod
+    def random(cls, repo_id: str, network: torch.nn.Module, on: str = "") -> WeightsInfo:
+        """Weights initialised from ``repo_id``'s configuration (``seeded``), named by the digest of their state."""
+        return cls("random", f"random-init from {repo_id}'s configuration (seed {RANDOM_SEED}){on}",
+                   state_sha256(network), "-", "-")
 
     def in_words(self, codec: str) -> str:
         if self.source == "random":

@@ -21,7 +21,7 @@ import torch
 import yaml
 
 from codec.encodec import checkpoints
-from codec.encodec.codec import Weights, load_weights, state_sha256
+from codec.encodec.codec import Weights, load_weights
 from codec.neural import catalogue
 from codec.neural.hub import HubModel, HubWeights
 from codec.neural.token_codec import CodeGroup, TokenModel, WeightsInfo, seeded
@@ -142,8 +142,7 @@ def build(weights: Optional[HubWeights]) -> tuple[TokenModel, WeightsInfo]:
     if weights is None:
         codebooks = torch.cat([layer._codebook.embed for layer in encoder.model.quantizer.vq.layers[:num_q]])
         decoder = seeded(lambda: decoder_from_config(CONFIG, codebooks.detach().clone()))
-        info = WeightsInfo("random", f"random-init from {REPO}'s configuration (seed 0) on a random EnCodec",
-                           state_sha256(decoder), "-", "-")
+        info = WeightsInfo.random(REPO, decoder, on=" on a random EnCodec")
     else:
         config = yaml.safe_load((weights.folder / "config.yaml").read_text())
         state = torch.load(weights.folder / "pytorch_model.bin", map_location="cpu", weights_only=True)

@@ -81,6 +81,7 @@ def test_download_fetches_the_files_loading_needs_into_the_cache(local_hub):
     weights = hub.download(MODEL)
     assert weights.folder == local_hub / "models--someone--tiny-codec" / "snapshots" / REVISION
     assert weights.identity == f"{MODEL.repo_id}@{REVISION}" and weights.source == "hub cache"
+    assert "sha256" not in vars(weights)  # finding weights reads no weights file; a row's digest does
     assert weights.sha256 == hashlib.sha256(FILES["model.safetensors"]).hexdigest()
     assert (weights.licence, weights.licence_source) == ("apache-2.0", f"model card {weights.folder / 'README.md'}")
     assert not (weights.folder / "other.bin").exists()  # only what loading needs, and the card
