@@ -21,6 +21,7 @@ from codec.base import CodecError, CodecSpec, create, known_codecs
 from codec.encodec.checkpoints import WeightsNotFoundError, sha256_of
 from codec.neural import catalogue
 from codec.neural.token_codec import choose_codebooks
+from encodec_eval.metrics.mos_predictors import DNSMOS_FILES
 from tests.codecs.neural_fakes import REVISION, write_all
 from tests.codecs.signals import DATA
 
@@ -258,8 +259,12 @@ def test_encodec_bench_runs_every_neural_codec_on_a_tiny_set(fake_hub, tiny_set,
         assert info["weights"].startswith("hub cache: ") and REVISION in info["weights"]
         assert info["weights_licence"] and info["weights_sha256"]
         assert row["kbps_measured"] == pytest.approx(info["nominal_kbps"], rel=0.1)
+        assert 1.0 <= row["dnsmos_ovrl@16k"] <= 5.0  # the MOS predictor scored the decoded speech
     run = json.loads((out / "run.json").read_text())
     assert run["neural_codecs_without_weights"] == {}
+    dnsmos = run["metrics"]["dnsmos_ovrl@16k"]  # which predictor models scored: their files' digests and version
+    assert sorted(dnsmos["model_sha256"]) == sorted(DNSMOS_FILES) and dnsmos["version"] == "0.0.1.1"
+    assert all(re.fullmatch(r"[0-9a-f]{64}", digest) for digest in dnsmos["model_sha256"].values())
     assert "not run for want of weights" not in capsys.readouterr().out
 
 
