@@ -5,25 +5,30 @@ Only hashes of tokens are stored, so a leaked database does not let anyone act a
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
+import functools
 import hashlib
 import hmac
+import os
 import secrets
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Optional
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from mushra_web.db import AdminSession, AdminUser, LoginFailure, Meta, utcnow
+from mushra_web.db import AdminSession, AdminUser, Meta, utcnow
+from mushra_web.text import USERNAME_CHARS, check_text
 
 ADMIN_SESSION_HOURS = 12
-LOGIN_WINDOW = dt.timedelta(minutes=15)  # failures older than this are forgotten
-FREE_FAILURES_PER_ADDRESS = 5  # failures from one client address (any user name) before it must wait
-FREE_FAILURES_PER_ACCOUNT = 10  # failures on one user name (any address) before addresses that failed must wait
-MAX_LOGIN_WAIT = dt.timedelta(minutes=15)
+HASH_NICE = 10
 _hasher = PasswordHasher()
 
 
@@ -64,8 +69,12 @@ def signature_ok(secret: bytes, mac: str, *parts: object) -> bool:
 # ---- admin users ----
 
 def add_user(session: Session, username: str, password: str) -> AdminUser:
-    if not username or len(username) > 64:
+    if not username:
         raise AuthError("a user name of 1-64 characters is needed")
+    try:
+        check_text(username, "the user name", USERNAME_CHARS)
+    except ValueError as exc:
+        raise AuthError(str(exc)) from None
     if len(password) < 10:
         raise AuthError("passwords must have at least 10 characters")
     if session.scalar(select(AdminUser).where(AdminUser.username == username)) is not None:
@@ -93,53 +102,68 @@ def remove_user(session: Session, username: str) -> None:
     session.delete(user)
 
 
-def check_password(session: Session, username: str, password: str) -> Optional[AdminUser]:
-    user = session.scalar(select(AdminUser).where(AdminUser.username == username))
-    if user is None:
-        _hasher.hash(password)  # same cost whether or not the user exists
-        return None
-    try:
-        _hasher.verify(user.password_hash, password)
-    except (VerificationError, InvalidHashError):
-        return None
-    return user
+class HashingBusy(RuntimeError):
+    """Too many password checks are waiting already: the log-in is refused now instead of queued."""
 
 
-def _backoff(failures: int, free: int) -> dt.timedelta:
-    """No wait for the first ``free`` failures, then 1 s doubling with each further failure, up to MAX_LOGIN_WAIT."""
-    if failures < free:
-        return dt.timedelta(0)
-    return min(MAX_LOGIN_WAIT, dt.timedelta(seconds=2 ** min(failures - free, 20)))
+class _HashLane:
+    """One thread that checks passwords, one at a time, at a lower CPU priority than the request threads, with a
+    short queue.
 
-
-def login_wait(session: Session, username: str, address: str) -> dt.timedelta:
-    """How long this address must wait before it may try this user name's password again (zero: now).
-
-    Throttled per address, and per account for the addresses that have failed on it: guessing from many addresses
-    slows every one of them, while the right password from an address that has not failed still gets in, so that
-    nobody can lock the admin out by failing on purpose.
+    Argon2 is slow on purpose (about 0.1-0.3 s and four threads per check here); checked in the request threads, a
+    flood of log-ins would take every core from participants' saves. Checked here, the flood waits for this lane
+    (holding no request thread and no database lock) and is refused with 503 once the queue is full, while saves
+    go first on the CPU. Log-ins from the admin's own addresses or sessions have a lane of their own, so that a flood
+    on unknown names cannot crowd them out.
     """
-    now = utcnow()
-    since = now - LOGIN_WINDOW
-    recent = select(func.count(), func.max(LoginFailure.at)).where(LoginFailure.at > since)
-    n, last = session.execute(recent.where(LoginFailure.address == address)).one()
-    wait = last + _backoff(n, FREE_FAILURES_PER_ADDRESS) - now if n else dt.timedelta(0)
-    own = session.scalar(select(func.count()).select_from(LoginFailure).where(
-        LoginFailure.at > since, LoginFailure.username == username, LoginFailure.address == address))
-    if own:
-        n, last = session.execute(recent.where(LoginFailure.username == username)).one()
-        wait = max(wait, last + _backoff(n, FREE_FAILURES_PER_ACCOUNT) - now)
-    return max(wait, dt.timedelta(0))
+
+    def __init__(self, name: str, queue: int) -> None:
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix=f"mushra-password-{name}",
+                                           initializer=_lower_priority)
+        self.queue = queue
+        self.waiting = 0
+        self.lock = threading.Lock()
+
+    async def run(self, fn, *args):
+        with self.lock:
+            if self.waiting >= self.queue:
+                raise HashingBusy(f"{self.waiting} log-ins are being checked already")
+            self.waiting += 1
+        try:
+            return await asyncio.wrap_future(self.executor.submit(fn, *args))
+        finally:
+            with self.lock:
+                self.waiting -= 1
 
 
-def record_login(session: Session, username: str, address: str, ok: bool) -> None:
-    """A success forgets this address's failures on this user name; a failure is counted (old ones are dropped)."""
-    if ok:
-        session.execute(delete(LoginFailure).where(LoginFailure.username == username,
-                                                   LoginFailure.address == address))
-    else:
-        session.execute(delete(LoginFailure).where(LoginFailure.at < utcnow() - LOGIN_WINDOW))
-        session.add(LoginFailure(username=username[:64], address=address[:64]))
+def _lower_priority() -> None:
+    """Run this thread (and the threads Argon2 starts from it, which inherit it) at nice +10, on Linux, where a
+    nice value belongs to a thread. Elsewhere the lane's queue is the only limit."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HASH_NICE)
+
+
+_LANES = {"trusted": _HashLane("trusted", queue=4), "untrusted": _HashLane("untrusted", queue=2)}
+
+
+@functools.lru_cache(maxsize=1)
+def _unknown_user_hash() -> str:
+    """A hash to check unknown user names against, so that they cost as much as known ones."""
+    return _hasher.hash(secrets.token_urlsafe(16))
+
+
+def _verify(stored_hash: Optional[str], password: str) -> bool:
+    try:
+        return _hasher.verify(stored_hash or _unknown_user_hash(), password) and stored_hash is not None
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+async def verify_password(stored_hash: Optional[str], password: str, trusted: bool) -> bool:
+    """Whether ``password`` matches ``stored_hash`` (None: an unknown user, checked at the same cost), checked in a
+    password lane outside any database transaction. Raises HashingBusy when that lane's queue is full."""
+    return await _LANES["trusted" if trusted else "untrusted"].run(_verify, stored_hash, password)
 
 
 def open_admin_session(session: Session, user: AdminUser) -> tuple[str, str]:

@@ -165,7 +165,8 @@ def db_url(request, tmp_path):
 
 @pytest.fixture
 def app_env(db_url, tmp_path, make_config):
-    """A created test ('t1': 3 items x 2 conditions at 16 kHz) and a factory for fresh app instances."""
+    """A created test ('t1': 3 items x 2 conditions at 16 kHz) and a factory for fresh app instances (each a client
+    from its own address)."""
     from fastapi.testclient import TestClient
 
     from mushra_web.app import Settings, create_app
@@ -178,6 +179,9 @@ def app_env(db_url, tmp_path, make_config):
     init_db(engine)
 
     def create(**kwargs) -> None:
+        # no minimum trial time unless a test sets one: the tests of that minimum move the server's clock instead
+        # of sleeping through it (test_listening.py)
+        kwargs["design"] = {"min_trial_lengths": 0, **kwargs.get("design", {})}
         cfg = load_config(make_config(**kwargs))
         with session_factory(engine)() as session:
             create_experiment(session, cfg, data_dir)
@@ -193,6 +197,16 @@ def app_env(db_url, tmp_path, make_config):
     env.url, env.data_dir, env.create, env.client, env.engine = db_url, data_dir, create, client, engine
     yield env
     engine.dispose()
+
+
+def fetch_sounds(client, trial: dict) -> list[bytes]:
+    """Load every sound of a trial as the page does (the server notes what it sent), reference first."""
+    out = []
+    for url in [trial["reference_url"], *(b["url"] for b in trial["buttons"])]:
+        res = client.get(url)
+        assert res.status_code == 200, res.text
+        out.append(res.content)
+    return out
 
 
 def wait_for(predicate, timeout: float = 10.0, what: str = "condition") -> None:
