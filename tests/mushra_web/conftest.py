@@ -187,8 +187,14 @@ def app_env(db_url, tmp_path, make_config):
             create_experiment(session, cfg, data_dir)
             session.commit()
 
-    def client(address: str = "testclient") -> TestClient:
-        return TestClient(create_app(Settings(database_url=db_url, data_dir=data_dir)), client=(address, 50000))
+    apps: list = []
+
+    def client(address: str = "testclient", new_server: bool = False) -> TestClient:
+        """A browser at ``address``, talking to the test's server (``new_server``: a server started afresh on the
+        same database and files, as after a restart)."""
+        if new_server or not apps:
+            apps.append(create_app(Settings(database_url=db_url, data_dir=data_dir)))
+        return TestClient(apps[-1], client=(address, 50000))
 
     class Env:
         pass
@@ -196,7 +202,33 @@ def app_env(db_url, tmp_path, make_config):
     env = Env()
     env.url, env.data_dir, env.create, env.client, env.engine = db_url, data_dir, create, client, engine
     yield env
+    for app in apps:
+        app.state.wiring.sessions.kw["bind"].dispose()
     engine.dispose()
+
+
+PASSWORD = "correct horse battery"  # admin alice's, in admin_env
+
+
+@pytest.fixture
+def admin_env(app_env):
+    """app_env with its test created and an admin user alice."""
+    from mushra_web import auth
+    from mushra_web.db import session_factory
+
+    app_env.create()
+    with session_factory(app_env.engine)() as session:
+        auth.add_user(session, "alice", PASSWORD)
+        session.commit()
+    return app_env
+
+
+@pytest.fixture
+def no_pause(monkeypatch):
+    """Refused logins answer at once (the pause before a refusal has a test of its own)."""
+    from mushra_web import admin_api
+
+    monkeypatch.setattr(admin_api, "REFUSAL_PAUSE_S", 0.0)
 
 
 def fetch_sounds(client, trial: dict) -> list[bytes]:

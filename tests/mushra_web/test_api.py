@@ -41,7 +41,7 @@ def test_whole_test_autosave_restart_resume_and_export(app_env):
     # autosave a partial rating, then "restart the server": a new app instance on the same database
     assert save(client, 0, 1, {0: 12.5, 1: None}).json() == {"saved": True, "seq": 1, "version": 1}
     cookie = client.cookies.get("mushra_p_t1")
-    restarted = app_env.client()
+    restarted = app_env.client(new_server=True)
     restarted.cookies.set("mushra_p_t1", cookie, path="/e/t1")
     again = restarted.get("/e/t1/api/trials/0").json()
     assert again["buttons"][0]["score"] == 12.5 and again["buttons"][0]["plays"] == 1 and again["version"] == 1

@@ -13,7 +13,7 @@ import soundfile as sf
 from sqlalchemy import select
 
 from mushra_web import auth
-from mushra_web.db import Experiment, Participant, Rating, Stimulus, Trial, session_factory
+from mushra_web.db import Experiment, Participant, Rating, Stimulus, Trial, session_factory, utcnow
 from mushra_web.dither import MAX_ULPS
 from mushra_web.export import export_rows
 from mushra_web.report import build_report
@@ -93,7 +93,7 @@ def test_no_downloaded_byte_sequence_singles_out_any_sound(app_env):
 
 
 def _joined(app_env, **design):
-    app_env.create(design={"min_trial_lengths": 1.0, **design})  # 1 s items: a trial takes at least 1 s
+    app_env.create(design={"min_trial_lengths": 5.0, **design})  # 1 s items: a trial takes at least 5 s
     client = app_env.client()
     client.post("/e/t1/api/join", json={})
     return client
@@ -108,22 +108,22 @@ def _perfect(trial: dict, paths: dict) -> dict:
     return {"seq": 1, "ratings": ratings}
 
 
-def listen(engine, seconds: float, client=None) -> None:
-    """Move the server's record of when trials' first sounds were sent ``seconds`` into the past (those of the
-    client's participant, or everyone's), as if that long had been spent listening."""
-    query = select(Trial).where(Trial.audio_first_at.is_not(None))
+def listened_for(engine, seconds: float, client=None) -> None:
+    """Set the server's record of when open trials' first sounds were sent to ``seconds`` ago (the client's
+    participant's, or everyone's), as if that long had been spent listening since."""
+    query = select(Trial).where(Trial.audio_first_at.is_not(None), Trial.status == "open")
     if client is not None:
         query = query.join(Participant).where(Participant.public_id == participant_id(engine, client))
     with session_factory(engine)() as session:
         for trial in session.scalars(query):
-            trial.audio_first_at -= dt.timedelta(seconds=seconds)
+            trial.audio_first_at = utcnow() - dt.timedelta(seconds=seconds)
         session.commit()
 
 
 def test_a_trial_takes_at_least_the_stimulus_length_by_the_servers_clock(app_env):
     client = _joined(app_env)
     trial = client.get("/e/t1/api/trials/0").json()
-    assert trial["min_seconds"] == 1.0 and trial["listened_seconds"] is None
+    assert trial["min_seconds"] == 5.0 and trial["listened_seconds"] is None
     body = _perfect(trial, secret_map(app_env.engine, client))
     # a script that claims plays and listening time but never fetched a sound
     res = client.post("/e/t1/api/trials/0/submit", json=body)
@@ -132,29 +132,37 @@ def test_a_trial_takes_at_least_the_stimulus_length_by_the_servers_clock(app_env
     res = client.post("/e/t1/api/trials/0/submit", json=body)  # at once after the download
     detail = res.json()["detail"]
     assert res.status_code == 422 and "listen a little longer" in detail["message"]
-    assert 0.5 < detail["wait_seconds"] <= 1.0 and detail["min_seconds"] == 1.0
+    assert 0 < detail["wait_seconds"] < 5.0 and detail["min_seconds"] == 5.0
     assert client.get("/e/t1/api/state").json()["position"] == 0
-    listen(app_env.engine, 1.0)
-    assert client.get("/e/t1/api/trials/0").json()["listened_seconds"] >= 1.0
+    listened_for(app_env.engine, 5.0)
+    assert client.get("/e/t1/api/trials/0").json()["listened_seconds"] >= 5.0
     assert client.post("/e/t1/api/trials/0/submit", json=body).json()["position"] == 1
 
 
 def test_the_minimum_is_set_in_stimulus_lengths_and_can_be_turned_off(app_env):
-    client = _joined(app_env, min_trial_lengths=2.5)
+    client = _joined(app_env, min_trial_lengths=12.5)
     trial = client.get("/e/t1/api/trials/0").json()
     fetch_sounds(client, trial)
-    listen(app_env.engine, 2.0)
+    listened_for(app_env.engine, 10.0)
     body = _perfect(trial, secret_map(app_env.engine, client))
     res = client.post("/e/t1/api/trials/0/submit", json=body)
-    assert res.status_code == 422 and res.json()["detail"]["min_seconds"] == 2.5
-    listen(app_env.engine, 0.5)
+    assert res.status_code == 422 and res.json()["detail"]["min_seconds"] == 12.5
+    listened_for(app_env.engine, 12.5)
     assert client.post("/e/t1/api/trials/0/submit", json=body).status_code == 200
+    app_env.create(test_id="t0", design={"min_trial_lengths": 0})  # off: on as soon as every sound was sent
+    client.post("/e/t0/api/join", json={})
+    trial = client.get("/e/t0/api/trials/0").json()
+    fetch_sounds(client, trial)
+    body = {"seq": 1, "ratings": [{"button": b["index"], "score": 50, "plays": 1} for b in trial["buttons"]]}
+    assert client.post("/e/t0/api/trials/0/submit", json=body).json()["position"] == 1
 
 
 def test_screening_excludes_whoever_rushed_by_the_servers_record(app_env):
     """A script with perfect ratings (it found the hidden reference and the low anchor in the samples) passes both
     rating rules; the server's record of its instant trials excludes it, while a listener is kept."""
-    app_env.create(design={"min_trial_lengths": 0})  # enforcement off: the screening must still catch the script
+    # enforcement off: the screening must still catch the script; 4 s items, so that the script's trials (a few
+    # requests) stay shorter than one item even on a busy machine
+    app_env.create(seconds=4.0, design={"min_trial_lengths": 0})
     bot, human = app_env.client("192.0.2.1"), app_env.client("192.0.2.2")
     for who in (bot, human):
         who.post("/e/t1/api/join", json={})
@@ -163,7 +171,7 @@ def test_screening_excludes_whoever_rushed_by_the_servers_record(app_env):
             trial = who.get(f"/e/t1/api/trials/{position}").json()
             fetch_sounds(who, trial)
             if who is human:
-                listen(app_env.engine, 12.0, who)
+                listened_for(app_env.engine, 12.0, who)
             body = _perfect(trial, secret_map(app_env.engine, who, position))
             assert who.post(f"/e/t1/api/trials/{position}/submit", json=body).status_code == 200
     bot_id, human_id = participant_id(app_env.engine, bot), participant_id(app_env.engine, human)
@@ -172,7 +180,7 @@ def test_screening_excludes_whoever_rushed_by_the_servers_record(app_env):
         rows = export_rows(session, exp)
         report = build_report(rows, exp)
     bot_rows = [r for r in rows if r["participant_id"] == bot_id]
-    assert all(r["server_trial_ms"] < 1000 and r["stimulus_ms"] == 1000 for r in bot_rows)
+    assert all(r["server_trial_ms"] < 4000 and r["stimulus_ms"] == 4000 for r in bot_rows)
     assert all(r["audio_requests"] == 1 and r["reference_audio_requests"] == 1 for r in bot_rows)
     assert all(r["server_trial_ms"] >= 12000 for r in rows if r["participant_id"] == human_id)
     for name in ("bs1534_3", "encodec_2022"):

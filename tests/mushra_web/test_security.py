@@ -5,25 +5,14 @@ from __future__ import annotations
 import io
 
 import pyarrow.parquet as pq
-import pytest
 
 from mushra_web import auth, throttle
 from mushra_web.db import session_factory
-from tests.mushra_web.conftest import fetch_sounds
+from tests.mushra_web.conftest import PASSWORD, fetch_sounds
 
-PASSWORD = "correct horse battery"
 ADMIN_GETS = ["/admin/api/me", "/admin/api/experiments", "/admin/api/experiments/t1/export.csv",
               "/admin/api/experiments/t1/export.parquet", "/admin/api/experiments/t1/export.json",
               "/admin/api/experiments/t1/report"]
-
-
-@pytest.fixture
-def admin_env(app_env):
-    app_env.create()
-    with session_factory(app_env.engine)() as session:
-        auth.add_user(session, "alice", PASSWORD)
-        session.commit()
-    return app_env
 
 
 def login(client) -> str:
@@ -181,14 +170,6 @@ def age_failures(engine, seconds: float) -> None:
 
 def attempt(client, password: str, username: str = "alice") -> int:
     return client.post("/admin/api/login", json={"username": username, "password": password}).status_code
-
-
-@pytest.fixture
-def no_pause(monkeypatch):
-    """Refused logins answer at once (the pause before a refusal has a test of its own)."""
-    from mushra_web import admin_api
-
-    monkeypatch.setattr(admin_api, "REFUSAL_PAUSE_S", 0.0)
 
 
 def test_password_guessing_is_throttled_per_address(admin_env, no_pause):
