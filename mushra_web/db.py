@@ -303,7 +303,11 @@ def _rebuild_sqlite_table(engine: Engine, table) -> None:
     """Make ``table`` again as the model defines it, keeping its rows: SQLite cannot drop a constraint, so this is
     its documented procedure (new table, copy, drop, rename) with foreign keys off, so that dropping the old table
     deletes nothing that refers to it. Indexes are added afterwards by ``init_db``."""
-    rebuilt = table.to_metadata(MetaData(), name=f"{table.name}_rebuilt")
+    meta = MetaData()  # the tables it refers to, so that its foreign keys resolve
+    for other in Base.metadata.sorted_tables:
+        if other is not table:
+            other.to_metadata(meta)
+    rebuilt = table.to_metadata(meta, name=f"{table.name}_rebuilt")
     raw = engine.raw_connection()
     cur = raw.cursor()
     try:

@@ -350,3 +350,37 @@ def test_one_sound_at_100_is_required_only_when_the_config_asks(app_env):
     body = {"seq": 2, "ratings": [{**r, "score": 100 if r["button"] == 3 else 20} for r in body["ratings"]]}
     assert client.post("/e/t1/api/trials/0/submit", json=body).json()["position"] == 1
     # off by default: every other test here goes on with no sound at 100
+
+
+def test_a_line_break_in_a_crowd_id_never_splits_a_csv_row(app_env):
+    """Earlier versions stored a \\r from the link; the CSV quotes it, so pandas reads one row per rating."""
+    import io
+
+    import pandas as pd
+
+    from mushra_web.db import Experiment
+    from mushra_web.export import export_rows, to_csv
+
+    app_env.create(crowd={"platform": "prolific"})
+    client = app_env.client()
+    assert client.post("/e/t1/api/join", json={"params": {"PROLIFIC_PID": "w1", "STUDY_ID": "s1"}}).status_code == 200
+    with session_factory(app_env.engine)() as session:
+        p = session.scalar(select(Participant))
+        p.study_id, p.crowd_session_id = "st\r=1+1", "se\r\n@x"
+        session.commit()
+        rows = export_rows(session, session.scalar(select(Experiment)))
+    read = pd.read_csv(io.StringIO(to_csv(rows)), keep_default_na=False)
+    assert len(read) == len(rows) == 3 * N_BUTTONS
+    assert set(read["study_id"]) == {"st\r=1+1"} and set(read["crowd_session_id"]) == {"se\r\n@x"}
+    assert list(read["condition"]) == [r["condition"] for r in rows]
+
+
+def test_the_favicon_is_served(app_env):
+    import io
+
+    from PIL import Image
+
+    app_env.create()
+    res = app_env.client().get("/favicon.ico")
+    assert res.status_code == 200 and res.headers["content-type"] == "image/x-icon"
+    assert Image.open(io.BytesIO(res.content)).format == "ICO"

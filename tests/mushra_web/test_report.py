@@ -141,3 +141,15 @@ def test_report_of_a_test_made_from_a_bench_run(tmp_path, capsys):
     assert saved["config_sha256"] == exp.config_sha256
     assert "95% t [" in capsys.readouterr().out
     assert cli([*args, "export", "rr", "--format", "parquet", "--out", str(tmp_path / "x.parquet")]) == 0
+
+
+def test_t_intervals_are_clipped_to_the_scale_and_say_so():
+    from mushra_web.report import _stats
+
+    wide = _stats([0.0, 100.0, 5.0], ["a", "b", "c"])  # t-interval about [-72, 142] before clipping
+    assert (wide["t_low"], wide["t_high"], wide["t_clipped"]) == (0.0, 100.0, True)
+    narrow = _stats([50.0, 52.0, 54.0], ["a", "b", "c"])
+    t = t_interval([50.0, 52.0, 54.0])
+    assert (narrow["t_low"], narrow["t_high"], narrow["t_clipped"]) == (t.low, t.high, False)
+    single = _stats([40.0], ["a"])
+    assert np.isnan(single["t_low"]) and np.isnan(single["t_high"]) and not single["t_clipped"]
