@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from mushra_web import auth, throttle
+from mushra_web import auth, passwords, throttle
 from mushra_web.db import (
     AdminSession,
     AdminUser,
@@ -99,12 +99,19 @@ def _read_attempt(w: Wiring, username: str, address: str, cookie: Optional[str])
         return _Attempt(user.id if user else None, user.password_hash if user else None, trusted, wait)
 
 
-def _record_attempt(w: Wiring, username: str, address: str, user_id: Optional[int]) -> Optional[tuple[str, str]]:
-    """One short write: the failure counted, or the success remembered with a new admin session (its tokens)."""
+def _record_attempt(w: Wiring, username: str, address: str, user_id: Optional[int],
+                    new_hash: Optional[str]) -> Optional[tuple[str, str]]:
+    """One short write: the failure counted, or the success remembered with a new admin session (its tokens) and
+    the password's hash made again if its parameters were out of date."""
     with w.sessions() as session:
         begin_write(session)
         throttle.record_login(session, username, address, user_id)
-        tokens = auth.open_admin_session(session, session.get(AdminUser, user_id)) if user_id is not None else None
+        tokens = None
+        if user_id is not None:
+            user = session.get(AdminUser, user_id)
+            if new_hash is not None:
+                user.password_hash = new_hash
+            tokens = auth.open_admin_session(session, user)
         session.commit()
         return tokens
 
@@ -118,7 +125,7 @@ async def _refuse(status: int, detail: str, seconds: int) -> NoReturn:
 @router.post("/login")
 async def login(body: LoginBody, request: Request, response: Response, w: Wiring = Depends(wiring)) -> dict:
     """Check a password with no database transaction open: the wait is read first, the password is checked in a
-    password lane (see ``auth``), and the result is written in a transaction of its own."""
+    password lane (see ``passwords``), and the result is written in a transaction of its own."""
     address = throttle.address_key(request.client.host if request.client else "unknown")
     attempt = await anyio.to_thread.run_sync(_read_attempt, w, body.username, address,
                                              request.cookies.get(ADMIN_COOKIE))
@@ -126,11 +133,11 @@ async def login(body: LoginBody, request: Request, response: Response, w: Wiring
         seconds = math.ceil(attempt.wait.total_seconds())
         await _refuse(429, f"too many failed logins; wait {seconds} s before trying again", seconds)
     try:
-        ok = await auth.verify_password(attempt.password_hash, body.password, attempt.trusted)
-    except auth.HashingBusy:
+        ok, new_hash = await passwords.check_password(attempt.password_hash, body.password, attempt.trusted)
+    except passwords.HashingBusy:
         await _refuse(503, "the server is busy checking other logins; try again in a few seconds", 5)
     tokens = await anyio.to_thread.run_sync(_record_attempt, w, body.username, address,
-                                            attempt.user_id if ok else None)
+                                            attempt.user_id if ok else None, new_hash)
     if tokens is None:
         raise HTTPException(401, "wrong user name or password")
     token, csrf = tokens

@@ -14,7 +14,7 @@ import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import select
 
-from mushra_web import admin_api, auth, throttle
+from mushra_web import admin_api, auth, passwords, throttle
 from mushra_web.db import LoginFailure, session_factory, utcnow
 from tests.mushra_web.conftest import PASSWORD
 from tests.mushra_web.test_api import save
@@ -83,7 +83,7 @@ def test_a_login_flood_waits_in_its_own_lane_and_never_crowds_out_the_admin(admi
     assert attempt(admin_env.client(HOME), PASSWORD) == 200
     # unknown user names from fresh addresses: no per-account or per-address count slows them
     flood = [in_thread(attempt, admin_env.client(f"203.0.113.{i}"), "hold", f"user{i}") for i in range(2)]
-    lane = auth._LANES["untrusted"]
+    lane = passwords._LANES["untrusted"]
     deadline = time.monotonic() + 30
     while lane.waiting < lane.queue and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -168,3 +168,18 @@ def test_login_text_the_database_cannot_hold_is_refused(admin_env):
         assert res.status_code == 422, body
     with session_factory(admin_env.engine)() as session:
         assert session.scalars(select(LoginFailure)).all() == []
+
+
+def test_a_hash_made_with_four_lanes_is_made_again_with_one_at_login(admin_env):
+    """One lane keeps a check on one core; a hash made by an earlier version (four lanes) is replaced at the next
+    successful log-in, and still lets the admin in."""
+    from mushra_web.db import AdminUser
+
+    with session_factory(admin_env.engine)() as session:
+        session.scalar(select(AdminUser)).password_hash = PasswordHasher(parallelism=4).hash(PASSWORD)
+        session.commit()
+    assert attempt(admin_env.client(), PASSWORD) == 200
+    with session_factory(admin_env.engine)() as session:
+        stored = session.scalar(select(AdminUser.password_hash))
+    assert ",p=1$" in stored and PasswordHasher().verify(stored, PASSWORD)
+    assert attempt(admin_env.client(), PASSWORD) == 200
