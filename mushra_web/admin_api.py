@@ -14,7 +14,7 @@ from typing import NoReturn, Optional
 import anyio
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
@@ -31,7 +31,7 @@ from mushra_web.db import (
     begin_write,
 )
 from mushra_web.text import PasswordText, UsernameText
-from mushra_web.web import Wiring, db, experiment, releases_session, wiring
+from mushra_web.web import StrictPayload, Wiring, db, experiment, releases_session, wiring
 
 ADMIN_COOKIE = "mushra_admin"
 REFUSAL_PAUSE_S = 1.0
@@ -39,16 +39,12 @@ REFUSAL_PAUSE_S = 1.0
 router = APIRouter(prefix="/admin/api")
 
 
-class _Payload(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-class LoginBody(_Payload):
+class LoginBody(StrictPayload):
     username: UsernameText = Field(min_length=1)
     password: PasswordText = Field(min_length=1, max_length=256)
 
 
-class StatusBody(_Payload):
+class StatusBody(StrictPayload):
     status: str = Field(pattern="^(open|closed)$")
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -24,7 +24,7 @@ from mushra_web.plan import build_plan
 from mushra_web.saving import SaveBody
 from mushra_web.schema import TestConfig
 from mushra_web.text import check_params
-from mushra_web.web import Position, Wiring, config, db, experiment, releases_session, wiring
+from mushra_web.web import Position, StrictPayload, Wiring, config, db, experiment, releases_session, wiring
 
 SCALE = [[80, "Excellent"], [60, "Good"], [40, "Fair"], [20, "Poor"], [0, "Bad"]]
 
@@ -33,13 +33,7 @@ router = APIRouter(prefix="/e/{slug}")
 
 # ---- payloads ----
 
-class _Payload(BaseModel):
-    """Strict: a JSON number is the only thing a number field takes (no ``true`` for 1, no ``"42"`` for 42)."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-class AudioEnv(_Payload):
+class AudioEnv(StrictPayload):
     """What the browser's AudioContext reports: the playback rate in Hz and latencies in seconds."""
 
     sampleRate: Optional[float] = Field(default=None, ge=3000, le=768000, allow_inf_nan=False)
@@ -48,7 +42,7 @@ class AudioEnv(_Payload):
     maxChannelCount: Optional[int] = Field(default=None, ge=0, le=1024)
 
 
-class JoinBody(_Payload):
+class JoinBody(StrictPayload):
     params: dict[str, str] = Field(default_factory=dict, max_length=20)
     # the random key the page keeps for this browser (see ``crowd``)
     client_key: Optional[str] = Field(default=None, pattern=r"^[A-Za-z0-9_-]{22,64}$")
@@ -120,7 +114,7 @@ def completion(cfg: TestConfig, p: Participant) -> dict:
 def state(session: Session, v: Visit, w: Wiring) -> dict:
     position, n = current_position(session, v.p)
     out = {"title": v.exp.title, "instructions": v.cfg.instructions, "n_trials": n, "position": position,
-           "finished": v.p.status == "completed", "test_status": v.exp.status, "sample_rate": v.exp.sample_rate,
+           "finished": v.p.status == "completed", "sample_rate": v.exp.sample_rate,
            "channels": v.exp.channels, "crossfade_ms": v.cfg.design.crossfade_ms, "min_loop_s": v.cfg.design.min_loop_s,
            "scale": SCALE, "crowd_platform": v.cfg.crowd.platform, "testhook": w.settings.test_mode}
     if v.p.status == "completed":
@@ -250,11 +244,19 @@ def get_trial(slug: str, position: Position, token: Optional[str] = Depends(sess
                         "one_at_100": design.require_one_at_100}}
 
 
+def submitted_trial(session: Session, p: Participant, position: int) -> Optional[Trial]:
+    return session.scalar(select(Trial).where(Trial.participant_id == p.id, Trial.position == position,
+                                              Trial.status == "submitted"))
+
+
 @router.put("/api/trials/{position}")
 @releases_session
 def save_trial(slug: str, position: Position, body: SaveBody, token: Optional[str] = Depends(session_token),
                session: Session = Depends(db)) -> dict:
     v = visit(session, slug, token, write=True, saving=True)
+    done = submitted_trial(session, v.p, position)
+    if done is not None:  # submitted from another tab (or this page's own save arrived after its submit)
+        raise saving.conflict(done)
     trial = open_trial(session, v.p, position)
     outcome = saving.apply_save(session, v.exp.id, trial, body)
     session.commit()
@@ -271,10 +273,11 @@ def save_trial(slug: str, position: Position, body: SaveBody, token: Optional[st
 def submit_trial(slug: str, position: Position, body: SaveBody, token: Optional[str] = Depends(session_token),
                  w: Wiring = Depends(wiring), session: Session = Depends(db)) -> dict:
     v = visit(session, slug, token, write=True, saving=True)
-    done = session.scalar(select(Trial).where(Trial.participant_id == v.p.id, Trial.position == position,
-                                              Trial.status == "submitted"))
-    if done is not None:  # a retry of a submit whose answer was lost: same answer, nothing changed
+    done = submitted_trial(session, v.p, position)
+    if done is not None and (done.saved_by or "") == (body.tab or ""):  # a retry of this page's lost submit
         return state(session, v, w)
+    if done is not None:  # another tab submitted it, with its own ratings
+        raise saving.conflict(done)
     trial = open_trial(session, v.p, position)
     if saving.apply_save(session, v.exp.id, trial, body) is saving.Outcome.CONFLICT:
         session.rollback()

@@ -20,23 +20,18 @@ import hashlib
 from typing import Optional
 
 from fastapi import HTTPException
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mushra_web.db import Rating, Stimulus, Trial, utcnow
 from mushra_web.plan import count_rater
+from mushra_web.web import StrictPayload
 
 TAB_PATTERN = r"^[A-Za-z0-9_-]{8,32}$"
 
 
-class _Payload(BaseModel):
-    """Strict: a JSON number is the only thing a number field takes (no ``true`` for 1, no ``"42"`` for 42)."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-class RatingIn(_Payload):
+class RatingIn(StrictPayload):
     button: int = Field(ge=0, le=63)
     score: Optional[float] = Field(default=None, ge=0, le=100, allow_inf_nan=False)
     plays: int = Field(default=0, ge=0, le=100_000)
@@ -44,13 +39,13 @@ class RatingIn(_Payload):
     n_moves: int = Field(default=0, ge=0, le=1_000_000)
 
 
-class LoopIn(_Payload):
+class LoopIn(StrictPayload):
     enabled: bool = True
     start: int = Field(ge=0, le=2**31)
     end: int = Field(ge=0, le=2**31)
 
 
-class SaveBody(_Payload):
+class SaveBody(StrictPayload):
     seq: int = Field(ge=1, le=2**31)
     tab: Optional[str] = Field(default=None, pattern=TAB_PATTERN)
     base: Optional[int] = Field(default=None, ge=0, le=2**31)

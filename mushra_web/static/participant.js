@@ -403,8 +403,10 @@ async function reloadStored() {
 async function save(attempt = 0) {
   if (S.saving) { S.saveTimer = setTimeout(() => save(attempt), 100); return; }
   S.saving = true; S.dirty = false;
+  const trial = S.trial;
   try {
-    const res = await call('PUT', `trials/${S.trial.position}`, payload());
+    const res = await call('PUT', `trials/${trial.position}`, payload());
+    if (S.trial !== trial) return; // an answer about a trial this page has left (its own late save)
     if (res.saved) {
       S.version = res.version;
       if (!S.dirty) $('save-status').textContent = 'Saved ✓';
@@ -412,6 +414,7 @@ async function save(attempt = 0) {
       await reloadStored(); // a newer save from this page is stored than this one: show what is
     }
   } catch (e) {
+    if (S.trial !== trial) return;
     if (conflicted(e)) {
       await reloadStored();
     } else if (e.status === 403) {
