@@ -52,10 +52,20 @@ LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", 
 
 @contextlib.contextmanager
 def serving(db: str, tmp: Path, configs: list[Path]):
-    """``mushra-web serve --test-mode`` on a free loopback port with the tests of ``configs`` created."""
+    """``mushra-web serve --test-mode`` on a free loopback port with the tests of ``configs`` created (in this
+    process, as ``mushra-web create`` does: one import for them all)."""
+    from mushra_web.db import init_db, make_engine, session_factory
+    from mushra_web.ingest import create_experiment
+    from mushra_web.schema import load_config
+
+    engine = make_engine(db)
+    init_db(engine)
+    with session_factory(engine)() as session:
+        for cfg in configs:
+            create_experiment(session, load_config(cfg), tmp / "data")
+        session.commit()
+    engine.dispose()
     base = [sys.executable, "-m", "mushra_web.cli", "--db", db, "--data-dir", str(tmp / "data")]
-    for cfg in configs:
-        subprocess.run([*base, "create", str(cfg)], check=True, capture_output=True)
     port = free_port()
     proc = subprocess.Popen([*base, "serve", "--port", str(port), "--test-mode", "--log-level", "warning"],
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
