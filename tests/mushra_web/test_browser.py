@@ -287,7 +287,10 @@ def test_switching_lands_on_the_scheduled_frame_and_keeps_the_playhead(page, ser
     steps = np.diff(pos[ok])
     assert ok.mean() > 0.98, "too many render quanta missing"
     assert np.all((steps == 1) | (steps < 0)), np.unique(steps)
-    ramp_err = np.abs(ch1[start_i:][ok] - pos[ok] * RAMP_SCALE).max() / RAMP_SCALE
+    # up to the loop seam, if a slow run of clicks reached the end of the sound (the seam blends two positions)
+    wraps = np.nonzero(steps < 0)[0]
+    end = wraps[0] - XFADE if wraps.size else len(steps) + 1
+    ramp_err = np.abs(ch1[start_i:][ok][:end] - pos[ok][:end] * RAMP_SCALE).max() / RAMP_SCALE
     assert ramp_err < DITHER_FRAMES  # in frames: the crossfade gains sum to 1
 
 
