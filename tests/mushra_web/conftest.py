@@ -228,7 +228,7 @@ def no_pause(monkeypatch):
     """Refused logins answer at once (the pause before a refusal has a test of its own)."""
     from mushra_web import admin_api
 
-    monkeypatch.setattr(admin_api, "REFUSAL_PAUSE_S", 0.0)
+    monkeypatch.setattr(admin_api, "REFUSAL_PAUSE_S", 0.0, raising=False)
 
 
 def fetch_sounds(client, trial: dict) -> list[bytes]:

@@ -14,7 +14,6 @@ from sqlalchemy import select
 
 from mushra_web import auth
 from mushra_web.db import Experiment, Participant, Rating, Stimulus, Trial, session_factory, utcnow
-from mushra_web.dither import MAX_ULPS
 from mushra_web.export import export_rows
 from mushra_web.report import build_report
 from tests.mushra_web.conftest import fetch_sounds
@@ -51,6 +50,8 @@ def secret_map(engine, client, position: int = 0) -> dict:
 
 
 def test_no_downloaded_byte_sequence_singles_out_any_sound(app_env):
+    from mushra_web.dither import MAX_ULPS
+
     app_env.create()
     client = app_env.client()
     client.post("/e/t1/api/join", json={})

@@ -12,7 +12,6 @@ from sqlalchemy import func, select
 from mushra_web.cli import main as cli
 from mushra_web.db import Experiment, ItemUse, Participant, Trial, session_factory
 from mushra_web.export import export_rows
-from mushra_web.text import ID_CHARS
 from tests.mushra_web.test_api import complete_trial, save
 
 KEY = "k" * 32  # a browser's key, as the page makes it (random)
@@ -91,6 +90,8 @@ def test_a_finished_worker_gets_the_completion_again_in_the_same_browser(app_env
 
 @pytest.mark.parametrize("name", ["PROLIFIC_PID", "STUDY_ID", "SESSION_ID"])
 def test_crowd_ids_are_checked_once_with_the_same_limits_on_both_databases(app_env, name):
+    from mushra_web.text import ID_CHARS
+
     app_env.create(crowd=PROLIFIC)
     client = app_env.client()
     for bad in ("x" * (ID_CHARS + 1), "x" * 200, "abc\x00def", "\ud800", "a\rb", "tab\there"):

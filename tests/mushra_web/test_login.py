@@ -14,7 +14,7 @@ import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import select
 
-from mushra_web import admin_api, auth, passwords, throttle
+from mushra_web import admin_api, auth
 from mushra_web.db import LoginFailure, session_factory, utcnow
 from tests.mushra_web.conftest import PASSWORD
 from tests.mushra_web.test_api import save
@@ -83,6 +83,8 @@ def test_a_login_flood_waits_in_its_own_lane_and_never_crowds_out_the_admin(admi
     assert attempt(admin_env.client(HOME), PASSWORD) == 200
     # unknown user names from fresh addresses: no per-account or per-address count slows them
     flood = [in_thread(attempt, admin_env.client(f"203.0.113.{i}"), "hold", f"user{i}") for i in range(2)]
+    from mushra_web import passwords
+
     lane = passwords._LANES["untrusted"]
     deadline = time.monotonic() + 30
     while lane.waiting < lane.queue and time.monotonic() < deadline:
@@ -102,6 +104,8 @@ def test_a_login_flood_waits_in_its_own_lane_and_never_crowds_out_the_admin(admi
 
 
 def test_guessing_from_fresh_addresses_is_throttled_per_account(admin_env, checks, no_pause):
+    from mushra_web import throttle
+
     for i in range(throttle.FREE_FAILURES_PER_ACCOUNT):  # the account's free failures, each from a new address
         assert attempt(admin_env.client(f"192.0.2.{i}"), "guess guess") == 401
     attacker_failures(admin_env.engine, 26)  # dozens of failures on the account
@@ -116,6 +120,8 @@ def test_guessing_from_fresh_addresses_is_throttled_per_account(admin_env, check
 
 
 def test_an_ipv6_network_is_one_address(admin_env, no_pause):
+    from mushra_web import throttle
+
     assert throttle.address_key("2001:db8:5:6::1") == throttle.address_key("2001:db8:5:6:ffff:1:2:3")
     assert throttle.address_key("2001:db8:5:6::1") != throttle.address_key("2001:db8:5:7::1")
     assert throttle.address_key("::ffff:192.0.2.1") == throttle.address_key("192.0.2.1") == "192.0.2.1"
@@ -127,6 +133,8 @@ def test_an_ipv6_network_is_one_address(admin_env, no_pause):
 
 @pytest.mark.parametrize("attackers", [13, 72])
 def test_the_admins_own_address_and_session_never_inherit_the_attackers_penalty(admin_env, no_pause, attackers):
+    from mushra_web import throttle
+
     home = admin_env.client(HOME)
     assert attempt(home, PASSWORD) == 200  # the admin's history: this address has logged in
     token = home.cookies.get("mushra_admin")

@@ -6,7 +6,7 @@ import io
 
 import pyarrow.parquet as pq
 
-from mushra_web import auth, throttle
+from mushra_web import auth
 from mushra_web.db import session_factory
 from tests.mushra_web.conftest import PASSWORD, fetch_sounds
 
@@ -173,6 +173,8 @@ def attempt(client, password: str, username: str = "alice") -> int:
 
 
 def test_password_guessing_is_throttled_per_address(admin_env, no_pause):
+    from mushra_web import throttle
+
     guesser = admin_env.client("203.0.113.7")
     for _ in range(throttle.FREE_FAILURES_PER_ADDRESS):
         assert attempt(guesser, "guess guess") == 401
