@@ -2,8 +2,8 @@
 
 Argon2 is slow on purpose (tenths of a second of one core per check, 64 MiB of memory). Checked in the request
 threads, a flood of log-ins would take the cores from participants' saves, and on SQLite it used to hold the write
-lock besides. Here a check runs outside any database transaction, in a lane: one thread at nice +10 (below the
-request threads; on Linux, where a nice value belongs to a thread), starting at most one check per
+lock besides. Here a check runs outside any database transaction, in a lane: one thread HASH_NICE (10) nice levels
+below the request threads (on Linux, where a nice value belongs to a thread), starting at most one check per
 ``interval`` seconds, with a short queue; an attempt that would wait longer is refused at once (``HashingBusy``,
 a 503 to the client). Log-ins from the admin's own addresses or sessions have a lane of their own, so that a flood
 on unknown names never crowds them out.
@@ -42,10 +42,11 @@ def hash_password(password: str) -> str:
 
 
 def _lower_priority() -> None:
-    """Run this thread (and any thread Argon2 starts from it, which inherits it) at nice +HASH_NICE."""
+    """Run this thread (and any thread Argon2 starts from it, which inherits it) HASH_NICE below the server."""
     if sys.platform.startswith("linux"):
+        thread = threading.get_native_id()
         with contextlib.suppress(OSError):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HASH_NICE)
+            os.setpriority(os.PRIO_PROCESS, thread, min(19, os.getpriority(os.PRIO_PROCESS, thread) + HASH_NICE))
 
 
 class _Lane:

@@ -180,7 +180,7 @@ def app_env(db_url, tmp_path, make_config):
 
     def create(**kwargs) -> None:
         # no minimum trial time unless a test sets one: the tests of that minimum move the server's clock instead
-        # of sleeping through it (test_listening.py)
+        # of sleeping through it (test_blinding.py)
         kwargs["design"] = {"min_trial_lengths": 0, **kwargs.get("design", {})}
         cfg = load_config(make_config(**kwargs))
         with session_factory(engine)() as session:
@@ -211,8 +211,24 @@ PASSWORD = "correct horse battery"  # admin alice's, in admin_env
 
 
 @pytest.fixture
-def admin_env(app_env):
-    """app_env with its test created and an admin user alice."""
+def quick_passwords(monkeypatch):
+    """Password checks at a few milliseconds instead of tenths of a second, and the untrusted lane starting them
+    back to back: what the log-in tests check (who is throttled, trusted, refused) does not depend on the cost.
+    The production settings have their own test (test_login.py)."""
+    from argon2 import PasswordHasher
+
+    from mushra_web import passwords
+
+    monkeypatch.setattr(passwords, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+    monkeypatch.setattr(passwords._LANES["untrusted"], "interval", 0.0)
+    passwords._unknown_user_hash.cache_clear()
+    yield
+    passwords._unknown_user_hash.cache_clear()
+
+
+@pytest.fixture
+def admin_env(app_env, quick_passwords):
+    """app_env with its test created and an admin user alice (quick password checks)."""
     from mushra_web import auth
     from mushra_web.db import session_factory
 

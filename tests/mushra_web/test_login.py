@@ -86,6 +86,7 @@ def test_a_login_flood_waits_in_its_own_lane_and_never_crowds_out_the_admin(admi
     from mushra_web import passwords
 
     lane = passwords._LANES["untrusted"]
+    assert checks.entered.wait(30)
     deadline = time.monotonic() + 30
     while lane.waiting < lane.queue and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -191,3 +192,32 @@ def test_a_hash_made_with_four_lanes_is_made_again_with_one_at_login(admin_env):
         stored = session.scalar(select(AdminUser.password_hash))
     assert ",p=1$" in stored and PasswordHasher().verify(stored, PASSWORD)
     assert attempt(admin_env.client(), PASSWORD) == 200
+
+
+def test_password_checks_take_one_core_at_low_priority_and_untrusted_ones_one_a_second():
+    """The production settings behind the lanes (the other log-in tests run with quick checks)."""
+    import asyncio
+    import os
+    import sys
+
+    from argon2 import extract_parameters
+
+    from mushra_web import passwords
+
+    params = extract_parameters(passwords.hash_password("a long enough password"))
+    assert (params.time_cost, params.memory_cost, params.parallelism) == (3, 64 * 1024, 1)
+    lane = passwords._LANES["untrusted"]
+    started: list[float] = []
+
+    def check() -> int:
+        started.append(time.monotonic())
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    async def two_at_once() -> list[int]:
+        return list(await asyncio.gather(lane.run(check), lane.run(check)))
+
+    nice = asyncio.run(two_at_once())
+    # the starts are read in the lane's thread: the first may come a little late, never the second early
+    assert started[1] - started[0] >= 0.9 * lane.interval and lane.interval == 1.0
+    if sys.platform.startswith("linux"):
+        assert nice == [min(19, os.getpriority(os.PRIO_PROCESS, 0) + passwords.HASH_NICE)] * 2
