@@ -1,18 +1,20 @@
 """Load test of mushra-web: many simulated participants rating at once against one server on loopback, with the
 server killed (SIGKILL) and restarted in the middle; then every rating is checked against what the clients were told
 was saved. The login-flood scenario has fewer participants rate (paced, no kill) while 4 clients fail admin logins
-as fast as the server answers, each attempt from a new address: once on the real admin account, once on random user
-names, and once without a flood as the reference run.
+as fast as the server answers, each attempt from a new address: on the real admin account, on random user names,
+and without a flood as the reference; the three runs, and then the same three in reverse order, each on a fresh
+database (a machine whose load drifts during them then weighs on each kind alike).
 
     .venv/bin/python benchmarks/mushra_load.py     # SQLite (1 worker) and PostgreSQL (2 workers), every scenario
     .venv/bin/python benchmarks/mushra_load.py --db sqlite --scenario login_flood
     .venv/bin/python benchmarks/mushra_load.py --db sqlite --participants 300 --scenario paced
 
-Writes benchmarks/results/mushra_load.json: p50/p90/p99 latency of the save call (PUT of one trial's ratings), lost
-and duplicated ratings (both must be 0), retries caused by the restart, what the login flood got, and the machine
-it ran on with its load. Participants behave as the page does: they fetch every sound of a trial before rating it
-and submit no sooner than the server allows (one stimulus length after its sounds were served). Each participant
-and each flood attempt comes from its own address (X-Forwarded-For through --proxy-headers).
+Writes benchmarks/results/mushra_load.json (paced, stress) and mushra_load_login_flood.json: p50/p90/p99 latency
+of the save call (PUT of one trial's ratings), lost and duplicated ratings (both must be 0), retries caused by the
+restart, what the login flood got, and the machine it ran on with its load. Participants behave as the page does:
+they fetch every sound of a trial before rating it and submit no sooner than the server allows (one stimulus length
+after its sounds were served). Each participant and each flood attempt comes from its own address (X-Forwarded-For
+through --proxy-headers).
 """
 
 from __future__ import annotations
@@ -41,10 +43,13 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.machine import machine_info  # noqa: E402
 from testkit.net import free_port  # noqa: E402
 
-RESULTS = ROOT / "benchmarks" / "results" / "mushra_load.json"
+RESULTS = {"kill": ROOT / "benchmarks" / "results" / "mushra_load.json",
+           "login_flood": ROOT / "benchmarks" / "results" / "mushra_load_login_flood.json"}
 CONDITIONS = ["codec_a", "codec_b", "codec_c"]
 SCENARIOS = {"paced": (1.0, 4.0), "stress": (0.0, 0.05)}  # seconds a participant waits between two saves
 FLOODS = ("none", "account", "random_names")  # the login-flood scenario's runs: its reference, then two floods
+# ... in this order and then in reverse, so that load from other work that drifts during the runs weighs on each alike
+FLOOD_ORDER = (*FLOODS, *reversed(FLOODS))
 FLOOD_CLIENTS = 4
 ADMIN = ("admin", "the admin's own long password")
 
@@ -283,6 +288,7 @@ async def run_load(server: Server, args: argparse.Namespace, db_kind: str, scena
         await wait_up(server.url)
         return time.perf_counter() - t0
 
+    load_at_start = [round(x, 2) for x in os.getloadavg()]
     t0 = time.perf_counter()
     restart = asyncio.create_task(restarter()) if flood is None else None
     stop_flood = asyncio.Event()
@@ -301,7 +307,8 @@ async def run_load(server: Server, args: argparse.Namespace, db_kind: str, scena
               "participants": n_participants, "concurrent": n_participants,
               "trials_per_participant": args.items_per_participant, "saves": len(lat),
               **{f"save_latency_ms_{k}": v for k, v in percentiles(lat).items()},
-              "saves_per_second": len(lat) / wall, "wall_seconds": wall}
+              "saves_per_second": len(lat) / wall, "wall_seconds": wall,
+              "load_average_1_5_15_at_start": load_at_start}
     if restart is not None:
         result["restart"] = {"signal": "SIGKILL", "after_saves": stats.restart_at,
                              "downtime_seconds": await restart, "requests_retried": stats.retries}
@@ -325,7 +332,7 @@ def one_run(db_kind: str, scenario: str, args: argparse.Namespace) -> list[dict]
     from mushra_web.ingest import create_experiment
     from mushra_web.schema import load_config
 
-    floods = FLOODS if scenario == "login_flood" else (None,)
+    floods = FLOOD_ORDER if scenario == "login_flood" else (None,)
     tmp = Path(tempfile.mkdtemp(prefix=f"mushra-load-{db_kind}-"))
     pg = None
     try:
@@ -335,11 +342,11 @@ def one_run(db_kind: str, scenario: str, args: argparse.Namespace) -> list[dict]
         else:
             db = f"sqlite:///{tmp / 'load.db'}"
         results = []
-        for flood in floods:
+        for order, flood in enumerate(floods):
             if pg is not None:
-                db = pg.fresh_database(f"load_{flood or scenario}")
+                db = pg.fresh_database(f"load_{flood or scenario}_{order}")
             elif flood is not None:
-                db = f"sqlite:///{tmp / f'load_{flood}.db'}"
+                db = f"sqlite:///{tmp / f'load_{flood}_{order}.db'}"
             engine = make_engine(db)
             init_db(engine)
             with session_factory(engine)() as s:
@@ -379,7 +386,9 @@ def main() -> int:
                          "stress: 0-50 ms (every participant saving as fast as the server answers); both with the "
                          "server killed halfway. login_flood: paced participants while 4 clients fail admin logins "
                          "(no flood, on the admin's account, on random user names)")
-    ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--out", type=Path, help="one file for every run (default: paced and stress runs in "
+                                             f"{RESULTS['kill'].name}, login-flood runs in "
+                                             f"{RESULTS['login_flood'].name}, under benchmarks/results)")
     args = ap.parse_args()
     kinds = ["sqlite", "postgresql"] if args.db == "both" else [args.db]
     scenarios = [*SCENARIOS, "login_flood"] if args.scenario == "all" else [args.scenario]
@@ -394,19 +403,23 @@ def main() -> int:
 
     machine = machine_info()
     machine["load_average_1_5_15_after"] = machine.pop("load_average_1_5_15")
-    report = {"benchmark": "mushra_load", "app_version": __version__,
+    header = {"benchmark": "mushra_load", "app_version": __version__,
               "when": dt.datetime.now(dt.timezone.utc).isoformat(),
               "machine": {**machine, "load_average_1_5_15_before": load_before},
               "what": "concurrent simulated participants over loopback HTTP, each from its own address; save = PUT "
                       "of one trial's ratings, latencies in ms as the client saw them; paced and stress: server "
                       "SIGKILLed and restarted halfway, clients retry idempotently; login_flood: no kill, 4 clients "
-                      "failing admin logins from random addresses while participants rate",
-              "runs": runs}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1) + "\n")
+                      "failing admin logins from random addresses while participants rate"}
+    by_file: dict[Path, list[dict]] = {}
+    for run in runs:
+        out = args.out or RESULTS["login_flood" if run["scenario"] == "login_flood" else "kill"]
+        by_file.setdefault(out, []).append(run)
+    for out, file_runs in by_file.items():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({**header, "runs": file_runs}, indent=1) + "\n")
     bad = [r for r in runs if r["lost_ratings"] or r["duplicated_ratings"] or r["participants_completed"]
            != r["participants_expected"] or r["participants_stored"] != r["participants_expected"]]
-    print(f"wrote {args.out}; {'FAILED' if bad else 'ok'}: lost/duplicated = "
+    print(f"wrote {', '.join(map(str, by_file))}; {'FAILED' if bad else 'ok'}: lost/duplicated = "
           + ", ".join(f"{r['db']} {r['scenario']} {r['lost_ratings']}/{r['duplicated_ratings']}" for r in runs))
     return 1 if bad else 0
 
