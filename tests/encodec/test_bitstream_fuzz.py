@@ -57,7 +57,8 @@ def _seed_files() -> list[bytes]:
                                              ("encodec_48khz", 0.05, 3.0, True)]:
         model = MODELS[name]
         wav = 0.1 * torch.randn(model.channels, int(seconds * model.sample_rate), generator=generator)
-        files.append(compress(model, wav, use_lm=use_lm, bandwidth=bandwidth, lm=LMS[name]))
+        files.append(compress(model, wav, use_lm=use_lm, bandwidth=bandwidth, lm=LMS[name],
+                              sample_rate=model.sample_rate))
     return files
 
 
