@@ -102,7 +102,7 @@ def run_caveats(rows: pd.DataFrame, codecs: Optional[Mapping[str, Any]] = None) 
     notes = []
     for spec, info in described_codecs(rows, codecs).items():
         weights = str(info.get("weights") or "")
-        source = str(info.get("weights_source") or weights.split(":")[0])
+        source = str(info.get("weights_source") or weights.replace(":", " ").split(" ")[0])  # "official: /x.th"
         if not weights or source in META_WEIGHTS:
             continue
         words = info.get("weights_in_words") or f"weights are {weights}"
