@@ -173,7 +173,8 @@ def _worker_pool(workers: int, plugins: Sequence[str], specs: Sequence[str], met
                  device: str) -> Iterator[ProcessPoolExecutor]:
     """A pool of ``workers`` spawned processes, started at once so that their imports and warm-up (building the
     codecs, loading the metrics' models) overlap the bench's own set-up (hashing the data, describing the codecs)
-    instead of following it. On an error the pool is left without waiting: its workers exit with this process."""
+    instead of following it. On an error the workers are ended at once: they hold no work yet, and a worker still
+    starting when this process exits would fail to read its start-up arguments, with a traceback."""
     context = mp.get_context("spawn")  # fork after torch has started threads can deadlock
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
                                initargs=(context.Lock(), tuple(plugins), tuple(specs), tuple(metrics), device))
@@ -182,7 +183,9 @@ def _worker_pool(workers: int, plugins: Sequence[str], specs: Sequence[str], met
     try:
         yield pool
     except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)
+        for process in list(pool._processes.values()):  # the executor has no public way to end its workers
+            process.terminate()
+        pool.shutdown(cancel_futures=True)
         raise
     pool.shutdown()
 
@@ -292,16 +295,16 @@ def run(config: RunConfig) -> Optional[Path]:
     for column in config.metrics:
         get_metric(column)
     device = resolve_device(config.device)
+    dataset = load_dataset(config.data, config.limit_per_category)  # before the pool: a wrong --data stops at once
+    if dataset.skipped and rank == 0:
+        print(f"encodec-bench: {len(dataset.skipped)} path(s) under {dataset.root} skipped (e.g. "
+              f"{dataset.skipped[0].path}: {dataset.skipped[0].why}); run.json data.skipped lists each and why",
+              file=sys.stderr)
+    setup = {"start and load the data set": time.perf_counter() - entered}
     use_pool = world == 1 and config.workers > 1
     with (_worker_pool(config.workers, config.plugins, specs, config.metrics, device) if use_pool
           else contextlib.nullcontext()) as pool:
-        setup = {"start the workers": time.perf_counter() - entered}
-        dataset = load_dataset(config.data, config.limit_per_category)
-        if dataset.skipped and rank == 0:
-            print(f"encodec-bench: {len(dataset.skipped)} path(s) under {dataset.root} skipped (e.g. "
-                  f"{dataset.skipped[0].path}: {dataset.skipped[0].why}); run.json data.skipped lists each and why",
-                  file=sys.stderr)
-        setup["load the data set"] = time.perf_counter() - entered - sum(setup.values())
+        setup["start the workers"] = time.perf_counter() - entered - sum(setup.values())
         check_codecs(specs, device)
         setup["build the codecs"] = time.perf_counter() - entered - sum(setup.values())
         options = RunOptions(tuple(config.metrics), config.repeats, config.keep_audio,
