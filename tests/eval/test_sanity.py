@@ -96,7 +96,8 @@ def test_rows_of_a_codec_that_ignores_the_bitrate_are_flagged(small_manifest, tm
     assert "kbps_payload" in json.loads((out / "run.json").read_text())["definitions"]
 
 
-def test_a_run_whose_codec_failed_on_every_row_exits_non_zero(small_manifest, tmp_path, capsys):
+def test_a_run_whose_codec_failed_on_every_row_exits_non_zero(small_manifest, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(CODECS, "built", {})  # codecs this process built in earlier tests (toybroken, fixed there)
     args = ["--plugins", PLUGIN, "--bw", "64", "--metrics", "si_snr_db", "--data", str(small_manifest), "--repeats",
             "0", "--workers", "1", "--no-progress"]
     assert main([*args, "--codecs", "toymulaw,toybroken", "--out", str(tmp_path / "broken")]) == 1
