@@ -58,6 +58,7 @@ MANIFEST_SUFFIXES = (".txt", ".lst", ".csv", ".tsv")
 DEFAULT_BATCH = 64  # inputs (files or 1 s segments) per encoder call
 DEFAULT_MAX_BATCH_SECONDS = 64 * 30.0  # padded audio-seconds per encoder call: bounds memory when files are long
 DEFAULT_CHECK_ITEMS = 16
+CHECK_SHARE = 0.1  # the fast-mode check codes at most this share of the audio (and at least one file)
 MAX_PADDING = 0.25  # padded samples a batch may add, as a fraction of its audio
 TAIL_FRAMES = 16  # last frames of a padded unit computed again alone (padding reaches 1 on a GPU, a few on CPU)
 
@@ -497,7 +498,7 @@ def tokenize_files(source: Union[str, Path], out_dir: Union[str, Path], model: E
                    bandwidth: Optional[float] = None, mode: str = "exact", device: Union[str, torch.device] = "cpu",
                    batch_size: int = DEFAULT_BATCH, num_workers: int = 2,
                    max_batch_seconds: float = DEFAULT_MAX_BATCH_SECONDS, compile_mode: Optional[str] = None,
-                   check_items: int = DEFAULT_CHECK_ITEMS, progress: bool = True,
+                   check_items: Optional[int] = None, progress: bool = True,
                    channels_last: Optional[bool] = None) -> Summary:
     """Code every file of ``source`` (folder or manifest) into ``out_dir``; see the module docstring."""
     start = time.perf_counter()
@@ -527,8 +528,7 @@ def tokenize_files(source: Union[str, Path], out_dir: Union[str, Path], model: E
                 failed += 1
         readable = sorted((i for i, d in durations.items() if not isinstance(d, str)), key=lambda i: -durations[i])
         chunks = _chunks(readable, durations, batch_size, max_batch_seconds)
-        check = set(readable[:: max(1, math.ceil(len(readable) / check_items))]) if mode == "fast" and check_items \
-            else set()
+        check = _check_sample(readable, durations, check_items) if mode == "fast" else set()
         check_signals: dict[int, Tensor] = {}
         check_codes: dict[int, ItemCodes] = {}
         loader = torch.utils.data.DataLoader(_Files(paths, model.sample_rate, model.channels), batch_sampler=chunks,
@@ -572,6 +572,25 @@ def tokenize_files(source: Union[str, Path], out_dir: Union[str, Path], model: E
                    round(time.perf_counter() - start - wall_seconds, 3))
 
 
+def _check_sample(order: Sequence[int], durations: dict[int, Any], count: Optional[int]) -> set[int]:
+    """The files fast mode also codes in exact mode: ``count`` of them spread over the durations (``order`` is
+    longest first), or by default up to ``DEFAULT_CHECK_ITEMS`` within ``CHECK_SHARE`` of the audio (at least the
+    shortest of them). The check codes its files again and decodes them twice: on the default set's 19 files, 10
+    checked files cost four times the coding itself."""
+    if count == 0 or not order:
+        return set()
+    spread = sorted(order[:: max(1, math.ceil(len(order) / (count or DEFAULT_CHECK_ITEMS)))],
+                    key=lambda index: durations[index])
+    budget = CHECK_SHARE * sum(durations[index] for index in order) if count is None else math.inf
+    chosen, seconds = [], 0.0
+    for index in spread:
+        if chosen and seconds + durations[index] > budget:
+            break
+        chosen.append(index)
+        seconds += durations[index]
+    return set(chosen)
+
+
 def _chunks(order: Sequence[int], durations: dict[int, Any], batch_size: int,
             max_batch_seconds: float) -> list[list[int]]:
     """Files in duration order, grouped for loading: at most ``batch_size`` files and ``max_batch_seconds`` of
@@ -613,8 +632,9 @@ def get_parser() -> argparse.ArgumentParser:
                              "max-autotune)")
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                         help="fast mode: the encoder on time-major memory (default: on CPU only)")
-    parser.add_argument("--check-items", type=int, default=DEFAULT_CHECK_ITEMS,
-                        help="fast mode: files also coded in exact mode to report the difference (0: none)")
+    parser.add_argument("--check-items", type=int, default=None,
+                        help="fast mode: files also coded in exact mode to report the difference (0: none; default: "
+                             f"up to {DEFAULT_CHECK_ITEMS} within {100 * CHECK_SHARE:g} %% of the audio, at least one)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return parser
 

@@ -10,7 +10,7 @@ import torch
 
 from codec.encodec.config import EncodecConfig
 from codec.encodec.model import EncodecModel
-from codec.encodec.tokenize import MAX_PADDING, Summary, Tokenizer, main
+from codec.encodec.tokenize import CHECK_SHARE, MAX_PADDING, Summary, Tokenizer, _check_sample, main
 from encodec_eval.data import default_data_dir
 
 
@@ -31,9 +31,10 @@ def folder(tmp_path):
 
 
 def test_offline_it_falls_back_to_the_project_model_as_encodec_does(folder, tmp_path, offline, capsys):
-    assert main([str(folder), "-o", str(tmp_path / "out"), "--num-workers", "0", "--device", "cpu", "-q"]) == 0
+    assert main([str(folder), "-o", str(tmp_path / "out"), "--num-workers", "0", "--device", "cpu"]) == 0
     err = capsys.readouterr().err
     assert "encodec-tokenize: official weights not found; using the project's encodec_eval_24khz" in err
+    assert "tokenize (exact)" not in err  # stderr is no terminal here: no progress bar in the log
     assert '"model": "encodec_eval_24khz"' in (tmp_path / "out" / "tokenizer.json").read_text()
     # naming Meta's model explicitly is an error, which says how to go on
     assert main([str(folder), "-o", str(tmp_path / "o2"), "--model", "encodec_24khz", "--device", "cpu"]) == 2
@@ -72,3 +73,15 @@ def test_batches_of_the_default_set_hold_little_padding(mode):
 def test_the_speed_keeps_three_significant_digits(tmp_path):
     summary = Summary(coded=2, skipped=0, failed=0, audio_seconds=2.0, wall_seconds=5.0, comparison=None)
     assert "2.0 s of audio in 5.0 s, 0.4 audio-s/s" in summary.lines(tmp_path)[0]
+
+
+def test_the_fast_mode_check_codes_a_tenth_of_the_audio_unless_told_otherwise():
+    """By default the check coded 10 of the default set's 19 files again and decoded them twice: 4 times the coding
+    itself. It now takes at most CHECK_SHARE of the audio; an explicit --check-items is obeyed."""
+    seconds = [30.0, 20.0, 20.0, 13.5, 13.5, 10.8, 10.7, 10.0, 10.0, 10.0, 8.0, 8.0, 7.1, 6.7, 6.5, 6.0, 4.3, 4.0, 2.7]
+    durations = dict(enumerate(seconds))  # longest first, as tokenize_files orders them
+    order = list(durations)
+    chosen = _check_sample(order, durations, None)
+    assert 1 <= len(chosen) and sum(durations[i] for i in chosen) <= CHECK_SHARE * sum(seconds)
+    assert len(_check_sample(order, durations, 4)) == 4 and _check_sample(order, durations, 0) == set()
+    assert len(_check_sample([0], {0: 30.0}, None)) == 1  # one long file: still checked
