@@ -16,15 +16,6 @@ def stereo_48k(tmp_path):
     return path
 
 
-@pytest.fixture
-def offline(tmp_path, monkeypatch):
-    """No official weights anywhere this process looks."""
-    empty = tmp_path / "no-weights"
-    empty.mkdir()
-    for variable in ("ENCODEC_WEIGHTS", "TORCH_HOME"):
-        monkeypatch.setenv(variable, str(empty))
-
-
 def test_an_unsupported_bandwidth_lists_the_supported_ones(stereo_48k, capsys):
     assert main(["--weights", "encodec_eval_24khz", "-b", "24", str(stereo_48k)]) == 1
     err = capsys.readouterr().err

@@ -15,14 +15,6 @@ from encodec_eval.data import default_data_dir
 
 
 @pytest.fixture
-def offline(tmp_path, monkeypatch):
-    empty = tmp_path / "no-weights"
-    empty.mkdir()
-    for variable in ("ENCODEC_WEIGHTS", "TORCH_HOME"):
-        monkeypatch.setenv(variable, str(empty))
-
-
-@pytest.fixture
 def folder(tmp_path):
     source = tmp_path / "in"
     source.mkdir()
