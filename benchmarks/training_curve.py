@@ -16,13 +16,14 @@ import argparse
 import csv
 import time
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
 
 from codec.encodec.train.data import probe_segments, read_manifest
 from codec.encodec.train.export import exported_model
-from codec.encodec.train.monitor import TOP_DIRECTIONS, latent_stats
+from codec.encodec.train.monitor import BAND_COLUMN, TOP_DIRECTIONS, VISQOL_COLUMN, latent_stats
 from codec.encodec.train.trainer import CHECKPOINT_NAME, PROBES_NAME
 from encodec_eval.run.evaluate import RunOptions
 from encodec_eval.run.score import AudioItem, model_codec
@@ -75,9 +76,11 @@ def append(path: Path, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
-def plot(probes_csv: Path, out: Path) -> Path:
+def plot(probes_csv: Path, out: Path, adversary_start: Optional[int] = None) -> Path:
     """The collapse monitor's curve of a run (``RUN/probes.csv``, written by the trainer): SI-SNR on the probes per
-    bandwidth and with the quantizer bypassed, and the latent's effective rank and top-4 share, against the step."""
+    bandwidth and with the quantizer bypassed, and the latent's effective rank and top-4 share, against the step;
+    with a second row for ViSQOL speech on the speech probes and the 2-8 kHz energy balance where the CSV has them
+    (probes.csv files since the adversarial phase). ``adversary_start`` marks the step the adversary joined."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -85,34 +88,53 @@ def plot(probes_csv: Path, out: Path) -> Path:
     import pandas as pd
 
     rows = pd.read_csv(probes_csv)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    for column in [c for c in rows.columns if c.startswith("si_snr_db@")]:
-        label = column.split("@", 1)[1]
-        axes[0].plot(rows["step"], rows[column], marker="o", markersize=3,
-                     linestyle=":" if label == "continuous" else "-", label=label)
-    axes[0].set(xlabel="training step", ylabel="SI-SNR (dB), higher is better",
-                title="SI-SNR on the probes, per bandwidth")
-    axes[0].legend(fontsize=7, title="bandwidth", title_fontsize=7)
+    perceptual = [c for c in rows.columns if c.startswith((f"{VISQOL_COLUMN}@", f"{BAND_COLUMN}@"))]
+    fig, axes = plt.subplots(2 if perceptual else 1, 2, figsize=(11, 7.6 if perceptual else 3.8), squeeze=False)
+    _per_bandwidth(axes[0][0], rows, "si_snr_db", "SI-SNR (dB), higher is better", "SI-SNR on the probes")
     # the shipped run's first probes measured the time-varying part only (latent_varying_*): drawn dotted
-    share = axes[1].twinx()
+    rank_axis = axes[0][1]
+    share = rank_axis.twinx()
     for column in [c for c in rows.columns if c.startswith("latent_") and c.endswith("effective_rank")]:
         part = rows[["step", column]].dropna()
-        axes[1].plot(part["step"], part[column], color="C0", marker="o", markersize=3,
-                     linestyle=":" if "varying" in column else "-", label=column.removeprefix("latent_"))
+        rank_axis.plot(part["step"], part[column], color="C0", marker="o", markersize=3,
+                       linestyle=":" if "varying" in column else "-", label=column.removeprefix("latent_"))
     for column in [c for c in rows.columns if c.startswith("latent_") and c.endswith(f"top{TOP_DIRECTIONS}_share")]:
         part = rows[["step", column]].dropna()
         share.plot(part["step"], part[column], color="C3", marker="s", markersize=3,
                    linestyle=":" if "varying" in column else "--", label=column.removeprefix("latent_"))
-    axes[1].set(xlabel="training step", ylabel="effective rank (blue)",
-                title=f"latent: effective rank and top-{TOP_DIRECTIONS} share of its energy")
+    rank_axis.set(xlabel="training step", ylabel="effective rank (blue)",
+                  title=f"latent: effective rank and top-{TOP_DIRECTIONS} share of its energy")
     share.set_ylabel(f"top-{TOP_DIRECTIONS} share (red)", color="C3")
-    lines = axes[1].get_legend_handles_labels()[0] + share.get_legend_handles_labels()[0]
-    axes[1].legend(lines, [line.get_label() for line in lines], fontsize=7, loc="center right")
+    lines = rank_axis.get_legend_handles_labels()[0] + share.get_legend_handles_labels()[0]
+    rank_axis.legend(lines, [line.get_label() for line in lines], fontsize=7, loc="center right")
     share.set_ylim(0, 1)
+    if perceptual:
+        _per_bandwidth(axes[1][0], rows, VISQOL_COLUMN, "ViSQOL speech@16k (MOS-LQO, 1-5)",
+                       "ViSQOL speech on the speech probes")
+        _per_bandwidth(axes[1][1], rows, BAND_COLUMN, "dB, 0 = the reference's energy",
+                       "output energy at 2-8 kHz relative to the reference")
+        axes[1][1].axhline(0, color="0.4", lw=0.8)
+    for ax in [a for row in axes for a in row]:
+        if adversary_start is not None:
+            ax.axvline(adversary_start, color="0.3", ls="--", lw=0.8)
+    if adversary_start is not None:
+        axes[0][0].annotate("adversary joins", (adversary_start, 0.02), xycoords=("data", "axes fraction"),
+                            fontsize=7, rotation=90, ha="right")
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)
     return out
+
+
+def _per_bandwidth(ax, rows, prefix: str, ylabel: str, title: str) -> None:
+    """One line per bandwidth (dotted: the quantizer bypassed) of the columns ``<prefix>@<bandwidth>``."""
+    for column in [c for c in rows.columns if c.startswith(f"{prefix}@")]:
+        part = rows[["step", column]].dropna()
+        label = column.split("@", 1)[1]
+        ax.plot(part["step"], part[column], marker="o", markersize=3,
+                linestyle=":" if label == "continuous" else "-", label=label)
+    ax.set(xlabel="training step", ylabel=ylabel, title=f"{title}, per bandwidth")
+    ax.legend(fontsize=7, title="bandwidth", title_fontsize=7)
 
 
 def main() -> None:
@@ -123,9 +145,10 @@ def main() -> None:
     parser.add_argument("--every", type=float, default=0, help="seconds between rounds; 0 scores once")
     parser.add_argument("--plot", type=Path, default=None,
                         help="only draw the collapse monitor's RUN/probes.csv of the first run to this PNG")
+    parser.add_argument("--adversary-start", type=int, default=None, help="mark the step the adversary joined")
     args = parser.parse_args()
     if args.plot is not None:
-        print(f"wrote {plot(args.runs[0] / PROBES_NAME, args.plot)}")
+        print(f"wrote {plot(args.runs[0] / PROBES_NAME, args.plot, args.adversary_start)}")
         return
     if args.corpus is None:
         parser.error("--corpus is required to score snapshots")

@@ -17,6 +17,7 @@ payloads are checked against the bytes actually present, and LM-coded codes grow
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import struct
@@ -297,6 +298,11 @@ def iter_segment_chunks(data: bytes, metadata: EcdcMetadata, offset: int, lm: Op
             raise EcdcError(f"the file ends early: its header claims {seconds:.1f} s of audio, whose {needed} bytes of "
                             f"codes would follow the header; {len(data) - offset} bytes do")
     return _segment_chunks(memoryview(data), metadata, offset, lm, progress, chunk_frames)
+
+
+def packed_file_bytes(metadata: EcdcMetadata) -> int:
+    """Size of the bit-packed file (no LM) of the audio that ``metadata`` describes: what LM coding has to beat."""
+    return len(write_header(dataclasses.replace(metadata, use_lm=False))) + packed_payload_bytes(metadata)
 
 
 def packed_payload_bytes(metadata: EcdcMetadata) -> int:

@@ -23,7 +23,7 @@ import torch
 from tqdm import tqdm
 
 from codec import audio
-from codec.encodec.bitstream import read_metadata
+from codec.encodec.bitstream import EcdcMetadata, packed_file_bytes, read_metadata
 from codec.encodec.checkpoints import (
     DownloadError,
     WeightsNotFoundError,
@@ -226,6 +226,21 @@ def _compress(source: Path, out: BinaryIO, model: EncodecModel, lm: Optional[Ent
                        show_progress=long_file))
 
 
+def _unless_larger(job: Job, out: BinaryIO, model: EncodecModel, length: int, args: argparse.Namespace,
+                   long_file: bool, stream: bool) -> None:
+    """``--lm`` never makes a file larger: when the LM-coded file is, write the bit-packed one instead, and say so."""
+    plain = packed_file_bytes(EcdcMetadata(model.config.name, length, model.config.num_codebooks(args.bandwidth),
+                                           False))
+    coded = out.tell()
+    if coded <= plain:
+        return
+    out.seek(0)
+    out.truncate()
+    _compress(job.source, out, model, None, argparse.Namespace(**{**vars(args), "lm": False}), long_file, stream)
+    print(f"encodec: {job.target}: written without the LM, which made it larger ({coded} bytes against {plain})",
+          file=sys.stderr)
+
+
 def _decompress(data: bytes, target: Path, model: EncodecModel, lm: Optional[EntropyLM], args: argparse.Namespace,
                 long_file: bool, stream: bool) -> None:
     if stream:
@@ -271,12 +286,15 @@ def run_job(job: Job, resources: Resources) -> None:
                            f"supports {supported} (-b)")
     blocks = AudioBlocks(job.source, model.sample_rate, model.channels)
     note_conversion(job, blocks, model, args.hq)
-    seconds = blocks.length / model.sample_rate
+    length = blocks.length
+    seconds = length / model.sample_rate
     stream, long_file = streams(model, seconds, args.stream), seconds > LONG_SECONDS
     lm = resources.lm(model) if args.lm else None
     if job.target.suffix.lower() == SUFFIX:
         with replacing(job.target) as part, open(part, "wb") as out:
             _compress(job.source, out, model, lm, args, long_file, stream)
+            if args.lm:
+                _unless_larger(job, out, model, length, args, long_file, stream)
     else:  # a round trip: the .ecdc bytes are small, they stay in memory
         out = io.BytesIO()
         _compress(job.source, out, model, lm, args, long_file, stream)

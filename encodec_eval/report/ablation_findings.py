@@ -1,225 +1,198 @@
-"""Our ablation runs beside the paper's tables, and which of its findings they reproduce.
+"""Our ablation arms beside the paper's tables: intervals, seed spreads, paired comparisons and honest verdicts.
 
-The notebooks only draw what these functions compute, so every sentence about "reproduced" or "not reproduced" is
-derived from the data and unit-tested. For each pair of rows the paper compares (e.g. balancer on against off for the
-same loss weights) we check whether our difference has the paper's sign."""
+The notebooks only draw what these functions compute, so every verdict is derived from the data and unit-tested.
+Input: the raw rows of ``encodec_eval.ablations`` (``ablation_items.csv``: one row per table x arm x seed x item x
+bandwidth). For each comparison, per-item differences (arm minus the arm it is compared with, same seed, same item;
+then averaged over seeds) are bootstrapped over items. A difference is **clear** when its 95 % interval excludes
+zero and its size exceeds the spread over seeds of both arms' means; otherwise it is **not resolved at this
+budget**. An arm that is not yet a codec (mean SI-SNR below 0 dB over all items, or ViSQOL at its floor) gets no
+verdict at all: comparing it says nothing about the design choice.
+"""
 
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
-from encodec_eval.paper import load_table
-from encodec_eval.report.paper_keys import (
-    ABLATION_METRICS,
-    ABLATION_TABLES,
-    BASE_MODEL_KEYS,
-    METRIC_LABELS,
-    TIE_TOLERANCE,
-    PaperCompareError,
-    paper_key_for_variant,
-    paper_pairs,
-    paper_rows,
-)
+from encodec_eval.metrics.base import get_metric
+from encodec_eval.report.paper_keys import TIE_TOLERANCE, paper_key_for_variant, paper_rows
+from encodec_eval.report.stats import bootstrap_interval
 
-# benchmarks/results/ablations.csv (written by encodec_eval.ablations): one row per config x bandwidth x category.
-ABLATION_NAME_COLUMN = "config"
-
-
-_ABLATION_COLUMNS = ("config", "config_hash", "paper_table", "variant")
+WARM_START_NOTE = (
+    "Warm start: every arm of Tables 2 and A.4 continues one common checkpoint (the shipped model's "
+    "reconstruction-only training) for the same budget. This departs from the paper, which trains each arm from "
+    "scratch: our arms differ only in what they add after that checkpoint.")
+# Our metric columns -> the paper's (Tables 2, 3, A.3, A.4 report SI-SNR and ViSQOL; its ViSQOL is audio mode).
+PAPER_METRICS = {"si_snr_db": "si_snr_db", "visqol_audio@48k": "visqol"}
+VISQOL_FLOOR = 1.0
+FLOOR_MARGIN = 0.05  # a ViSQOL mean within this of 1.0 is at the floor: the metric no longer tells outputs apart
+NOT_A_CODEC = "not yet a codec"
+NOT_RESOLVED = "not resolved at this budget"
 
 
-# Our metric columns -> the paper's names. Speed is x_realtime (audio s / processing s) in both.
-_OUR_METRICS = {"si_snr_db": "si_snr_db", "visqol_audio@48k": "visqol", "encode_x_realtime": "encode_x_realtime",
-                "decode_x_realtime": "decode_x_realtime"}
+def _per_item(items: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Metric values as a table: index (item_id, category), one column per seed."""
+    values = items.assign(value=pd.to_numeric(items[metric], errors="coerce"))
+    return values.pivot_table(index=["item_id", "category"], columns="seed", values="value", aggfunc="first")
 
 
-def _table_id_for_label(label: object) -> Optional[str]:
-    by_label = {load_table(t).attrs["label"]: t for t in ABLATION_TABLES}
-    return by_label.get(str(label).strip())
+def _in_category(frame: pd.DataFrame, category: str) -> pd.DataFrame:
+    return frame if category == "all" else frame[frame.index.get_level_values("category") == category]
 
 
-def match_ablations(raw: pd.DataFrame, category: str = "all", bandwidth_kbps: float = 6.0) -> pd.DataFrame:
-    """Our ablation runs at one category and bandwidth, one row per (run, paper row it re-runs).
-
-    Adds ``ablation`` (config names; runs with identical settings are merged), ``paper_table`` (id) and
-    ``paper_key``, and renames metrics to the paper's (``si_snr_db``, ``visqol``, ``encode_x_realtime``,
-    ``decode_x_realtime``).
-    Configs whose variant is no row of the paper (e.g. the no-adversary floor) are left out.
-    """
-    missing = [c for c in (*_ABLATION_COLUMNS, "category", "bandwidth_kbps") if c not in raw.columns]
-    if missing:
-        raise PaperCompareError(f"ablation table has no column(s) {missing}; has {', '.join(raw.columns)}")
-    at = raw[(raw["category"].astype(str) == category)
-             & np.isclose(pd.to_numeric(raw["bandwidth_kbps"], errors="coerce"), bandwidth_kbps)]
-    if at.empty and not raw.empty:
-        raise PaperCompareError(
-            f"no ablation rows for category {category!r} at {bandwidth_kbps:g} kbps; the table has categories "
-            f"{sorted(set(raw['category'].astype(str)))} and bandwidths {sorted(set(raw['bandwidth_kbps']))}")
-    out: dict[tuple[str, str, str], dict] = {}
-    for _, row in at.iterrows():
-        table_id = _table_id_for_label(row["paper_table"])
-        key = paper_key_for_variant(table_id, row["variant"]) if table_id else None
-        if key is None:
-            continue
-        targets = BASE_MODEL_KEYS.items() if BASE_MODEL_KEYS.get(table_id) == key else [(table_id, key)]
-        metrics = {paper: pd.to_numeric(row.get(ours), errors="coerce") for ours, paper in _OUR_METRICS.items()}
-        for target_table, target_key in targets:
-            slot = (str(row["config_hash"]), target_table, target_key)
-            if slot in out:  # the same settings under another config name: one run, both names
-                out[slot]["ablation"] += f" = {row[ABLATION_NAME_COLUMN]}"
-                continue
-            out[slot] = {"ablation": str(row[ABLATION_NAME_COLUMN]), "config_hash": str(row["config_hash"]),
-                         "paper_table": target_table, "paper_key": target_key, **metrics}
-    return pd.DataFrame(list(out.values()),
-                        columns=["ablation", "config_hash", "paper_table", "paper_key", *_OUR_METRICS.values()])
+def _seed_spread(per_seed: pd.DataFrame) -> tuple[float, list[float]]:
+    """(max - min of the per-seed means over items, the per-seed means); a single seed has no spread (NaN)."""
+    means = [float(per_seed[s].mean()) for s in per_seed.columns]
+    return (max(means) - min(means) if len(means) > 1 else math.nan), means
 
 
-def ablations_beside_paper(ours: pd.DataFrame) -> pd.DataFrame:
-    """Long table: one row per (paper table, paper row, metric) that we also measured, our value beside the paper's.
+def not_a_codec_reason(items: pd.DataFrame) -> Optional[str]:
+    """Why an arm (its rows at one bandwidth, all seeds and items) is not yet a codec, or None."""
+    reasons = []
+    if "si_snr_db" in items:
+        snr = pd.to_numeric(items["si_snr_db"], errors="coerce")
+        if snr.notna().any() and snr.mean() < 0:
+            reasons.append(f"mean SI-SNR {snr.mean():.1f} dB is below 0 dB")
+    for column in [c for c in items.columns if c.startswith("visqol")]:
+        visqol = pd.to_numeric(items[column], errors="coerce")
+        if visqol.notna().any() and visqol.mean() <= VISQOL_FLOOR + FLOOR_MARGIN:
+            reasons.append(f"mean {column} {visqol.mean():.2f} is at the metric's floor of {VISQOL_FLOOR:g}")
+    return "; ".join(reasons) or None
 
-    ``ours`` needs ``paper_table`` and ``paper_key`` columns (see :func:`match_ablations`) and metric columns named as
-    in the paper tables (``si_snr_db``, ``visqol``, ``encode_x_realtime``, ``decode_x_realtime``). Several of our rows
-    for one paper row (e.g. seeds) are averaged and counted in ``n_runs``.
-    """
-    for column in ("paper_table", "paper_key", "ablation"):
-        if column not in ours.columns:
-            raise PaperCompareError(f"our ablation rows have no {column!r} column; run match_ablations first")
+
+def arm_table(items: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
+    """One row per table x arm x bandwidth x category (``all`` and each) x metric: mean over items of the
+    seed-averaged value, its 95 % bootstrap interval over items, the spread of the per-seed means, the budget, and
+    whether the arm is "not yet a codec" (judged on all items)."""
     out = []
-    for table_id in ABLATION_TABLES:
-        mine = ours[ours["paper_table"] == table_id]
-        if mine.empty:
-            continue
-        paper = paper_rows(table_id).set_index("paper_key")
-        for metric in ABLATION_METRICS[table_id]:
-            if metric not in mine.columns:
-                continue
-            for key, group in mine.groupby("paper_key", sort=False):
-                values = pd.to_numeric(group[metric], errors="coerce")
-                if key not in paper.index:
-                    raise PaperCompareError(f"{table_id}: our row key {key!r} is not a row of the paper's table")
+    for (table, arm, bandwidth), group in items.groupby(["table", "arm", "bandwidth_kbps"], sort=False):
+        reason = not_a_codec_reason(group)
+        first = group.iloc[0]
+        categories = ["all", *sorted(group["category"].unique())]
+        for metric in metrics:
+            per_item = _per_item(group, metric)
+            for category in categories:
+                chosen = _in_category(per_item, category)
+                interval = bootstrap_interval(chosen.mean(axis=1))
+                spread, means = _seed_spread(chosen)
                 out.append({
-                    "paper_table": table_id,
-                    "paper_key": key,
-                    "ablation": ", ".join(map(str, group["ablation"])),
-                    "metric": metric,
-                    "paper_value": float(paper.loc[key, metric]),
-                    "our_value": float(values.mean()) if values.notna().any() else math.nan,
-                    "n_runs": int(values.notna().sum()),
-                })
-    return pd.DataFrame(out, columns=["paper_table", "paper_key", "ablation", "metric", "paper_value", "our_value",
-                                      "n_runs"])
+                    "table": table, "table_label": first["table_label"], "arm": arm, "variant": first["variant"],
+                    "bandwidth_kbps": bandwidth, "category": category, "metric": metric,
+                    "mean": interval.mean, "ci95_low": interval.low, "ci95_high": interval.high,
+                    "n_items": interval.n, "n_seeds": chosen.shape[1], "seed_spread": spread,
+                    "seed_means": ";".join(f"{m:.4g}" for m in means),
+                    "status": NOT_A_CODEC if reason else "codec", "status_reason": reason or "",
+                    "budget": first["budget"], "steps_done": int(first["steps_done"]),
+                    "weights": first["weights"]})
+    return pd.DataFrame(out)
 
 
-def _direction(diff: float, tol: float) -> int:
+def _paper_direction(table: str, variant: str, reference_variant: str, metric: str) -> tuple[float, str]:
+    """The paper's (arm - reference) for ``metric`` and what it says: "higher", "lower", "no clear difference", or
+    "no paper value" (the metric or either row is not in the paper's table)."""
+    paper_metric = PAPER_METRICS.get(metric)
+    try:
+        keys = (paper_key_for_variant(table, variant), paper_key_for_variant(table, reference_variant))
+    except ValueError:  # not one of the paper's ablation tables
+        return math.nan, "no paper value"
+    if paper_metric is None or None in keys:
+        return math.nan, "no paper value"
+    paper = paper_rows(table).set_index("paper_key")
+    if paper_metric not in paper.columns:
+        return math.nan, "no paper value"
+    diff = float(paper.loc[keys[0], paper_metric] - paper.loc[keys[1], paper_metric])
     if not np.isfinite(diff):
-        return 0
-    return 0 if abs(diff) <= tol else int(np.sign(diff))
+        return math.nan, "no paper value"
+    if abs(diff) <= TIE_TOLERANCE.get(paper_metric, 0.0):
+        return diff, "no clear difference"
+    return diff, "higher" if diff > 0 else "lower"
 
 
-def _relation(direction: int) -> str:
-    return {1: "higher than", -1: "lower than", 0: "about equal to"}[direction]
+def paired_comparisons(items: pd.DataFrame, metrics: Sequence[str],
+                       pairs: Mapping[str, Sequence[tuple[str, str]]]) -> pd.DataFrame:
+    """Each (arm, compared-with) pair of each table, per bandwidth, category and metric: mean per-item difference
+    (arm minus the other; seeds matched, then averaged), its 95 % bootstrap interval over items, the larger of the
+    two arms' seed spreads, and the verdict (see the module docstring), beside the paper's difference."""
+    out = []
+    for table, table_pairs in pairs.items():
+        rows = items[items["table"] == table]
+        for arm, other in table_pairs:
+            a_rows, b_rows = rows[rows["arm"] == arm], rows[rows["arm"] == other]
+            if a_rows.empty or b_rows.empty:
+                continue
+            for bandwidth in sorted(set(a_rows["bandwidth_kbps"]) & set(b_rows["bandwidth_kbps"])):
+                a_bw = a_rows[a_rows["bandwidth_kbps"] == bandwidth]
+                b_bw = b_rows[b_rows["bandwidth_kbps"] == bandwidth]
+                blocked = [f"{name}: {reason}" for name, reason in
+                           ((arm, not_a_codec_reason(a_bw)), (other, not_a_codec_reason(b_bw))) if reason]
+                for metric in metrics:
+                    a_items, b_items = _per_item(a_bw, metric), _per_item(b_bw, metric)
+                    seeds = sorted(set(a_items.columns) & set(b_items.columns))
+                    diffs = (a_items[seeds] - b_items[seeds]).dropna(how="all")
+                    paper_diff, paper_says = _paper_direction(table, a_bw["variant"].iloc[0],
+                                                              b_bw["variant"].iloc[0], metric)
+                    for category in ["all", *sorted(diffs.index.get_level_values("category").unique())]:
+                        chosen = _in_category(diffs, category)
+                        interval = bootstrap_interval(chosen.mean(axis=1))
+                        spread = np.nanmax([_seed_spread(_in_category(a_items[seeds], category))[0],
+                                            _seed_spread(_in_category(b_items[seeds], category))[0], -np.inf])
+                        verdict = _verdict(interval.mean, interval.low, interval.high, float(spread), blocked,
+                                           get_metric(metric).higher_is_better)
+                        out.append({
+                            "table": table, "arm": arm, "compared_with": other, "bandwidth_kbps": bandwidth,
+                            "category": category, "metric": metric, "mean_diff": interval.mean,
+                            "ci95_low": interval.low, "ci95_high": interval.high, "n_items": interval.n,
+                            "n_seeds": len(seeds), "seed_spread": spread if np.isfinite(spread) else math.nan,
+                            "seed_diffs": ";".join(f"{chosen[s].mean():.4g}" for s in seeds),
+                            "verdict": verdict, "verdict_reason": "; ".join(blocked),
+                            "paper_diff": paper_diff, "paper_says": paper_says,
+                            "agrees_with_paper": _agreement(verdict, paper_says, interval.mean),
+                            "budget": a_bw["budget"].iloc[0]})
+    return pd.DataFrame(out)
 
 
-def ablation_findings(beside: pd.DataFrame) -> pd.DataFrame:
-    """Every comparison the paper makes among rows we have, with whether our runs show the same direction.
-
-    ``reproduced`` is True/False where the paper shows a difference larger than :data:`TIE_TOLERANCE` and our value
-    exists; it is NaN (not scored) when the paper shows no clear difference or we did not measure the metric.
-    """
-    rows = []
-    for (table_id, metric), group in beside.groupby(["paper_table", "metric"], sort=False):
-        by_key = group.set_index("paper_key")
-        tol = TIE_TOLERANCE.get(metric, 0.0)
-        for a, b in paper_pairs(table_id, list(by_key.index)):
-            paper_diff = by_key.loc[a, "paper_value"] - by_key.loc[b, "paper_value"]
-            our_diff = by_key.loc[a, "our_value"] - by_key.loc[b, "our_value"]
-            paper_dir = _direction(paper_diff, tol)
-            measured = bool(np.isfinite(our_diff))
-            our_dir = _direction(our_diff, tol) if measured else 0
-            if paper_dir == 0 or not measured:
-                reproduced: Optional[bool] = None
-            else:
-                reproduced = our_dir == paper_dir
-            label = METRIC_LABELS.get(metric, metric)
-            if not measured:
-                verdict = "not measured by our runs"
-            elif reproduced is None:
-                verdict = "not scored: the paper shows no clear difference"
-            else:
-                verdict = "reproduced" if reproduced else "NOT reproduced"
-            statement = (
-                f"{label}: {a} is {_relation(paper_dir)} {b} in the paper "
-                f"({by_key.loc[a, 'paper_value']:.2f} vs {by_key.loc[b, 'paper_value']:.2f})"
-                + (f"; ours {by_key.loc[a, 'our_value']:.2f} vs {by_key.loc[b, 'our_value']:.2f}" if measured else "")
-                + f" -> {verdict}"
-            )
-            rows.append({
-                "paper_table": table_id, "metric": metric, "row_a": a, "row_b": b,
-                "paper_diff": float(paper_diff), "our_diff": float(our_diff) if measured else math.nan,
-                "paper_direction": paper_dir, "our_direction": our_dir if measured else math.nan,
-                "reproduced": reproduced, "statement": statement,
-            })
-    frame = pd.DataFrame(rows, columns=["paper_table", "metric", "row_a", "row_b", "paper_diff", "our_diff",
-                                        "paper_direction", "our_direction", "reproduced", "statement"])
-    frame["reproduced"] = frame["reproduced"].astype("boolean")
-    return frame
+def _verdict(mean: float, low: float, high: float, spread: float, blocked: list[str], higher_is_better: bool) -> str:
+    if blocked:
+        return NOT_A_CODEC
+    if not (np.isfinite(low) and np.isfinite(high)) or low <= 0 <= high:
+        return NOT_RESOLVED
+    if np.isfinite(spread) and abs(mean) <= spread:
+        return NOT_RESOLVED
+    better = (mean > 0) == higher_is_better
+    return "clear: better" if better else "clear: worse"
 
 
-def findings_summary(findings: pd.DataFrame) -> pd.DataFrame:
-    """Per table and metric: how many of the paper's comparisons were scored and how many our runs reproduce."""
-    scored = findings.dropna(subset=["reproduced"])
-    summary = (findings.groupby(["paper_table", "metric"], sort=False)
-               .agg(comparisons=("statement", "size"))
-               .join(scored.groupby(["paper_table", "metric"], sort=False)
-                     .agg(scored=("reproduced", "size"), reproduced=("reproduced", "sum")))
-               .fillna({"scored": 0, "reproduced": 0})
-               .astype({"scored": int, "reproduced": int})
-               .reset_index())
-    summary["share_reproduced"] = summary["reproduced"] / summary["scored"].replace(0, np.nan)
-    return summary
+def _agreement(verdict: str, paper_says: str, mean: float) -> str:
+    """Whether a clear difference has the paper's sign: "in the paper's direction", "against the paper", or "" when
+    either side has no direction to compare."""
+    if not verdict.startswith("clear") or paper_says not in ("higher", "lower"):
+        return ""
+    return "in the paper's direction" if (mean > 0) == (paper_says == "higher") else "against the paper"
 
 
-def describe_findings(findings: pd.DataFrame, beside: Optional[pd.DataFrame] = None) -> list[str]:
-    """Plain sentences, one per table and metric, saying what our runs reproduce; computed, never typed in.
-
-    With ``beside``, tables where our runs cover too few of the paper's rows for any comparison are named as well.
-    """
-    sentences: dict[tuple[str, str], str] = {}
-    if beside is not None:
-        for (table_id, metric), group in beside.groupby(["paper_table", "metric"], sort=False):
-            sentences[table_id, metric] = (
-                f"{load_table(table_id).attrs['label']}, {METRIC_LABELS.get(metric, metric)}: no comparison "
-                f"possible — our runs cover only {', '.join(group['paper_key'])} of the paper's rows.")
-    for _, row in findings_summary(findings).iterrows():
-        label = METRIC_LABELS.get(row["metric"], row["metric"])
-        table = load_table(row["paper_table"]).attrs["label"]
-        if row["scored"] == 0:
-            text = (f"{table}, {label}: nothing to score ({row['comparisons']} comparisons, none with both a clear "
-                    "difference in the paper and a value from our runs).")
-        else:
-            share = row["reproduced"] / row["scored"]
-            word = "reproduced" if share == 1 else "not reproduced" if share == 0 else "partly reproduced"
-            text = (f"{table}, {label}: {word} — our runs show the paper's direction in {row['reproduced']} of "
-                    f"{row['scored']} scored comparisons.")
-        sentences[row["paper_table"], row["metric"]] = text
-    order = {table_id: i for i, table_id in enumerate(ABLATION_TABLES)}
-
-    def rank(key: tuple[str, str]) -> tuple[int, int]:
-        metrics = ABLATION_METRICS.get(key[0], ())
-        return order.get(key[0], 99), metrics.index(key[1]) if key[1] in metrics else 99
-
-    return [sentences[key] for key in sorted(sentences, key=rank)]
+def verdict_counts(pairs: pd.DataFrame, category: str = "all") -> dict[str, int]:
+    """How many comparisons with a paper direction (one category) are resolved, and how, for the summary's lead."""
+    scored = pairs[(pairs["category"] == category) & pairs["paper_says"].isin(["higher", "lower"])]
+    agreement = scored["agrees_with_paper"]
+    return {"with_paper_direction": len(scored),
+            "resolved": int(scored["verdict"].str.startswith("clear").sum()),
+            "in_paper_direction": int((agreement == "in the paper's direction").sum()),
+            "against_paper": int((agreement == "against the paper").sum()),
+            "not_resolved": int((scored["verdict"] == NOT_RESOLVED).sum()),
+            "not_a_codec": int((scored["verdict"] == NOT_A_CODEC).sum()),
+            "all_comparisons": int((pairs["category"] == category).sum()),
+            "all_resolved": int(pairs.loc[pairs["category"] == category, "verdict"].str.startswith("clear").sum())}
 
 
-def undertrained_warning(ours: pd.DataFrame, floor_db: float = 0.0) -> Optional[str]:
-    """A warning when our median SI-SNR is below ``floor_db``: such models are barely trained, so the directions
-    compared above say more about noise than about the design choices."""
-    snr = pd.to_numeric(ours.get("si_snr_db", pd.Series(dtype=float)), errors="coerce").dropna()
-    if snr.empty or snr.median() >= floor_db:
-        return None
-    return (f"Our runs are barely trained: their median SI-SNR is {snr.median():.1f} dB (the paper's models reach "
-            f"6-10 dB), so agreement or disagreement with the paper's directions is mostly noise at this budget.")
+def lead_sentence(pairs: pd.DataFrame, budgets: Mapping[str, str], category: str = "all") -> str:
+    """The summary's first sentence: the budget, then how many of the paper's comparisons this budget resolved."""
+    counts = verdict_counts(pairs, category)
+    budget = "; ".join(f"{table}: {text}" for table, text in budgets.items())
+    return (f"Budget — {budget}. Of {counts['with_paper_direction']} comparisons where the paper shows a direction "
+            f"(category {category}), {counts['resolved']} are resolved at this budget ({counts['in_paper_direction']} "
+            f"in the paper's direction, {counts['against_paper']} against it), {counts['not_resolved']} are not "
+            f"resolved and {counts['not_a_codec']} involve an arm that is not yet a codec. Over every metric, "
+            f"{counts['all_resolved']} of {counts['all_comparisons']} comparisons are resolved.")

@@ -1,14 +1,13 @@
-"""The EnCodec paper's ablation tables as our results meet them: which rows and metrics are compared, the key each row
-is matched on, and the pairs of rows the paper compares.
+"""The EnCodec paper's ablation tables as our results meet them: the key each row is matched on, and the tolerance
+below which the paper shows no difference.
 
 Absolute numbers of a small CPU-budget training run are not comparable with the paper's 300-epoch GPU models, so
-ablation findings are judged on *directions* (see ``ablation_findings``); this module says which directions exist."""
+ablation findings are judged on *directions* (see ``ablation_findings``); this module finds the paper's rows."""
 
 from __future__ import annotations
 
-import itertools
 import re
-from typing import Optional, Sequence
+from typing import Optional
 
 import pandas as pd
 
@@ -22,26 +21,8 @@ class PaperCompareError(ValueError):
 ABLATION_TABLES = ("table2", "table3", "tableA3", "tableA4")
 
 
-# Which metrics of each ablation table are compared, and the smallest difference that counts as a direction
-# (smaller differences in the paper are reported as "no clear difference" and not scored).
-ABLATION_METRICS: dict[str, tuple[str, ...]] = {
-    "table2": ("si_snr_db", "visqol"),
-    "table3": ("si_snr_db", "visqol"),
-    "tableA3": ("si_snr_db", "visqol", "encode_x_realtime", "decode_x_realtime"),
-    "tableA4": ("si_snr_db", "visqol"),
-}
-
-
 TIE_TOLERANCE: dict[str, float] = {"si_snr_db": 0.05, "visqol": 0.005, "encode_x_realtime": 0.05,
                                    "decode_x_realtime": 0.05}
-
-
-METRIC_LABELS: dict[str, str] = {
-    "si_snr_db": "SI-SNR (dB)",
-    "visqol": "ViSQOL",
-    "encode_x_realtime": "encode speed (x real time)",
-    "decode_x_realtime": "decode speed (x real time)",
-}
 
 
 def _fmt_weight(value: float) -> str:
@@ -77,10 +58,6 @@ def paper_rows(table_id: str) -> pd.DataFrame:
     return frame
 
 
-# The paper's base model (streamable, MS-STFT, C=32, LSTM) is a row of three tables; a run of it counts in all three.
-BASE_MODEL_KEYS = {"table2": "MS-STFT", "table3": streamable_key("EnCodec", True), "tableA3": "EnCodec base"}
-
-
 _BALANCER_VARIANT = re.compile(r"lambda_t=(\S+) lambda_f=(\S+) lambda_g=(\S+) lambda_feat=(\S+) balancer=(on|off)")
 
 
@@ -99,15 +76,3 @@ def paper_key_for_variant(table_id: str, variant: str) -> Optional[str]:
     else:
         key = variant
     return key if key in set(paper_rows(table_id)["paper_key"]) else None
-
-
-def paper_pairs(table_id: str, keys: Sequence[str]) -> list[tuple[str, str]]:
-    """The comparisons the paper makes in a table, restricted to ``keys`` (rows we also have)."""
-    present = list(dict.fromkeys(keys))
-    if table_id == "tableA3":
-        base = BASE_MODEL_KEYS["tableA3"]
-        return [(k, base) for k in present if k != base and base in present]
-    if table_id == "tableA4":
-        return [(k, k.replace("balancer on", "balancer off")) for k in present
-                if k.endswith("balancer on") and k.replace("balancer on", "balancer off") in present]
-    return list(itertools.combinations(present, 2))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import textwrap
-from typing import Optional, Sequence
+from typing import Optional
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -12,7 +12,6 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter, ScalarFormatter
 
 from encodec_eval.paper import load_table
-from encodec_eval.report.paper_keys import ABLATION_METRICS, METRIC_LABELS
 
 # Table 3 gives SI-SNR and ViSQOL at 6 kbps on an equal mix of speech and music: the only published objective anchors.
 _TABLE3_METRIC = {"si_snr_db": "si_snr_db", "visqol_audio@48k": "visqol"}
@@ -104,25 +103,40 @@ def plot_metric_vs_mushra(joined: pd.DataFrame, metric: str, condition: str = "c
     return fig
 
 
-def plot_ablation(beside: pd.DataFrame, table_id: str, metrics: Optional[Sequence[str]] = None) -> Figure:
-    """For each metric, the paper's value and ours per row, side by side (separate axes: scales differ)."""
-    sub = beside[beside["paper_table"] == table_id]
-    metrics = [m for m in (metrics or ABLATION_METRICS[table_id]) if m in set(sub["metric"])]
-    fig, axes = plt.subplots(len(metrics), 2, figsize=(10, 0.35 * sub["paper_key"].nunique() * len(metrics) + 2),
-                             squeeze=False)
-    label = load_table(table_id).attrs["label"]
-    for row_axes, metric in zip(axes, metrics):
-        data = sub[sub["metric"] == metric]
-        y = np.arange(len(data))
-        for ax, column, who in zip(row_axes, ("paper_value", "our_value"), ("paper", "ours")):
-            ax.barh(y, data[column].fillna(0.0), color="tab:gray" if who == "paper" else "tab:blue")
-            for yi, value in zip(y, data[column]):
-                if np.isnan(value):
-                    ax.text(0, yi, " not measured", va="center", fontsize=7)
-            ax.set_yticks(y, data["paper_key"] if who == "paper" else [""] * len(y))
-            ax.set_title(f"{label} — {METRIC_LABELS.get(metric, metric)} ({who})", fontsize=9)
-            ax.grid(alpha=0.3, axis="x")
-    fig.tight_layout()
+VERDICT_COLOURS = {"clear: better": "tab:green", "clear: worse": "tab:red", "not resolved at this budget": "0.55",
+                   "not yet a codec": "black"}
+
+
+def plot_paired_differences(pairs: pd.DataFrame, table: str, category: str = "all") -> Figure:
+    """One panel per metric: each arm's mean per-item difference from the arm it is compared with, its 95 %
+    interval, and a marker per seed; coloured by verdict, with the paper's difference where it has one."""
+    sub = pairs[(pairs["table"] == table) & (pairs["category"] == category)]
+    metrics = list(dict.fromkeys(sub["metric"]))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.4 * len(metrics), 0.45 * sub["arm"].nunique() + 1.8),
+                             squeeze=False, sharey=True)
+    for ax, metric in zip(axes[0], metrics):
+        rows = sub[sub["metric"] == metric].reset_index(drop=True)
+        labels = [f"{a} − {b}" for a, b in zip(rows["arm"], rows["compared_with"])]
+        for y, row in rows.iterrows():
+            colour = VERDICT_COLOURS.get(row["verdict"], "0.55")
+            ax.errorbar(row["mean_diff"], y, xerr=[[row["mean_diff"] - row["ci95_low"]],
+                                                   [row["ci95_high"] - row["mean_diff"]]],
+                        fmt="o", color=colour, capsize=3)
+            for seed_diff in str(row["seed_diffs"]).split(";"):
+                if seed_diff not in ("", "nan"):
+                    ax.plot(float(seed_diff), y, "|", color=colour, markersize=9)
+            if np.isfinite(row["paper_diff"]):
+                ax.plot(row["paper_diff"], y, "D", color="tab:purple", markersize=4, fillstyle="none")
+        ax.axvline(0, color="0.3", lw=0.8)
+        ax.set_yticks(range(len(rows)), labels, fontsize=7)
+        ax.set_title(metric, fontsize=9)
+        ax.grid(alpha=0.3, axis="x")
+    handles = [plt.Line2D([], [], color=c, marker="o", ls="", label=v) for v, c in VERDICT_COLOURS.items()]
+    handles += [plt.Line2D([], [], color="0.3", marker="|", ls="", label="one seed"),
+                plt.Line2D([], [], color="tab:purple", marker="D", ls="", fillstyle="none", label="paper")]
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=7, frameon=False)
+    fig.suptitle(f"{table}: paired differences over items ({category}), 95 % bootstrap intervals", fontsize=9)
+    fig.tight_layout(rect=(0, 0.08, 1, 0.95))
     return fig
 
 

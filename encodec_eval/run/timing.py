@@ -55,17 +55,19 @@ class Timing:
 
 
 def time_calls(calls: Mapping[str, Callable[[], object]], repeats: int, threads: Optional[int] = None,
-               synchronize: Callable[[], None] = lambda: None) -> dict[str, Timing]:
+               synchronize: Callable[[], None] = lambda: None, autograd: bool = False) -> dict[str, Timing]:
     """Time each of ``calls`` ``repeats`` times (the caller has already warmed them up), in inference mode.
 
     Calls are interleaved, in alternating order from round to round, so that other work on the machine slows them
     alike when they are compared. ``threads`` sets torch's intra-op threads for the timing (None: as they are).
-    ``synchronize`` waits for the device a call queued work on (a GPU), inside the timed span.
+    ``synchronize`` waits for the device a call queued work on (a GPU), inside the timed span. Calls run in
+    inference mode unless ``autograd`` (training steps, which backpropagate).
     """
     wall: dict[str, list[float]] = {name: [] for name in calls}
     cpu: dict[str, list[float]] = {name: [] for name in calls}
     names = list(calls)
-    with (torch_threads(threads) if threads is not None else contextlib.nullcontext()), torch.inference_mode():
+    with (torch_threads(threads) if threads is not None else contextlib.nullcontext()), \
+            torch.inference_mode(not autograd):
         for round_ in range(max(repeats, 0)):
             for name in names if round_ % 2 == 0 else names[::-1]:
                 synchronize()

@@ -84,6 +84,26 @@ def test_lm_lowers_the_measured_bitrate_losslessly(without_official_weights):
     np.testing.assert_array_equal(a.numpy(), b.numpy())  # same codes, so the same audio
 
 
+def test_encodec_lm_file_is_the_apis_where_the_lm_pays(without_official_weights, tmp_path):
+    model = checkpoints.load_model("encodec_eval_24khz")
+    item = next(i for i in load_dataset().items if i.category == "speech_clean")
+    wav, sr = item.load()
+    source = tmp_path / "in.wav"
+    audio.save(source, wav[:, : 3 * sr], sr, subtype="FLOAT")
+    encodec = Path(sys.executable).parent / "encodec"
+    env = dict(os.environ, OMP_NUM_THREADS="1", ENCODEC_WEIGHTS=str(tmp_path / "empty"),
+               TORCH_HOME=str(tmp_path / "empty"))  # no official weights: the shipped model codes the file
+    env.pop(checkpoints.PROJECT_WEIGHTS_ENV, None)
+    done = subprocess.run([str(encodec), str(source), str(tmp_path / "out.ecdc"), "--lm"], capture_output=True,
+                          text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "without the LM" not in done.stderr
+    loaded, loaded_sr = audio.load(source)
+    expected = compress(model, audio.convert(loaded, loaded_sr, 24000, 1), bandwidth=6.0, use_lm=True,
+                        lm=default_lm(model.config), sample_rate=24000)
+    assert (tmp_path / "out.ecdc").read_bytes() == expected
+
+
 def test_encodec_command_falls_back_to_the_shipped_model(tmp_path):
     item = next(i for i in load_dataset().items if i.category == "speech_clean")
     wav, sr = item.load()

@@ -14,6 +14,8 @@ import pandas as pd
 import pytest
 from nbclient import NotebookClient
 
+from tests.notebooks.ablation_items import synthetic_items
+
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = {name: REPO / "notebooks" / f"{name}.ipynb" for name in ("ablations", "benchmark")}
 METRICS = ["si_snr_db", "visqol_audio@48k", "pesq_wb@16k"]
@@ -126,46 +128,29 @@ def test_benchmark_notebook_without_listening_test(run_folder, monkeypatch):
     assert "ratings are NOT post-screened" in text and "6 listeners" in text
 
 
-def _ablation_row(config, table, variant, si_snr, visqol, x_realtime=(20.0, 25.0), digest=None):
-    return {"config": config, "config_hash": digest or f"h-{config}", "paper_table": table, "variant": variant,
-            "budget": "steps=3", "steps_done": 3, "train_seconds": 1.0, "bandwidth_kbps": 6.0, "category": "all",
-            "n_items": 19, "si_snr_db": si_snr, "mel_distance@24k": 1.0, "visqol_audio@48k": visqol,
-            "encode_x_realtime": x_realtime[0], "decode_x_realtime": x_realtime[1], "eval_set": "default (embedded)",
-            "note": ""}
+def _ablation_results(folder: Path) -> Path:
+    """Raw ablation rows (tests/notebooks/ablation_items.py) and their provenance, as the runner writes them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    items = folder / "ablation_items.csv"
+    synthetic_items().to_csv(items, index=False)
+    (folder / "ablations.json").write_text(json.dumps({"protocol": "benchmarks/ablations/protocol.yaml",
+                                                       "training_cpu_hours": 1.25, "git_commit": "abc"}))
+    return items
 
 
-def test_ablations_notebook_states_findings_from_the_data(tmp_path, monkeypatch):
-    rows = [
-        # Table 2: paper MS-STFT > MPD on ViSQOL, MPD > MS-STFT on SI-SNR; ours agree on both
-        _ablation_row("disc_msstft", "Table 2", "MS-STFT", 3.0, 3.2, digest="base"),
-        _ablation_row("streamable", "Table 3", "streamable", 3.0, 3.2, digest="base"),
-        _ablation_row("disc_mpd", "Table 2", "MPD", 3.5, 3.0),
-        _ablation_row("disc_none", "Table 2 (floor)", "no adversary", 1.5, 2.0),
-        # Table 3: non-streamable better in the paper; ours worse -> not reproduced
-        _ablation_row("non_streamable", "Table 3", "non-streamable", 2.0, 3.0),
-        # Table A.3: 16 channels is faster and slightly worse in the paper; ours faster and better
-        _ablation_row("arch_channels16", "Table A.3", "Channels = 16", 3.3, 3.1, x_realtime=(40.0, 45.0)),
-        # Table A.4: balancer on vs off for weights 1/1/1/1; ViSQOL not measured
-        _ablation_row("balancer_on_t1_f1_g1_feat1", "Table A.4",
-                      "lambda_t=1 lambda_f=1 lambda_g=1 lambda_feat=1 balancer=on", 4.0, np.nan),
-        _ablation_row("balancer_off_t1_f1_g1_feat1", "Table A.4",
-                      "lambda_t=1 lambda_f=1 lambda_g=1 lambda_feat=1 balancer=off", 1.0, np.nan),
-    ]
-    music = [dict(r, category="music", si_snr_db=-50.0) for r in rows]  # other categories must not leak in
-    csv = tmp_path / "ablations.csv"
-    pd.DataFrame(rows + music).to_csv(csv, index=False)
-    monkeypatch.setenv("ENCODEC_ABLATIONS_CSV", str(csv))
-    text, images = _execute_text(NOTEBOOKS["ablations"], tmp_path)
-    assert images == 4  # one figure per paper table
-    assert "Configs with no counterpart in the paper (listed, not compared): disc_none" in text
-    assert "disc_msstft = streamable" in text
-    assert "Table 2, SI-SNR (dB): reproduced" in text and "Table 2, ViSQOL: reproduced" in text
-    assert "Table 3, SI-SNR (dB): not reproduced" in text
-    assert "Table A.3, SI-SNR (dB): not reproduced" in text
-    assert "Table A.3, encode speed (x real time): reproduced" in text
-    assert "Table A.4, SI-SNR (dB): reproduced" in text
-    assert "Table A.4, ViSQOL: nothing to score" in text
-    assert "barely trained" not in text  # our synthetic runs reach a few dB
+def test_ablations_notebook_leads_with_the_budget_and_gives_no_verdict_to_a_non_codec(tmp_path, monkeypatch):
+    monkeypatch.setenv("ENCODEC_ABLATION_ITEMS", str(_ablation_results(tmp_path / "results")))
+    monkeypatch.setenv("ENCODEC_REPO", str(REPO))
+    notebook = _execute(NOTEBOOKS["ablations"], tmp_path)
+    text, images = _outputs(notebook)
+    first = next(o for c in notebook.cells for o in c.get("outputs", []) if o.get("data", {}).get("text/markdown"))
+    assert first["data"]["text/markdown"].startswith("**Budget — Table 2: start=warm;steps=300")
+    assert "comparisons where the paper shows a direction" in text and "Warm start" in text
+    assert images == 2  # one figure of paired differences per table
+    assert "not yet a codec" in text and "below 0 dB" in text  # in the arm table, not a footnote
+    assert "clear: worse" in text and "against the paper" in text and "not resolved at this budget" in text
+    assert "reproduced" not in text
+    assert "table3" in text and "architecture" in text  # what was left out, from the protocol
 
 
 @pytest.mark.slow
@@ -206,14 +191,13 @@ def test_benchmark_notebook_defaults_to_the_committed_default_run(tmp_path, monk
 
 
 def test_ablations_notebook_on_the_committed_ablation_table(tmp_path, monkeypatch):
-    """The default input: benchmarks/results/ablations.csv as the ablation runner wrote and committed it."""
-    if not (REPO / "benchmarks" / "results" / "ablations.csv").is_file():
-        pytest.skip("benchmarks/results/ablations.csv is not in this checkout")
+    """The default input: benchmarks/results/ablation_items.csv as the ablation runner wrote and committed it."""
+    if not (REPO / "benchmarks" / "results" / "ablation_items.csv").is_file():
+        pytest.skip("benchmarks/results/ablation_items.csv is not in this checkout")
     monkeypatch.setenv("ENCODEC_REPO", str(REPO))
-    monkeypatch.delenv("ENCODEC_ABLATIONS_CSV", raising=False)
+    monkeypatch.delenv("ENCODEC_ABLATION_ITEMS", raising=False)
     text, images = _execute_text(NOTEBOOKS["ablations"], tmp_path)
-    assert "ablation configs read from" in text and "benchmarks/results/ablations.csv" in text
-    assert "Table 2, SI-SNR (dB):" in text  # a computed verdict for the discriminator ablation
+    assert "Budget — Table 2: start=warm" in text and "ablation_items.csv" in text
     assert images >= 1
 
 

@@ -55,6 +55,47 @@ def test_bf16_generator_runs_its_convs_in_bfloat16_and_its_quantizer_in_float32(
     assert seen["quantizer"].quantized.dtype == torch.float32 and record["mel"].dtype == torch.float32
 
 
+def test_bf16_adversary_keeps_the_generator_in_float32(tmp_path):
+    trainer = _trainer(tmp_path, adversaries=["msstft"], disc_update_probability=1.0, precision="bf16-adversary")
+    seen = {}
+    hooks = [module.register_forward_hook(lambda m, i, o, name=name: seen.setdefault(name, o))
+             for name, module in (("encoder", trainer.model.encoder),
+                                  ("discriminator", trainer.adversaries["msstft"]))]
+    record = trainer.train_step()
+    for hook in hooks:
+        hook.remove()
+    assert seen["encoder"].dtype == torch.float32
+    assert seen["discriminator"][0][0].dtype == torch.bfloat16
+    assert all(record[k].dtype == torch.float32 for k in ("l1", "mel", "adv_msstft", "feat_msstft", "disc_msstft"))
+
+
+def test_bf16_falls_back_to_float32_on_a_cpu_without_bfloat16(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    with pytest.warns(RuntimeWarning, match="no bfloat16 arithmetic .* training in float32"):
+        trainer = _trainer(tmp_path, adversaries=["msstft"], precision="bf16-adversary")
+    assert trainer.precision == "fp32"
+    assert not torch.is_autocast_enabled("cpu")
+    with trainer.autocast("adversary"):
+        assert not torch.is_autocast_enabled("cpu")
+
+
+def test_compiled_feature_loss_gives_the_same_losses(tmp_path):
+    """torch.compile fuses the feature-matching loss; its value and its gradient stay those of the eager loss."""
+    runs = {}
+    for compiled in (False, True):
+        trainer = _trainer(tmp_path / str(compiled), adversaries=["msstft"], disc_update_probability=1.0,
+                           compile_feature_loss=compiled)
+        records = [trainer.train_step() for _ in range(2)]
+        runs[compiled] = _losses(records), [p.detach().clone() for p in trainer.model.parameters()]
+    (eager, eager_weights), (fused, fused_weights) = runs[False], runs[True]
+    # the fused kernels sum each map's differences in another order: equal to float32 rounding, not bit for bit
+    for a, b in zip(eager, fused):
+        assert b == pytest.approx(a, rel=1e-5), "compiled and eager losses differ"
+    for a, b in zip(eager_weights, fused_weights):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6)
+
+
 def test_fused_discriminator_pass_gives_the_same_losses(tmp_path):
     gen = torch.Generator().manual_seed(1)
     x, y = (0.1 * torch.randn(2, 1, 2400, generator=gen) for _ in range(2))

@@ -60,14 +60,14 @@ def test_training_logs_the_monitor_every_probe_step(tiny_corpus, tmp_path):
     Trainer(config, sampler.batch, tmp_path, probes=probes).fit(steps=4)
     with (tmp_path / PROBES_NAME).open() as handle:
         rows = list(csv.DictReader(handle))
-    assert [int(r["step"]) for r in rows] == [2, 4]
+    assert [int(r["step"]) for r in rows] == [0, 2, 4]  # the curve starts where the run starts
     expected = {"latent_offset_share", "latent_top4_share", "latent_effective_rank", "si_snr_db@continuous",
                 "si_snr_db@6kbps", "si_snr_db@12kbps"}
     assert expected <= set(rows[0])
     assert all(math.isfinite(float(r["latent_effective_rank"])) for r in rows)
     with (tmp_path / "train_log.csv").open() as handle:
         logged = list(csv.DictReader(handle))
-    assert logged[1]["latent_effective_rank"] == rows[0]["latent_effective_rank"]
+    assert logged[1]["latent_effective_rank"] == rows[1]["latent_effective_rank"]
     assert logged[0]["latent_effective_rank"] == ""  # step 1 is not a probe step
 
 

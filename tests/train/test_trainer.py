@@ -3,13 +3,15 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from codec.encodec.train.config import TrainConfig
 from codec.encodec.train.data import CorpusError, SegmentSampler, read_manifest
 from codec.encodec.train.trainer import Trainer
 from tests.train.conftest import tiny
 
-ABLATIONS = sorted((Path(__file__).resolve().parents[2] / "benchmarks" / "ablations").glob("*.yaml"))
+ABLATIONS = sorted(p for p in (Path(__file__).resolve().parents[2] / "benchmarks" / "ablations").glob("*.yaml")
+                   if not p.name.startswith("protocol"))
 
 
 def _trainer(corpus, out, **changes):
@@ -86,6 +88,31 @@ def test_one_adversary_per_bandwidth_and_paper_disc_probability(tiny_corpus, tmp
     assert TrainConfig(model="encodec_48khz").resolved_disc_probability() == 0.5
 
 
+def test_discriminator_warm_up_then_adversarial_losses(tiny_corpus, tmp_path):
+    trainer = _trainer(tiny_corpus, tmp_path, adversaries=["stft"], adversary_start_step=1, adversary_warmup_steps=2,
+                       disc_update_probability=0.0, adversary_lr=5e-3, lr=1e-3, adversarial_generator_lr=1e-4)
+    assert trainer.opt_d.param_groups[0]["lr"] == 5e-3
+    records, rates = [], []
+    for _ in range(4):
+        records.append(trainer.train_step())
+        rates.append(trainer.opt_g.param_groups[0]["lr"])
+    assert rates == [1e-3, 1e-4, 1e-4, 1e-4]  # the generator's rate drops when the adversary joins
+    # step 1: before the adversary; steps 2-3: the discriminator alone learns, at every step (probability 0 here);
+    # step 4: the generator's adversarial losses join, and updates follow the probability again
+    assert [r["disc_updated"] for r in records] == [0, 1, 1, 0]
+    assert ["adv_stft" in r for r in records] == [False, False, False, True]
+    assert all("disc_stft" in r for r in records[1:3])
+
+
+def test_numeric_settings_written_as_text_are_read_as_numbers():
+    assert TrainConfig.from_dict({"lr": "1e-3"}).lr == 1e-3  # YAML 1.1 reads 1e-3 (no dot) as a string
+    assert TrainConfig.from_dict({"steps": 10.0}).steps == 10
+    for bad, message in (({"lr": "fast"}, "lr must be a number"), ({"steps": 1.5}, "steps must be a whole number"),
+                         ({"balancer": "yes"}, "balancer must be true or false")):
+        with pytest.raises(ValueError, match=message):
+            TrainConfig.from_dict(bad)
+
+
 def test_bad_settings_are_rejected():
     with pytest.raises(ValueError, match="unknown training settings: colour"):
         TrainConfig.from_dict({"colour": "blue"})
@@ -95,11 +122,11 @@ def test_bad_settings_are_rejected():
 
 @pytest.mark.parametrize("path", ABLATIONS, ids=[p.stem for p in ABLATIONS])
 def test_every_ablation_config_trains_a_few_steps(path, tiny_corpus, tmp_path):
-    from encodec_eval.ablations import load_ablation
+    from encodec_eval.ablations.protocol import load_arm
 
-    config, meta = load_ablation(path, {})
-    assert meta.get("table")
-    data = config.to_dict()
+    arm = load_arm(path)
+    assert yaml.safe_load(path.read_text())["ablation"]["table"]  # every arm names the paper's table it re-runs
+    data = TrainConfig.from_dict(arm.settings).to_dict()
     settings = tiny(model_overrides=data["model_overrides"])
     settings.update({k: data[k] for k in ("adversaries", "weights", "balancer")})
     trainer = _trainer(tiny_corpus, tmp_path, **settings)
@@ -109,8 +136,6 @@ def test_every_ablation_config_trains_a_few_steps(path, tiny_corpus, tmp_path):
 
 
 def test_command_line_trains_and_resumes(tiny_corpus, tmp_path):
-    import yaml
-
     from codec.encodec.train.__main__ import main
 
     config = tmp_path / "tiny.yaml"

@@ -53,13 +53,17 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"collapse monitor: no corpus file is {PROBE_SECONDS} s long; probing with training-length segments",
               file=sys.stderr)
         probes = probe_segments(items, model.sample_rate, model.channels, seconds=config.segment_seconds)
+    speech_probes = [i for i, category in enumerate(c for c, segments in probes.items() for _ in segments)
+                     if category.startswith("speech")]
     probes = torch.from_numpy(np.concatenate(list(probes.values())))
     if config.num_workers:  # background processes draw the batches (each from its own seed)
         loader = BatchLoader(sampler, config.batch_size, config.num_workers, seed=config.seed + rank,
                              pin_memory=device.type == "cuda")
-        trainer = Trainer(config, loader, args.out, device=device, sampler_state=loader, probes=probes)
+        trainer = Trainer(config, loader, args.out, device=device, sampler_state=loader, probes=probes,
+                          speech_probes=speech_probes)
     else:
-        trainer = Trainer(config, sampler.batch, args.out, device=device, sampler_state=sampler, probes=probes)
+        trainer = Trainer(config, sampler.batch, args.out, device=device, sampler_state=sampler, probes=probes,
+                          speech_probes=speech_probes)
     checkpoint = args.out / CHECKPOINT_NAME
     if checkpoint.exists():
         trainer.load(checkpoint)

@@ -70,14 +70,15 @@ def feature_matching_loss(real_maps: FeatureMaps, fake_maps: FeatureMaps, relati
                           eps: float = 1e-8) -> torch.Tensor:
     """ell_feat = 1/(K L) sum_k sum_l mean|D_k^l(x) - D_k^l(x_hat)| / mean|D_k^l(x)|.
 
-    ``relative=False`` drops the division, which is what audiocraft actually computes (audiocraft#483).
+    ``relative=False`` drops the division, which is what audiocraft actually computes (audiocraft#483). Feature maps
+    in bfloat16 (autocast) are compared in float32: the cast happens here, so that a compiled loss fuses it.
     """
     _check_same_count(real_maps, fake_maps)
     terms = []
     for real_layers, fake_layers in zip(real_maps, fake_maps):
         _check_same_count(real_layers, fake_layers)
         for real, fake in zip(real_layers, fake_layers):
-            real = real.detach()
+            real, fake = real.detach().float(), fake.float()
             term = F.l1_loss(fake, real)
             if relative:
                 term = term / (real.abs().mean() + eps)

@@ -8,7 +8,9 @@ Checkpoints hold everything a bit-exact resume needs: weights, EMA, optimisers, 
 On CUDA a step never waits for the GPU: losses stay on the device until a logging step reads them, the balancer's
 norm averages and the weight EMA are updated there, and the random choices (bandwidth, discriminator update) come
 from a CPU generator. ``precision: bf16`` runs the generator and discriminators under bfloat16 autocast, with the
-quantizer, every loss and the balancer in float32.
+quantizer, every loss and the balancer in float32; ``bf16-adversary`` the discriminators alone. On a CPU, bfloat16
+runs only where the processor has bfloat16 arithmetic (AVX-512 BF16 or AMX); elsewhere oneDNN would emulate it,
+slower than float32, so the trainer warns and trains in float32.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import csv
 import json
 import time
+import warnings
 from contextlib import AbstractContextManager
 from itertools import chain
 from pathlib import Path
@@ -24,6 +27,7 @@ from typing import Callable, Optional, Sequence, Union
 import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.profiler import record_function
 from tqdm import tqdm
 
 from ...files import replacing
@@ -40,7 +44,7 @@ from .losses import (
     generator_adversarial_loss,
     time_l1,
 )
-from .monitor import TOP_DIRECTIONS, ProbeMonitor
+from .monitor import BAND_COLUMN, TOP_DIRECTIONS, VISQOL_COLUMN, ProbeMonitor
 
 CHECKPOINT_NAME = "checkpoint.pt"
 PROBES_NAME = "probes.csv"
@@ -96,11 +100,11 @@ class Adversary(nn.Module):
 class Trainer:
     def __init__(self, config: TrainConfig, batches: Callable[[int], torch.Tensor], out_dir: Path | str,
                  device: torch.device | str = "cpu", sampler_state: Optional[object] = None,
-                 probes: Optional[torch.Tensor] = None) -> None:
+                 probes: Optional[torch.Tensor] = None, speech_probes: Sequence[int] = ()) -> None:
         """``batches(batch_size)`` returns [B, C, T] audio; ``sampler_state`` (with state_dict/load_state_dict)
         is checkpointed with it so that data draws resume exactly. ``probes`` ([N, C, T] fixed segments) are scored
         every ``config.probe_every`` steps for the collapse monitor (``monitor.py``) into ``probes.csv`` and the
-        training log."""
+        training log, those at the indices ``speech_probes`` with ViSQOL speech too."""
         self.config, self.batches, self.sampler_state = config, batches, sampler_state
         self.out_dir = Path(out_dir)
         self.device = torch.device(device)
@@ -115,7 +119,8 @@ class Trainer:
         self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
         fused = self.device.type == "cuda"  # one kernel for every parameter; CPU keeps the foreach path's numbers
         self.opt_g = torch.optim.Adam(self.model.parameters(), lr=config.lr, betas=config.betas, fused=fused)
-        self.opt_d = (torch.optim.Adam(self.adversaries.parameters(), lr=config.lr, betas=config.betas, fused=fused)
+        adversary_lr = config.lr if config.adversary_lr is None else config.adversary_lr
+        self.opt_d = (torch.optim.Adam(self.adversaries.parameters(), lr=adversary_lr, betas=config.betas, fused=fused)
                       if config.adversaries else None)
         self.mel_loss = MultiScaleMelLoss(self.model.sample_rate, config.mel_scales, log_l2=config.mel_log_l2
                                           ).to(self.device)
@@ -124,10 +129,14 @@ class Trainer:
         self.disc_probability = config.resolved_disc_probability()
         # Same seed on every rank: all ranks draw the same bandwidth and the same discriminator decision.
         self.shared_rng = torch.Generator().manual_seed(config.seed + 1)
-        self.monitor = None if probes is None else ProbeMonitor(probes, self.bandwidths)
+        self.monitor = (None if probes is None else
+                        ProbeMonitor(probes, self.bandwidths, speech_probes, self.model.sample_rate))
         # one batch through the discriminators in their update: same losses, gradients summed in another order
         self.fused_adversary = (self.device.type == "cuda" if config.fused_adversary is None
                                 else config.fused_adversary)
+        self.precision = effective_precision(config.precision, self.device)
+        self.feature_loss = (torch.compile(feature_matching_loss, dynamic=False) if config.compile_feature_loss
+                             else feature_matching_loss)
         self.step = 0
         self.disc_updates = 0  # discriminator updates made by this object (benchmarks read it)
         self._ema_started = False  # whether the EMA holds weights yet (AveragedModel's n_averaged > 0)
@@ -144,48 +153,70 @@ class Trainer:
         return weights
 
     # ---- one step -------------------------------------------------------------------------------------------
-    def autocast(self) -> AbstractContextManager:
-        """bfloat16 autocast when the config asks for it (a no-op context in float32)."""
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16")
+    def autocast(self, part: str = "generator") -> AbstractContextManager:
+        """bfloat16 autocast for ``part`` ("generator" or "adversary") when the precision asks for it (a no-op
+        context in float32)."""
+        enabled = self.precision == "bf16" or (self.precision == "bf16-adversary" and part == "adversary")
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
     def train_step(self) -> Record:
         """One step; its log row holds device tensors (reading them would wait for the GPU): ``fit`` reads them on
-        logging steps only."""
+        logging steps only. Its phases are named for ``torch.profiler`` (``benchmarks/adversarial_step.py``)."""
         self.model.train()
         x = self.batches(self.config.batch_size).to(self.device, non_blocking=True)
         bandwidth = self.bandwidths[int(torch.randint(len(self.bandwidths), (1,), generator=self.shared_rng))]
         update_disc = bool(torch.rand((), generator=self.shared_rng) < self.disc_probability)
         adversarial = bool(self.config.adversaries) and self.step >= self.config.adversary_start_step
-        with self.autocast():
+        warming_up = adversarial and self.step < self.config.adversary_start_step + self.config.adversary_warmup_steps
+        update_disc = update_disc or warming_up  # the warm-up updates the discriminators at every step
+        with record_function("generator_forward"), self.autocast():
             y, penalty = self.generator(x, bandwidth)
         record: Record = {"step": self.step + 1, "bandwidth_kbps": bandwidth,
                           "disc_updated": int(update_disc and adversarial)}
         if adversarial and update_disc:
-            record.update(self._discriminator_step(x, y.detach(), bandwidth))
+            with record_function("discriminator_update"):
+                record.update(self._discriminator_step(x, y.detach(), bandwidth))
             self.disc_updates += 1
-        losses = {"l1": time_l1(y, x), "mel": self.mel_loss(y, x)}
-        for name, adversary in (self.adversaries.items() if adversarial else ()):
-            adversary.requires_grad_(False)
-            with torch.no_grad(), self.autocast():
-                _, real_maps = adversary(x, bandwidth)
-            with self.autocast():
-                fake_logits, fake_maps = adversary(y, bandwidth)
-            adversary.requires_grad_(True)
-            losses[f"adv_{name}"] = generator_adversarial_loss(_float(fake_logits), self.config.generator_loss)
-            losses[f"feat_{name}"] = feature_matching_loss([_float(m) for m in real_maps],
-                                                           [_float(m) for m in fake_maps],
-                                                           self.config.relative_feature_loss)
+        with record_function("reconstruction_losses"):
+            losses = {"l1": time_l1(y, x), "mel": self.mel_loss(y, x)}
+        for name, adversary in (self.adversaries.items() if adversarial and not warming_up else ()):
+            with record_function("adversarial_losses"):
+                losses.update(self._adversarial_losses(name, adversary, x, y, bandwidth))
         self.opt_g.zero_grad(set_to_none=True)
-        if penalty.requires_grad and self.config.commitment_weight > 0:
-            (self.config.commitment_weight * penalty).backward(retain_graph=True)
-        record["generator_total"] = self.balancer.backward(losses, y)
-        distributed.average_gradients(self.model.parameters())
-        self.opt_g.step()
-        self._update_ema()
+        self._set_generator_lr(adversarial)
+        with record_function("generator_backward"):
+            if penalty.requires_grad and self.config.commitment_weight > 0:
+                (self.config.commitment_weight * penalty).backward(retain_graph=True)
+            record["generator_total"] = self.balancer.backward(losses, y)
+        with record_function("generator_update"):
+            distributed.average_gradients(self.model.parameters())
+            self.opt_g.step()
+            self._update_ema()
         self.step += 1
         record.update({k: v.detach() for k, v in losses.items()})
         record["commitment"] = penalty.detach()
         return record
+
+    def _set_generator_lr(self, adversarial: bool) -> None:
+        """The generator's rate for this step's phase: ``lr``, or ``adversarial_generator_lr`` once the adversary
+        has joined."""
+        rate = self.config.lr
+        if adversarial and self.config.adversarial_generator_lr is not None:
+            rate = self.config.adversarial_generator_lr
+        for group in self.opt_g.param_groups:
+            group["lr"] = rate
+
+    def _adversarial_losses(self, name: str, adversary: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                            bandwidth: float) -> dict[str, torch.Tensor]:
+        """The generator's adversarial and feature-matching losses from one adversary (its weights frozen)."""
+        adversary.requires_grad_(False)
+        with torch.no_grad(), self.autocast("adversary"):
+            _, real_maps = adversary(x, bandwidth)
+        with self.autocast("adversary"):
+            fake_logits, fake_maps = adversary(y, bandwidth)
+        adversary.requires_grad_(True)
+        return {f"adv_{name}": generator_adversarial_loss(_float(fake_logits), self.config.generator_loss),
+                f"feat_{name}": self.feature_loss(real_maps, fake_maps, self.config.relative_feature_loss)}
 
     def _discriminator_step(self, x: torch.Tensor, y: torch.Tensor, bandwidth: float) -> Record:
         record: Record = {}
@@ -193,7 +224,7 @@ class Trainer:
         total = x.new_zeros(())
         both = torch.cat([x, y]) if self.fused_adversary else None
         for name, adversary in self.adversaries.items():
-            with self.autocast():
+            with self.autocast("adversary"):
                 if both is not None:
                     logits, _ = adversary(both, bandwidth)
                     real_logits = [t[: x.shape[0]] for t in logits]
@@ -241,6 +272,8 @@ class Trainer:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         start = time.monotonic()
         main = distributed.is_main()
+        if main and self.monitor is not None and not (self.out_dir / PROBES_NAME).exists():
+            self._probe()  # the curve starts where the run starts (step 0, or the step a run continues from)
         bar = tqdm(total=steps, initial=self.step, desc=f"train {self.config.name}", unit="step", disable=not main)
         logged_at, logged_step = time.monotonic(), self.step
         while self.step < steps:
@@ -282,9 +315,12 @@ class Trainer:
             handle.write(json.dumps(record) + "\n")
         csv_path = self.out_dir / "train_log.csv"
         fixed = ["step", "bandwidth_kbps", "disc_updated", "generator_total", "l1", "mel", "commitment"]
-        adversarial = sorted(k for k in record if k.startswith(("adv_", "feat_", "disc_")) and k not in fixed)
+        # every row has the same columns, whether or not this step updated the discriminators (disc_*)
+        adversarial = [f"{kind}_{name}" for name in self.config.adversaries for kind in ("adv", "feat", "disc")]
         monitor = ["latent_offset_share", f"latent_top{TOP_DIRECTIONS}_share", "latent_effective_rank",
-                   *(f"si_snr_db@{b:g}kbps" for b in self.bandwidths)]
+                   *(f"si_snr_db@{b:g}kbps" for b in self.bandwidths),
+                   *(f"{VISQOL_COLUMN}@{b:g}kbps" for b in self.bandwidths),
+                   *(f"{BAND_COLUMN}@{b:g}kbps" for b in self.bandwidths)]
         fields = fixed + adversarial + ["seconds_per_step"] + monitor
         new = not csv_path.exists()
         with csv_path.open("a", newline="") as handle:
@@ -360,6 +396,21 @@ class Trainer:
     def ema_model(self) -> EncodecModel:
         """The EMA generator weights as a plain EncodecModel (for evaluation and export)."""
         return self.ema.module
+
+
+def cpu_has_bfloat16() -> bool:
+    """Whether this CPU computes in bfloat16 natively (AVX-512 BF16 or AMX tiles), so autocast pays."""
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
+def effective_precision(precision: str, device: torch.device) -> str:
+    """The precision a run trains in: ``precision`` as configured, except float32 for a bfloat16 precision on a CPU
+    without bfloat16 arithmetic (with a warning that names the fallback)."""
+    if precision != "fp32" and device.type == "cpu" and not cpu_has_bfloat16():
+        warnings.warn(f"precision {precision!r}: this CPU has no bfloat16 arithmetic (AVX-512 BF16 or AMX), where "
+                      "bfloat16 would run slower than float32; training in float32", RuntimeWarning, stacklevel=3)
+        return "fp32"
+    return precision
 
 
 def _float(tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
