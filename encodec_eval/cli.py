@@ -86,8 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--name", default="bench", help="suffix of a new run folder's name")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out, skipping finished rows; the options that define the run "
-                             "(codecs, bitrates, anchors, metrics, data, limits, timing, plugins, device) default to "
-                             "what its run.json recorded")
+                             "(codecs, bitrates, anchors, metrics, data, limits, timing, plugins, device, weights) "
+                             "default to what its run.json recorded")
     parser.add_argument("--retry-errors", action="store_true",
                         help="with --resume: run again the rows that ended in error (their new rows supersede them)")
     parser.add_argument("--workers", type=_positive, default=os.cpu_count() or 1,
@@ -130,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
 RESUMED_OPTIONS = {"codecs": "codecs", "anchors": "anchors", "bw": "bitrates", "metrics": "metrics", "data": "data",
                    "limit_per_category": "limit_per_category", "repeats": "repeats",
                    "timing_items": "timing_items_per_category", "timing_seconds": "timing_seconds",
-                   "keep_audio": "keep_audio", "plugins": "plugins", "device": "device", "compare_to": "compare_to"}
+                   "keep_audio": "keep_audio", "plugins": "plugins", "device": "device", "compare_to": "compare_to",
+                   "weights": "weights"}
 
 
 def given_options(argv: Optional[Sequence[str]]) -> set[str]:
@@ -164,13 +165,15 @@ def one_line_warnings() -> Iterator[None]:
         warnings.formatwarning = before
 
 
-def _select_weights(choice: str) -> None:
-    """Pass the choice through the adapter's environment variable, which pool workers and torchrun ranks inherit."""
+def _select_weights(choice: str) -> str:
+    """Pass the choice through the adapter's environment variable, which pool workers and torchrun ranks inherit;
+    returns it as run.json records it (a path made absolute, so that --resume finds it from anywhere)."""
     from codec.encodec.codec import SOURCES, WEIGHTS_ENV
 
     if choice not in SOURCES and not Path(choice).exists():
         raise CodecError(f"--weights {choice!r} is neither a source ({', '.join(SOURCES)}) nor an existing path")
-    os.environ[WEIGHTS_ENV] = choice
+    os.environ[WEIGHTS_ENV] = choice if choice in SOURCES else str(Path(choice).absolute())
+    return os.environ[WEIGHTS_ENV]
 
 
 def _download_weights() -> None:
@@ -196,7 +199,7 @@ def _main(argv: Optional[Sequence[str]]) -> int:
             resume_options(args, given_options(argv))
         import_plugins(args.plugins)
         if args.weights is not None:
-            _select_weights(args.weights)
+            args.weights = _select_weights(args.weights)
         if args.download_weights:
             _download_weights()
         if args.list:
@@ -231,7 +234,7 @@ def _main(argv: Optional[Sequence[str]]) -> int:
                            workers=workers, repeats=args.repeats, timing_items_per_category=args.timing_items,
                            timing_seconds=args.timing_seconds, keep_audio=args.keep_audio,
                            limit_per_category=args.limit_per_category, progress=not args.no_progress,
-                           plugins=args.plugins, compare_to=baselines)
+                           plugins=args.plugins, compare_to=baselines, weights=args.weights)
         path = run(config)
     except (CodecError, MetricError, DataError, AudioError, RunFolderError, PluginError) as exc:
         print(f"encodec-bench: error: {exc}", file=sys.stderr)

@@ -64,6 +64,14 @@ def _resume_mismatch(old: dict[str, Any], new: dict[str, Any]) -> str:
     if changed:
         details = "; ".join(f"{column}: {old_metrics[column]} then, {new_metrics[column]} now" for column in changed)
         return f"the implementation of {', '.join(changed)} changed since the run started ({details})"
+    old_codecs, new_codecs = old.get("codecs") or {}, new.get("codecs") or {}
+    switched = [spec for spec in old_codecs if spec in new_codecs and
+                old_codecs[spec].get("weights_sha256") != new_codecs[spec].get("weights_sha256")]
+    if switched:  # one spec's rows would mix two models, and run.json would name only the second
+        spec = switched[0]
+        return (f"the weights differ (--weights): the run coded {', '.join(switched)} with "
+                f"{old_codecs[spec].get('weights', 'no weights')}, this command with "
+                f"{new_codecs[spec].get('weights', 'no weights')}")
     return ""
 
 

@@ -98,6 +98,7 @@ class RunConfig:
     progress: bool = True
     plugins: Sequence[str] = ()
     compare_to: Sequence[str] = ()  # codec specs every other spec is compared with, item by item (report)
+    weights: Optional[str] = None  # --weights as chosen (an absolute path for a file), for --resume
 
 
 class PluginError(ImportError):
