@@ -1,6 +1,8 @@
-"""Peak memory of the ``encodec`` command against file length: ours streams, the official package holds the file.
+"""Peak memory of the ``encodec`` command against file length: ours streams, the official package holds the file;
+and of the Python API's ``decompress`` against ``decompress_blocks`` (its streaming form), against the output size.
 
     .venv/bin/python benchmarks/memory.py [--minutes 1 2.5 5 10] [--no-official] [--workdir DIR]
+                                          [--api-minutes 1 10 30] [--only command|api]
 
 48 kHz stereo files of noise plus tones are synthesised into a temporary folder and compressed (6 kbps, the 48 kHz
 model, no LM) then decompressed to 16-bit WAV, each run in a fresh process with one thread; the process's peak
@@ -11,6 +13,12 @@ do not depend on their values. The official package runs through its Python API 
 calls its CLI makes, reading the file whole with soundfile. Writes benchmarks/results/memory.csv and memory.json
 (machine, rows, the slope of peak RSS in MB per minute of audio for each implementation and direction), updated
 after every run.
+
+The API part decodes bit-packed 6 kbps files of random codes (valid files: memory does not depend on the codes)
+with the shipped 24 kHz model, ``encodec_eval_24khz``, one fresh single-threaded process per call: ``decompress``
+returns the whole audio, ``decompress_blocks`` hands it over block by block (each discarded, as a caller writing it
+to a file or a socket would). Each row gives the peak RSS above the RSS once the model is loaded, the float32 output
+size, and their ratio; results go to benchmarks/results/memory_api.csv and memory_api.json.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -118,13 +127,87 @@ def child(implementation: str, direction: str, source: str, target: str, weights
             "rss_after_model_load_mb": loaded_rss, "wall_s": time.perf_counter() - start}
 
 
-def _run_child(implementation: str, direction: str, source: Path, target: Path, weights: Path) -> dict:
+API_MODEL = "encodec_eval_24khz"
+API_CODEBOOKS = 8  # 6 kbps at 75 frames per second
+
+
+def api_file(path: Path, minutes: float) -> None:
+    """A bit-packed 6 kbps file of random codes for the shipped 24 kHz model, ``minutes`` long."""
+    from codec.encodec.bitstream import EcdcMetadata, Segment, write_ecdc
+
+    frames = int(minutes * 60 * 75)
+    codes = np.random.default_rng(0).integers(0, 1024, (API_CODEBOOKS, frames))
+    path.write_bytes(write_ecdc(EcdcMetadata(API_MODEL, frames * 320, API_CODEBOOKS, False), [Segment(codes, None)]))
+
+
+def api_child(call: str, source: str) -> dict:
+    """One API decode in this (fresh) process: peak RSS, RSS after loading the model, output size, wall time."""
+    import torch
+
+    from codec.encodec.checkpoints import load_model
+    from codec.encodec.compress import decompress, decompress_blocks
+
+    torch.set_num_threads(1)
+    model = load_model(API_MODEL)
+    loaded_rss = _status_mb("VmRSS")
+    data = Path(source).read_bytes()
+    start = time.perf_counter()
+    if call == "decompress":
+        wav, _ = decompress(data, model=model)
+        samples = wav.shape[-1] * wav.shape[0]
+    else:
+        samples = sum(block.numel() for block in decompress_blocks(data, model=model))
+    return {"peak_rss_mb": _status_mb("VmHWM"), "rss_after_model_load_mb": loaded_rss,
+            "output_mb": samples * 4 / 1e6, "wall_s": time.perf_counter() - start}
+
+
+def _run_child(*argv: str) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    done = subprocess.run([sys.executable, __file__, "--child", implementation, direction, str(source), str(target),
-                           str(weights)], capture_output=True, text=True, env=env, cwd=ROOT)
+    done = subprocess.run([sys.executable, __file__, *argv], capture_output=True, text=True, env=env, cwd=ROOT)
     if done.returncode:
-        raise RuntimeError(f"{implementation} {direction} failed:\n{done.stderr[-3000:]}")
+        raise RuntimeError(f"{' '.join(argv)} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run_api(minutes_list: list[float], machine: dict, workdir: Optional[Path]) -> None:
+    """``decompress`` against ``decompress_blocks`` at each length; writes memory_api.csv and memory_api.json."""
+    notes = {
+        "what": "peak resident set size of one process decoding a bit-packed 6 kbps .ecdc of the shipped 24 kHz "
+                "model (random codes) through the Python API, against the float32 output size",
+        "decompress": "codec.encodec.compress.decompress: the whole audio returned as one tensor",
+        "decompress_blocks": "codec.encodec.compress.decompress_blocks: blocks handed over and discarded",
+        "working_mb": "peak_rss_mb - rss_after_model_load_mb",
+        "threads": 1,
+    }
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        for minutes in minutes_list:
+            source = Path(tmp) / f"random_{minutes:g}min_24k.ecdc"
+            api_file(source, minutes)
+            for call in ("decompress", "decompress_blocks"):
+                result = _run_child("--api-child", call, str(source))
+                working = result["peak_rss_mb"] - result["rss_after_model_load_mb"]
+                rows.append({"call": call, "audio_minutes": minutes, "ecdc_kb": round(source.stat().st_size / 1e3, 1),
+                             "output_mb": round(result["output_mb"], 1), "peak_rss_mb": round(result["peak_rss_mb"], 1),
+                             "rss_after_model_load_mb": round(result["rss_after_model_load_mb"], 1),
+                             "working_mb": round(working, 1),
+                             "working_over_output": round(working / result["output_mb"], 2),
+                             "wall_s": round(result["wall_s"], 1)})
+                print(rows[-1], flush=True)
+                RESULTS.mkdir(parents=True, exist_ok=True)
+                with open(RESULTS / "memory_api.csv", "w", newline="") as handle:
+                    writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+                    writer.writeheader()
+                    writer.writerows(rows)
+                slopes = {}
+                for name in ("decompress", "decompress_blocks"):
+                    points = [(r["audio_minutes"], r["peak_rss_mb"]) for r in rows if r["call"] == name]
+                    if len(points) >= 2:
+                        x, y = np.array(points).T
+                        slopes[name] = round(float(np.polyfit(x, y, 1)[0]), 2)
+                (RESULTS / "memory_api.json").write_text(json.dumps(
+                    {"machine": machine, **notes, "peak_rss_slope_mb_per_minute": slopes, "rows": rows}, indent=2)
+                    + "\n")
 
 
 def _slope(rows: list[dict]) -> dict:
@@ -153,16 +236,31 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, nargs="+", default=[1, 2.5, 5, 10])
     parser.add_argument("--no-official", action="store_true", help="only our implementation")
     parser.add_argument("--workdir", type=Path, default=None, help="where the synthetic files go (default: a temp dir)")
+    parser.add_argument("--api-minutes", type=float, nargs="+", default=[1, 10, 30])
+    parser.add_argument("--only", choices=("command", "api"), default=None, help="run one of the two parts")
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
+    parser.add_argument("--api-child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(*args.child)))
         return
+    if args.api_child:
+        print(json.dumps(api_child(*args.api_child)))
+        return
 
     from benchmarks.machine import machine_info
-    from testkit.oracles import official_encodec
 
     machine = {**machine_info(), "torch_threads": 1}
+    if args.only != "command":
+        run_api(args.api_minutes, machine, args.workdir)
+    if args.only != "api":
+        run_command(args, machine)
+
+
+def run_command(args: argparse.Namespace, machine: dict) -> None:
+    """The ``encodec`` command, ours and the official package's, at each length; writes memory.csv and .json."""
+    from testkit.oracles import official_encodec
+
     notes = {
         "what": "peak resident set size of one process compressing (6 kbps, encodec_48khz, no LM) or decompressing "
                 "(to 16-bit WAV) a 48 kHz stereo file, against the file's length",
@@ -184,7 +282,7 @@ def main() -> None:
             for implementation in implementations:
                 ecdc, wav = folder / f"{implementation}.ecdc", folder / f"{implementation}.wav"
                 for direction, (src, dst) in (("compress", (source, ecdc)), ("decompress", (ecdc, wav))):
-                    result = _run_child(implementation, direction, src, dst, weights)
+                    result = _run_child("--child", implementation, direction, str(src), str(dst), str(weights))
                     rows.append({"implementation": implementation, "direction": direction, "audio_minutes": minutes,
                                  "file_mb": round(source.stat().st_size / 1e6, 1),
                                  "peak_rss_mb": round(result["peak_rss_mb"], 1),

@@ -6,14 +6,22 @@ imported where they are used, so that models run where they are not installed (a
 
 Reading refuses what is not audio on the ±1 full scale rather than passing it on: NaN or infinite samples, and
 samples beyond ±``MAX_PEAK`` (``check_peak``). Clipping those would hide the problem and turn the file into a
-square wave that every codec and metric then scores as if it were the recording.
+square wave that every codec and metric then scores as if it were the recording. It also refuses files that are
+not what their header says (``open_audio``): a sample rate below ``MIN_SAMPLE_RATE``, a WAV whose data chunk
+announces more than the file holds, or a file that ends before the samples its header announces (a truncated FLAC,
+Ogg or MP3). What a header claims is never allocated up front: samples are read in blocks, so a FLAC claiming 2^36
+samples over half a second costs half a second of memory and fails with a message, not a 256 GiB allocation.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import re
+import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Union
+from typing import Any, Iterator, Optional, Union
 
 import numpy as np
 import torch
@@ -28,6 +36,16 @@ ArrayLike = Union[np.ndarray, torch.Tensor]
 #: formats libsndfile reads.
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au", ".w64", ".caf")
 MAX_PEAK = 10.0
+#: The lowest sample rate read as audio. Below it a file is not sound (a 1 Hz "WAV" of 8 samples is 8 seconds long),
+#: and converting it to a codec's rate would multiply its samples by thousands.
+MIN_SAMPLE_RATE = 1000
+#: How far an MP3's decoded length may fall short of the length libsndfile announces: without a Xing/Info header
+#: (LAME's library output, for one) that length is an estimate from the bitrate, about 0.5 % off for CBR files.
+MP3_LENGTH_TOLERANCE = 0.02
+_BLOCK_FRAMES = 1 << 18  # frames read at a time beyond what the header announces, or where it cannot be trusted
+_PREALLOCATE_FRAMES = 1 << 25  # at most this much of a header's claim is allocated before the samples are seen
+_WAV_DATA_CLAIM = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+_UNKNOWN_WAV_LENGTHS = (0, 0xFFFFFFFF)  # what streaming writers put in the data chunk before they know the length
 
 
 class AudioError(ValueError):
@@ -37,22 +55,118 @@ class AudioError(ValueError):
 def load(path: Union[str, Path]) -> tuple[np.ndarray, int]:
     """Read an audio file as float32 ``[channels, samples]`` and its sample rate.
 
-    AudioError, naming the file once and the cause, when it cannot be opened (``check_readable``), cannot be decoded
-    (``read_error``), holds no samples, or holds NaN, infinite or out-of-scale samples (``check_peak``: refused, not
-    clipped).
+    AudioError, naming the file once and the cause, when it cannot be opened (``check_readable``), is not what its
+    header says or cannot be decoded (``open_audio``), holds no samples, or holds NaN, infinite or out-of-scale
+    samples (``check_peak``: refused, not clipped).
     """
+    path = Path(path)
+    with open_audio(path) as handle:
+        data = _read_all(handle, path)
+    check_peak(data, str(path))
+    return np.ascontiguousarray(data.T), int(handle.samplerate)
+
+
+@contextmanager
+def open_audio(path: Union[str, Path]) -> Iterator[Any]:
+    """An open ``soundfile.SoundFile`` whose header passed the checks of ``load``: readable (``check_readable``),
+    decodable (``read_error`` otherwise), at least ``MIN_SAMPLE_RATE``, announcing samples, and, for WAV, no data
+    chunk that claims more than the file holds."""
     path = Path(path)
     check_readable(path)
     import soundfile as sf
 
     try:
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+        with quiet_decoders():
+            handle = sf.SoundFile(str(path))
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
         raise read_error(path, exc) from exc
-    if data.shape[0] == 0:
-        raise AudioError(f"{path}: the file holds no samples")
-    check_peak(data, str(path))
-    return np.ascontiguousarray(data.T), int(sr)
+    with handle:
+        if handle.samplerate < MIN_SAMPLE_RATE:
+            raise AudioError(f"{path}: its sample rate is {handle.samplerate} Hz, below the {MIN_SAMPLE_RATE} Hz "
+                             "of any audio: a corrupt header, or not a sound file")
+        if handle.frames <= 0:
+            raise AudioError(f"{path}: the file holds no samples")
+        _check_wav_length(handle, path)
+        yield handle
+
+
+def _check_wav_length(handle: Any, path: Path) -> None:
+    """A WAV whose data chunk announces more bytes than follow is truncated, or its header is wrong: libsndfile reads
+    what is there and only says so in its log ("data : 3200000 (should be 6400)")."""
+    for claimed, present in _WAV_DATA_CLAIM.findall(handle.extra_info):
+        claimed, present = int(claimed), int(present)
+        if claimed > present and claimed not in _UNKNOWN_WAV_LENGTHS:
+            bytes_per_second = present / max(handle.frames, 1) * handle.samplerate
+            raise AudioError(f"{path}: its header announces {_duration(claimed / bytes_per_second)} of audio but the "
+                             f"file holds {_duration(handle.frames / handle.samplerate)}: it is truncated, or its "
+                             "header is wrong")
+
+
+def _read_all(handle: Any, path: Path) -> np.ndarray:
+    """Every frame as float32 ``[frames, channels]``, read in blocks into at most ``_PREALLOCATE_FRAMES`` of the
+    announced length at first, so that a header's claim is never allocated before the samples are seen; AudioError
+    when the file ends, or decoding fails, well before the frames its header announces."""
+    import soundfile as sf
+
+    announced = handle.frames
+    data = np.empty((min(announced, _PREALLOCATE_FRAMES), handle.channels), np.float32)
+    try:
+        with quiet_decoders():
+            read = handle.read(out=data).shape[0]
+            blocks = [data[:read]]
+            while read == data.shape[0] or len(blocks) > 1:  # filled: there may be more (an MP3's length is estimated)
+                block = handle.read(_BLOCK_FRAMES, dtype="float32", always_2d=True)
+                if not block.shape[0]:
+                    break
+                blocks.append(block)
+                read += block.shape[0]
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        raise ends_early(path, announced, handle.samplerate, exc) from exc
+    tolerance = MP3_LENGTH_TOLERANCE * announced if handle.format == "MP3" else 0
+    if announced - read > tolerance:
+        raise ends_early(path, announced, handle.samplerate, held=read)
+    return blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+
+
+def ends_early(path: Path, announced: int, sample_rate: int, exc: Optional[Exception] = None,
+               held: Optional[int] = None) -> AudioError:
+    """The AudioError of a file that ends before the frames its header announces: after ``held`` frames, or where
+    decoding failed with ``exc`` (libsndfile's reason, e.g. "flac decoder lost sync")."""
+    claim = f"{path}: its header announces {_duration(announced / sample_rate)} of audio"
+    if held is not None:
+        return AudioError(f"{claim} but the file holds {_duration(held / sample_rate)}: it is truncated, or its "
+                          "header is wrong")
+    reason = (getattr(exc, "error_string", None) or str(exc)).rstrip(".")
+    return AudioError(f"{claim}, but decoding stopped early ({reason}): it is truncated, or its header is wrong")
+
+
+@contextmanager
+def quiet_decoders() -> Iterator[None]:
+    """Send what C libraries print on the process's stderr to /dev/null for the block: libsndfile's MP3 decoder
+    (libmpg123) prints "Note: Trying to resync..." and "Warning: Xing stream size off..." lines of its own around the
+    one-line error a command prints. Python's ``sys.stderr`` is flushed first; nothing else writes meanwhile."""
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr at all (a daemon): nothing to quieten
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _duration(seconds: float) -> str:
+    """``0.500 s``, ``25.0 min``, ``49.7 days``: a duration a reader takes in at a glance."""
+    if seconds < 600:
+        return f"{seconds:.3f} s" if seconds < 10 else f"{seconds:.1f} s"
+    if seconds < 3 * 86400:
+        return f"{seconds / 60:.1f} min" if seconds < 36000 else f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
 
 
 def check_readable(path: Path) -> None:
@@ -65,11 +179,14 @@ def check_readable(path: Path) -> None:
 
 def read_error(path: Path, exc: Exception) -> AudioError:
     """The AudioError for a readable file that soundfile cannot decode, with libsndfile's reason without the path
-    it repeats ("Error opening '...': Format not recognised.")."""
+    it repeats ("Error opening '...': Format not recognised."). Its "not a regular file (possibly a pipe?)", which
+    its MP3 decoder gives for bytes it cannot parse, is replaced: the file was checked to be a regular one."""
     if path.stat().st_size == 0:
         return AudioError(f"{path}: the file is empty (0 bytes)")
-    reason = getattr(exc, "error_string", None) or str(exc)
-    return AudioError(f"{path}: cannot read audio ({reason.rstrip('.')})")
+    reason = (getattr(exc, "error_string", None) or str(exc)).rstrip(".")
+    if "possibly a pipe" in reason or "Format not recognised" in reason:
+        reason = "not an audio format libsndfile decodes, or corrupt data"
+    return AudioError(f"{path}: cannot read audio ({reason})")
 
 
 def save(path: Union[str, Path], wav: ArrayLike, sample_rate: int, subtype: str = "PCM_16") -> Path:

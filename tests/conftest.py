@@ -1,7 +1,9 @@
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -56,3 +58,42 @@ def run_unprivileged(argv: list[str], env: Optional[dict[str, str]] = None, **kw
     env = dict(env) if env is not None else {**os.environ, "HOME": "/tmp", "MPLCONFIGDIR": "/tmp/encodec-eval-mpl"}
     env["PYTHONPATH"] = str(REPO)
     return subprocess.run(prefix + argv, capture_output=True, text=True, timeout=300, env=env, **kwargs)
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """Mounts a tmpfs of the size asked for (KiB) in the test's folder, so that a test can fill a disk; root only,
+    the test skips where it cannot mount. Unmounted at the end."""
+    mounts: list[Path] = []
+
+    def mount(kib: int) -> Path:
+        folder = tmp_path / f"disk{len(mounts)}"
+        folder.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={kib}k", "tmpfs", str(folder)],
+                              capture_output=True, text=True)
+        if done.returncode:
+            pytest.skip(f"cannot mount a tmpfs to fill (needs root): {done.stderr.strip()}")
+        mounts.append(folder)
+        return folder
+
+    yield mount
+    for folder in mounts:
+        subprocess.run(["umount", "-l", str(folder)], check=False, capture_output=True)
+
+
+def kill_when(argv: list[str], watched: Path, lines: int, **popen) -> None:
+    """Run ``argv`` until the file ``watched`` holds ``lines`` lines (rows written as they finish), then SIGKILL it,
+    as a crash or an impatient user would; fails when the command ends first."""
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, **popen)
+    deadline = time.monotonic() + 240
+    try:
+        while process.poll() is None and time.monotonic() < deadline:
+            if watched.is_file() and len(watched.read_text().splitlines()) >= lines:
+                break
+            time.sleep(0.01)
+        assert process.poll() is None, f"it ended before {lines} lines: {process.stderr.read()[-2000:]}"
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        process.kill()
+        process.stderr.close()

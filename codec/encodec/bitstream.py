@@ -12,7 +12,11 @@ both whole files (``write_ecdc`` / ``read_ecdc``) and the streaming path (``file
 
 Everything that can go wrong with a file raises ``EcdcError``. Sizes come from the header, so they are checked
 before anything is allocated: the metadata is capped, the audio length and codebook count are bounded, bit-packed
-payloads are checked against the bytes actually present, and LM-coded codes grow with what is really decoded.
+payloads are checked against the bytes actually present, and an LM-coded claim against the most frames its payload
+can hold (``entropy.max_symbols``), again frame by frame while decoding, so that a few hostile bytes cannot keep the
+LM busy for minutes. Scales outside what an encoder writes for audio within ±``audio.MAX_PEAK`` are refused, so a
+file cannot turn valid codes into huge or infinite samples. ``read_file`` reads the header before anything else, and
+then no more bytes than the header's claim can use.
 """
 
 from __future__ import annotations
@@ -23,14 +27,23 @@ import math
 import struct
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Any, BinaryIO, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from codec.audio import MAX_PEAK
 from codec.encodec.config import EncodecConfig
-from codec.encodec.entropy import ArithmeticCodingError, ArithmeticDecoder, ArithmeticEncoder, quantized_cdfs
+from codec.encodec.entropy import (
+    ArithmeticCodingError,
+    ArithmeticDecoder,
+    ArithmeticEncoder,
+    max_stream_bytes,
+    max_symbols,
+    min_bits_per_symbol,
+    quantized_cdfs,
+)
 from codec.encodec.lm import EntropyLM, lm_threads
 from codec.encodec.lm_layerwise import LayerwiseStream, layerwise_probabilities
 from codec.encodec.model import segment_runs
@@ -39,8 +52,14 @@ MAGIC = b"ECDC"
 VERSION = 0
 _HEADER = struct.Struct("!4sBI")
 _SCALE = struct.Struct("!f")
+_READ_BYTES = 1 << 20
 MAX_METADATA_BYTES = 1 << 16  # real metadata is ~60 bytes; a bigger claim is a broken or hostile file
 MAX_AUDIO_LENGTH = 2**31 - 1  # samples per channel (12 h at 48 kHz); the reference has no limit
+#: A segment's scale is the RMS of its audio plus 1e-8 (float32), as the encoder computes it: at least 1e-8 (silence),
+#: at most ``MAX_PEAK`` for audio within ±``MAX_PEAK``, the most any command reads (+0.01 % for float32 rounding).
+#: Beyond, valid codes decode to samples up to 3.4e38 or infinite ones.
+MIN_SCALE = float(np.float32(1e-8))
+MAX_SCALE = float(np.float32(MAX_PEAK * (1 + 1e-4)))
 #: Why an LM-coded stream that the header accepted fails to decode: the decoder must see the encoder's probabilities.
 LM_MISMATCH_CAUSES = ("Likely causes: the file is corrupt or truncated, or it was LM-coded with other LM weights "
                       "(see --lm-weights), or by a program whose LM arithmetic differs from this one's (the official "
@@ -124,6 +143,13 @@ def check_layout(config: EncodecConfig) -> None:
         raise EcdcError(f"a model named {config.name} must match its official layout; differs in {', '.join(differs)}")
 
 
+def check_scale(scale: float, where: str) -> None:
+    """Refuse a segment scale outside ``MIN_SCALE``..``MAX_SCALE`` (NaN and infinities too), naming ``where``."""
+    if not MIN_SCALE <= scale <= MAX_SCALE:
+        raise EcdcError(f"{where}: scale {scale:.6g} is outside {MIN_SCALE:.3g}..{MAX_SCALE:.6g}, the RMS range an "
+                        f"encoder writes for audio within ±{MAX_PEAK:g} (full scale is ±1)")
+
+
 def segment_frame_counts(config: EncodecConfig, audio_length: int) -> Iterator[int]:
     """Code frames of each segment, with the integer formula (PyPI 0.1.1's float formula is off by one sometimes)."""
     length = config.segment_length or audio_length
@@ -188,6 +214,10 @@ def lm_decode(lm: EntropyLM, data: memoryview, offset: int, num_codebooks: int, 
     decoded: list[np.ndarray] = []  # grows with what the data really holds, whatever the header claims
     with lm_threads():  # the encoder's thread count, whatever this process's
         for t in range(frames):
+            if (frames - t) * num_codebooks > decoder.max_symbols_left(lm.card):
+                raise EcdcError(f"LM-coded frame {t} of {frames}: the {decoder.bits_left} bits left cannot hold the "
+                                f"{frames - t} frames still to come (each code costs at least "
+                                f"{min_bits_per_symbol(lm.card):.3g} bits); the file is corrupt or truncated")
             try:
                 codes = decoder.pull(quantized_cdfs(stream.advance(previous)))
             except ArithmeticCodingError as exc:
@@ -239,6 +269,7 @@ class SegmentWriter:
             return b""
         if scale is None:
             raise EcdcError(f"{self.metadata.model} stores a scale per segment, got None")
+        check_scale(scale, "cannot write the segment")
         return _SCALE.pack(scale)
 
     def codes(self, codes: np.ndarray) -> bytes:
@@ -291,6 +322,14 @@ def iter_segment_chunks(data: bytes, metadata: EcdcMetadata, offset: int, lm: Op
         if lm.n_q < metadata.num_codebooks or lm.card != metadata.config.bins:
             raise EcdcError(f"the LM ({lm.n_q} codebooks of {lm.card}) cannot decode {metadata.num_codebooks} "
                             f"codebooks of {metadata.model}")
+        counts = list(segment_frame_counts(metadata.config, metadata.audio_length))
+        coded = len(data) - offset - (_SCALE.size * len(counts) if metadata.config.normalize else 0)
+        held = max_symbols(8 * coded, lm.card, len(counts)) // metadata.num_codebooks
+        if sum(counts) > held:
+            seconds = metadata.audio_length / metadata.config.sample_rate
+            raise EcdcError(f"the file ends early: its header claims {seconds:.1f} s of audio ({sum(counts)} frames "
+                            f"of {metadata.num_codebooks} codebooks), and its {len(data) - offset} bytes of LM-coded "
+                            f"codes can hold at most {held} frames")
     else:
         needed = packed_payload_bytes(metadata)
         if offset + needed > len(data):
@@ -331,14 +370,13 @@ def _segment_chunks(view: memoryview, metadata: EcdcMetadata, offset: int, lm: O
             codes, offset = unpack_codes(view, offset, n_q, min(chunk, frames - start), bits)
             yield codes
 
-    for frames in segment_frame_counts(config, metadata.audio_length):
+    for index, frames in enumerate(segment_frame_counts(config, metadata.audio_length)):
         scale = None
         if config.normalize:
             if offset + _SCALE.size > len(view):
-                raise EcdcError(f"the file ends early: a segment scale is missing at offset {offset}")
+                raise EcdcError(f"the file ends early: the scale of segment {index} is missing at offset {offset}")
             (scale,) = _SCALE.unpack_from(view, offset)
-            if not math.isfinite(scale):
-                raise EcdcError(f"segment scale {scale} at offset {offset} is not finite")
+            check_scale(scale, f"segment {index} (offset {offset})")
             offset += _SCALE.size
         chunks = codes_of(frames)
         yield scale, chunks
@@ -367,8 +405,8 @@ def write_ecdc(metadata: EcdcMetadata, segments: Sequence[Segment], lm: Optional
         return write_header(metadata) + writer.write_segments(segments)
 
 
-def read_metadata(data: bytes) -> tuple[EcdcMetadata, int]:
-    """The validated metadata and the offset of the first segment."""
+def _metadata_size(data: bytes) -> int:
+    """The metadata length the fixed header announces, once magic, version and length are checked."""
     if len(data) < _HEADER.size:
         raise EcdcError(f"not an .ecdc file: {len(data)} bytes is shorter than the {_HEADER.size}-byte header")
     magic, version, size = _HEADER.unpack_from(data, 0)
@@ -378,11 +416,47 @@ def read_metadata(data: bytes) -> tuple[EcdcMetadata, int]:
         raise EcdcError(f"unsupported .ecdc version {version}; this reader knows version {VERSION}")
     if size > MAX_METADATA_BYTES:
         raise EcdcError(f"metadata length {size} bytes exceeds the {MAX_METADATA_BYTES}-byte limit")
+    return size
+
+
+def read_metadata(data: bytes) -> tuple[EcdcMetadata, int]:
+    """The validated metadata and the offset of the first segment."""
+    size = _metadata_size(data)
     end = _HEADER.size + size
     if end > len(data):
         present = len(data) - _HEADER.size
         raise EcdcError(f"the file ends inside its metadata ({size} bytes announced, {present} present)")
     return EcdcMetadata.from_json(bytes(data[_HEADER.size:end])), end
+
+
+def max_payload_bytes(metadata: EcdcMetadata) -> int:
+    """The most bytes after the header that a decoder of this file can read: the exact payload of bit-packed codes;
+    for LM-coded ones, each segment's scale and at most 24 bits a code (``entropy.max_stream_bytes``)."""
+    if not metadata.use_lm:
+        return packed_payload_bytes(metadata)
+    config = metadata.config
+    scale = _SCALE.size if config.normalize else 0
+    return sum(scale + max_stream_bytes(frames * metadata.num_codebooks)
+               for frames in segment_frame_counts(config, metadata.audio_length))
+
+
+def read_file(handle: BinaryIO) -> bytes:
+    """The bytes of an ``.ecdc`` file that its decoding needs, read header first from a binary file.
+
+    Nothing past the 9-byte header is read before its magic, version and metadata length are checked, and nothing
+    past the metadata before it is validated; then at most ``max_payload_bytes``, whatever follows. A large file that
+    is not an ``.ecdc`` (or whose tail is not its payload) fails or stops there, in memory and time of its claim.
+    """
+    head = handle.read(_HEADER.size)
+    head += handle.read(_metadata_size(head))
+    metadata, _ = read_metadata(head)
+    data, limit = bytearray(head), len(head) + max_payload_bytes(metadata)
+    while len(data) < limit:  # in pieces: one read of the limit would allocate it whole, however short the file
+        piece = handle.read(min(_READ_BYTES, limit - len(data)))
+        if not piece:
+            break
+        data += piece
+    return bytes(data)
 
 
 def read_ecdc(data: bytes, lm: Optional[EntropyLM] = None,

@@ -8,6 +8,10 @@ Same grammar, defaults, file-name rules and overwrite protection as ``python -m 
 ``--stream`` codes files piece by piece (``file_stream``), so memory stays flat however long the file.
 Outputs appear whole or not at all: they are written beside the target and renamed over it, and Ctrl-C, SIGTERM
 (``timeout``) or SIGHUP stop the command with one line, exit status 128 + the signal's number, and no temporary file.
+With several inputs, a file that fails (unreadable, not audio, not an ``.ecdc``, a full disk) is reported in one line
+naming it, and the run goes on with the next, as ``encodec-bench`` does; the command then ends with a count of the
+failures and exit status 1. Mistakes in the command line itself (an output that exists without ``-f``, a missing
+output folder, a wrong extension) stop it before any file is coded.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from codec.encodec.checkpoints import (
     find_project_checkpoint,
     load_model,
 )
-from codec.encodec.compress import ONE_SHOT_SECONDS, compress, decode_one_pass, default_lm
+from codec.encodec.compress import ONE_SHOT_SECONDS, compress, decode_one_pass, default_lm, read_source
 from codec.encodec.file_stream import AudioBlocks, WavWriter, compress_file, decompress_to_wav
 from codec.encodec.lm import EntropyLM, load_lm
 from codec.encodec.model import EncodecModel
@@ -170,9 +174,6 @@ def plan_jobs(args: argparse.Namespace) -> list[Job]:
         pairs = [(p, None) for p in paths]
     jobs = []
     for source, target in pairs:
-        reason = why_unreadable(source)
-        if reason is not None:
-            raise CommandError(f"Input file {source} {reason}.")
         decompressing = source.suffix.lower() == SUFFIX
         if target is None:
             target = (source.with_name(source.stem + args.decompress_suffix).with_suffix(".wav") if decompressing
@@ -270,9 +271,12 @@ def note_conversion(job: Job, blocks: AudioBlocks, model: EncodecModel, hq: bool
 
 def run_job(job: Job, resources: Resources) -> None:
     """One file; a failure leaves no partial output and keeps an existing one (``codec.files.replacing``)."""
+    reason = why_unreadable(job.source)
+    if reason is not None:
+        raise CommandError(f"Input file {job.source} {reason}.")
     args = resources.args
     if job.decompressing:
-        data = job.source.read_bytes()
+        data = read_source(job.source)  # header first: a large file that is not an .ecdc is refused at once
         metadata, _ = read_metadata(data)
         model = resources.model(metadata.model)
         seconds = metadata.audio_length / model.sample_rate
@@ -301,6 +305,15 @@ def run_job(job: Job, resources: Resources) -> None:
         _decompress(out.getvalue(), job.target, model, lm, args, long_file, stream)
 
 
+def _report(error: CommandError, jobs: int) -> int:
+    """Print one file's failure in one line (above the progress bar of several files); returns 1, to count it."""
+    if jobs > 1:
+        tqdm.write(str(error), file=sys.stderr)
+    else:
+        print(error, file=sys.stderr)
+    return 1
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     parser = get_parser()
     args = parser.parse_args(argv)
@@ -317,11 +330,21 @@ def main(argv: Optional[list[str]] = None) -> int:
                 raise CommandError(str(exc)) from exc
             print(f"encodec: official weights ready in {', '.join(folders)}", file=sys.stderr)
         resources = Resources(args)
+        failed = 0
         for job in tqdm(jobs, unit="file", disable=True if len(jobs) < 2 else None):  # None: only on a terminal
             try:
                 run_job(job, resources)
+            except CommandError as exc:
+                failed += _report(exc, len(jobs))
             except (ValueError, OSError) as exc:  # our error types (EcdcError, AudioError, ...) are ValueErrors
-                raise CommandError(_about(job.source, exc)) from exc
+                failed += _report(CommandError(_about(job.source, exc)), len(jobs))
+            except MemoryError as exc:
+                failed += _report(CommandError(f"{job.source}: not enough memory to code it ({exc})"), len(jobs))
+        if failed:
+            if len(jobs) > 1:
+                print(f"encodec: {failed} of {len(jobs)} files failed (each named above); the others were written",
+                      file=sys.stderr)
+            return 1
     except CommandError as exc:
         print(exc, file=sys.stderr)
         return 1

@@ -8,15 +8,26 @@ passes one.
 
 from __future__ import annotations
 
+import itertools
+from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Optional, Union
+from typing import BinaryIO, Iterator, Optional, Union
 
 import numpy as np
 import torch
 
-from codec.encodec.bitstream import EcdcError, EcdcMetadata, Segment, check_layout, read_ecdc, read_metadata, write_ecdc
+from codec.encodec.bitstream import (
+    EcdcError,
+    EcdcMetadata,
+    Segment,
+    check_layout,
+    read_ecdc,
+    read_file,
+    read_metadata,
+    write_ecdc,
+)
 from codec.encodec.config import EncodecConfig
-from codec.encodec.file_stream import decode_blocks
+from codec.encodec.file_stream import check_decoded, decode_blocks
 from codec.encodec.lm import EntropyLM, LMWeightsError, find_official_lm, load_lm
 from codec.encodec.model import EncodecModel, EncodedFrame
 
@@ -75,6 +86,21 @@ def compress(model: EncodecModel, wav: Union[torch.Tensor, np.ndarray], use_lm: 
     return write_ecdc(metadata, segments, lm if use_lm else None, show_progress)
 
 
+def _model_and_lm(metadata: EcdcMetadata, model: Optional[EncodecModel], lm: Optional[EntropyLM],
+                  device: Union[str, torch.device]) -> tuple[EncodecModel, Optional[EntropyLM]]:
+    """The model a file names (``model`` if given, which must carry that name) and, for LM-coded files, its LM."""
+    from codec.encodec.checkpoints import load_model
+
+    if model is None:
+        model = load_model(metadata.model).to(device)
+    elif model.config.name != metadata.model:
+        raise EcdcError(f"the file was coded with {metadata.model}, the model given is {model.config.name}")
+    check_layout(model.config)
+    if metadata.use_lm and lm is None:
+        lm = default_lm(model.config, next(model.parameters()).device)
+    return model, lm
+
+
 @torch.no_grad()
 def decompress(data: bytes, model: Optional[EncodecModel] = None, lm: Optional[EntropyLM] = None,
                device: Union[str, torch.device] = "cpu", show_progress: bool = False) -> tuple[torch.Tensor, int]:
@@ -82,24 +108,58 @@ def decompress(data: bytes, model: Optional[EncodecModel] = None, lm: Optional[E
 
     ``model`` defaults to the model the file names (official ones from the local cache, ours as shipped); a given
     model must carry that name. LM-coded files use ``lm``, by default ``default_lm`` of that model. Files beyond
-    ``ONE_SHOT_SECONDS`` (and all 48 kHz files) are decoded piece by piece (``decodes_in_one_pass``).
+    ``ONE_SHOT_SECONDS`` (and all 48 kHz files) are decoded piece by piece (``decodes_in_one_pass``). The whole
+    audio is returned at once: for long files, ``decompress_blocks`` holds only a block at a time.
     """
-    from codec.encodec.checkpoints import load_model
-
     metadata, _ = read_metadata(data)
-    if model is None:
-        model = load_model(metadata.model).to(device)
-    elif model.config.name != metadata.model:
-        raise EcdcError(f"the file was coded with {metadata.model}, the model given is {model.config.name}")
-    check_layout(model.config)
-    device = next(model.parameters()).device
-    if metadata.use_lm and lm is None:
-        lm = default_lm(model.config, device)
+    model, lm = _model_and_lm(metadata, model, lm, device)
     if decodes_in_one_pass(model.config, metadata.audio_length):
         return decode_one_pass(data, model, lm, show_progress), model.sample_rate
     # Piece by piece: the working memory stays flat whatever length the header claims, and the output grows only
-    # with the audio really decoded.
-    return torch.cat(list(decode_blocks(data, model, lm, show_progress)), dim=-1), model.sample_rate
+    # with the audio really decoded. A bit-packed file's payload vouches for its length (checked before decoding),
+    # so its output is allocated once and filled, instead of held twice while blocks are concatenated.
+    blocks = decode_blocks(data, model, lm, show_progress)
+    if metadata.use_lm:
+        return torch.cat(list(blocks), dim=-1), model.sample_rate
+    first = next(blocks)  # the payload's size is checked before the first block, so before the allocation
+    wav = first.new_empty(model.channels, metadata.audio_length)
+    filled = 0
+    for block in itertools.chain([first], blocks):
+        wav[:, filled: filled + block.shape[-1]] = block
+        filled += block.shape[-1]
+    return wav, model.sample_rate
+
+
+@dataclass
+class DecodedBlocks:
+    """An ``.ecdc`` file being decoded: its format, and its audio as blocks ``[channels, samples]`` when iterated
+    (each decoded when the caller asks for it, and free to go once the caller is done with it)."""
+
+    sample_rate: int
+    channels: int
+    length: int  # samples per channel, as the header announces (an EcdcError ends the blocks if the file holds fewer)
+    metadata: EcdcMetadata
+    blocks: Iterator[torch.Tensor]
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        return self.blocks
+
+
+def decompress_blocks(source: Union[bytes, str, Path, BinaryIO], model: Optional[EncodecModel] = None,
+                      lm: Optional[EntropyLM] = None, device: Union[str, torch.device] = "cpu",
+                      show_progress: bool = False) -> DecodedBlocks:
+    """``decompress`` as a stream of blocks, for files too long to hold decoded (a 30-minute 24 kHz file is 173 MB
+    of float32): peak memory stays that of the model and one block, whatever the length (``benchmarks/memory.py``).
+
+    ``source`` is ``.ecdc`` bytes, a path or a binary file (read header first, ``bitstream.read_file``). The blocks
+    are those of ``file_stream.decode_blocks``: bit for bit ``decompress`` at 48 kHz, and at 24 kHz the streaming
+    decoder's, which may differ from the one-pass floats of short files in the last bits.
+    """
+    data = source if isinstance(source, (bytes, bytearray, memoryview)) else read_source(source)
+    metadata, _ = read_metadata(data)
+    model, lm = _model_and_lm(metadata, model, lm, device)
+    return DecodedBlocks(model.sample_rate, model.channels, metadata.audio_length, metadata,
+                         decode_blocks(data, model, lm, show_progress))
 
 
 @torch.no_grad()
@@ -112,7 +172,9 @@ def decode_one_pass(data: bytes, model: EncodecModel, lm: Optional[EntropyLM] = 
     frames = [EncodedFrame(torch.from_numpy(s.codes)[None].to(device),
                            None if s.scale is None else torch.tensor(s.scale, device=device).view(1, 1))
               for s in segments]
-    return model.decode(frames)[0, :, : metadata.audio_length]
+    wav = model.decode(frames)[0, :, : metadata.audio_length]
+    check_decoded(wav, 0, model.sample_rate)
+    return wav
 
 
 def compress_to_file(model: EncodecModel, wav: Union[torch.Tensor, np.ndarray], file: PathOrFile,
@@ -125,14 +187,19 @@ def compress_to_file(model: EncodecModel, wav: Union[torch.Tensor, np.ndarray], 
         file.write(data)
 
 
-def decompress_from_file(file: PathOrFile, **kwargs) -> tuple[torch.Tensor, int]:
-    """``decompress`` from a path or a binary file object."""
+def read_source(file: PathOrFile) -> bytes:
+    """The bytes of the ``.ecdc`` file at a path or in a binary file object that decoding needs, header first
+    (``bitstream.read_file``): a large file that is not an ``.ecdc`` is refused after its first 9 bytes."""
     if isinstance(file, (str, Path)):
         path = Path(file)
         if not path.is_file():
             raise EcdcError(f"{path}: no such file")
-        data = path.read_bytes()
-    else:
-        data = file.read()
-    return decompress(data, **kwargs)
+        with open(path, "rb") as handle:
+            return read_file(handle)
+    return read_file(file)
+
+
+def decompress_from_file(file: PathOrFile, **kwargs) -> tuple[torch.Tensor, int]:
+    """``decompress`` from a path or a binary file object."""
+    return decompress(read_source(file), **kwargs)
 

@@ -12,6 +12,7 @@ codebooks of a frame are built in one vectorised torch call with the reference's
 
 from __future__ import annotations
 
+import math
 from typing import Union
 
 import numba
@@ -38,6 +39,43 @@ class ArithmeticCodingError(ValueError):
     """A symbol stream that cannot be coded or decoded."""
 
 
+def _compiled(function):
+    """``function`` compiled by numba, cached on disk where numba finds a folder it may write (beside this file, or
+    its user cache under ``~/.cache``), else compiled afresh in each process: for a user who may write neither,
+    ``cache=True`` raised "cannot cache function" from every command that imported the coder."""
+    try:
+        return numba.njit(cache=True, nogil=True)(function)
+    except RuntimeError:
+        return numba.njit(nogil=True)(function)
+
+
+def min_bits_per_symbol(cardinality: int) -> float:
+    """The fewest bits any symbol of a ``cardinality``-symbol alphabet costs, whatever the probabilities: every
+    other symbol keeps ``MIN_RANGE`` of the 2^24 units, so the likeliest owns at most 2^24 - 2 (N - 1) of them, and
+    coding it narrows the range by at least that fraction (1.76e-4 bits for 1024 symbols)."""
+    total = 2 ** TOTAL_RANGE_BITS
+    return -math.log2(1 - MIN_RANGE * (cardinality - 1) / total)
+
+
+def max_symbols(bits: int, cardinality: int, streams: int = 1) -> int:
+    """The most symbols that ``streams`` arithmetic-coded streams, each of one symbol or more, can decode to from
+    ``bits`` bits in all.
+
+    Before each symbol the range is at least 2^24 wide, each bit read doubles it, and each symbol divides it by at
+    least ``2 ** min_bits_per_symbol``: a fresh stream (a range 1 wide) reads 24 bits before its first symbol and
+    ``min_bits_per_symbol`` more for each further one (``docs/ecdc-format.md`` section 5.5). A header that claims
+    more cannot be honest, and checking it costs nothing, where decoding it costs an LM step per frame.
+    """
+    spare = bits - TOTAL_RANGE_BITS * streams
+    return 0 if spare < 0 else streams + 1 + math.floor(spare / min_bits_per_symbol(cardinality))
+
+
+def max_stream_bytes(symbols: int) -> int:
+    """The most bytes an arithmetic-coded stream of ``symbols`` symbols takes: the decoder reads the bits the encoder
+    wrote, and at most 24 per symbol (a range at least 1 wide needs 24 doublings to reach 2^24)."""
+    return (TOTAL_RANGE_BITS * symbols + 7) // 8
+
+
 def quantized_cdfs(pdfs: torch.Tensor) -> np.ndarray:
     """Quantized CDFs [..., N] (int64, last value <= 2^24) of probabilities [..., N], as ``build_stable_quantized_cdf``.
 
@@ -58,7 +96,7 @@ def quantized_cdfs(pdfs: torch.Tensor) -> np.ndarray:
     return torch.cumsum(ranges, dim=-1).numpy()
 
 
-@numba.njit(cache=True, nogil=True)
+@_compiled
 def _encode_kernel(symbols, cdfs, state, out, nbits):  # pragma: no cover - compiled
     low, high, max_bit = state[0], state[1], state[2]
     total = np.int64(1) << TOTAL_RANGE_BITS
@@ -97,7 +135,7 @@ def _encode_kernel(symbols, cdfs, state, out, nbits):  # pragma: no cover - comp
     return nbits, status
 
 
-@numba.njit(cache=True, nogil=True)
+@_compiled
 def _decode_kernel(cdfs, data, state, symbols):  # pragma: no cover - compiled
     low, high, current, max_bit, bitpos = state[0], state[1], state[2], state[3], state[4]
     total = np.int64(1) << TOTAL_RANGE_BITS
@@ -202,6 +240,18 @@ class ArithmeticDecoder:
         if status != _OK:
             raise ArithmeticCodingError(_MESSAGES[status])
         return symbols
+
+    @property
+    def bits_left(self) -> int:
+        """Bits of ``data`` not read yet: the most the rest of the stream can use."""
+        return 8 * self._data.shape[0] - int(self._state[4])
+
+    def max_symbols_left(self, cardinality: int) -> int:
+        """The most symbols the bits left can still decode to: ``max_symbols`` from the decoder's present state (its
+        range is ``high - low + 1`` wide, so it needs ``24 - log2(width)`` bits before the next symbol)."""
+        width = int(self._state[1]) - int(self._state[0]) + 1
+        spare = self.bits_left + math.log2(width) - TOTAL_RANGE_BITS
+        return 0 if spare < 0 else 2 + math.floor(spare / min_bits_per_symbol(cardinality))
 
     @property
     def bytes_read(self) -> int:

@@ -1,25 +1,26 @@
-"""The ``encodec`` console command: the signal handlers go in before torch loads.
+"""The console commands' entry points, light to import: the signal handlers go in before torch loads.
 
 Loading torch takes seconds; a Ctrl-C or SIGTERM in that time would otherwise print a traceback from deep inside
-an import. Nothing has been written yet then, so the command stops with one line and 128 + the signal's number.
+an import, be lost, or abort the process from torch's C++. ``codec.signals.run_command`` remembers it instead and
+stops the command with one line and 128 + the signal's number once its modules have loaded.
 """
 
 from __future__ import annotations
 
 import sys
 
-from codec.signals import Interrupted, report_stop, restore_handlers, stop_on_signals
+from codec.signals import run_command
 
 
 def main() -> int:
-    previous = stop_on_signals()
-    try:
-        from codec.encodec.cli import main as run
-    except Interrupted as exc:
-        return report_stop("encodec", exc, "it was still starting, nothing was written")
-    finally:
-        restore_handlers(previous)
-    return run()
+    """``encodec``."""
+    return run_command("encodec", "codec.encodec.cli", "unfinished outputs were removed")
+
+
+def tokenize() -> int:
+    """``encodec-tokenize``."""
+    return run_command("encodec-tokenize", "codec.encodec.tokenize",
+                       "files coded so far are kept; run it again to go on")
 
 
 if __name__ == "__main__":

@@ -16,9 +16,7 @@ takes a segment at once.
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator, Optional, Union
 
@@ -61,15 +59,9 @@ class AudioBlocks:
 
     def __init__(self, path: Union[str, Path], sample_rate: int, channels: int) -> None:
         self.path = Path(path)
-        audio.check_readable(self.path)
-        try:
-            info = sf.info(str(self.path))
-        except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
-            raise audio.read_error(self.path, exc) from exc
-        if info.frames <= 0:
-            raise audio.AudioError(f"{self.path}: the file holds no samples")
-        self.source_rate, self.source_channels = int(info.samplerate), int(info.channels)
-        self.source_frames = info.frames
+        with audio.open_audio(self.path) as info:  # the header checks of audio.load
+            self.source_rate, self.source_channels = int(info.samplerate), int(info.channels)
+            self.source_frames = info.frames
         self.sample_rate, self.channels = sample_rate, channels
         if channels != self.source_channels and 1 not in (channels, self.source_channels):
             raise audio.AudioError(f"{self.path}: cannot convert {self.source_channels} channels to {channels}")
@@ -85,9 +77,12 @@ class AudioBlocks:
                                             dtype="float32", quality="HQ")
         produced = read = 0
         try:
-            with sf.SoundFile(str(self.path)) as handle:
+            with audio.quiet_decoders():
+                handle = sf.SoundFile(str(self.path))
+            with handle:
                 while True:
-                    block = handle.read(BLOCK_FRAMES, dtype="float32", always_2d=True)
+                    with audio.quiet_decoders():
+                        block = handle.read(BLOCK_FRAMES, dtype="float32", always_2d=True)
                     audio.check_peak(block, f"{self.path} (near {read / self.source_rate:.1f} s)")  # as audio.load
                     read += block.shape[0]
                     last = block.shape[0] < BLOCK_FRAMES or read >= self.source_frames
@@ -98,9 +93,9 @@ class AudioBlocks:
                     if last:
                         break
         except sf.LibsndfileError as exc:
-            raise audio.read_error(self.path, exc) from exc
+            raise audio.ends_early(self.path, self.source_frames, self.source_rate, exc) from exc
         if read != self.source_frames or produced != self.length:
-            raise audio.AudioError(f"{self.path}: the file announced {self.source_frames} frames but held {read}")
+            raise audio.ends_early(self.path, self.source_frames, self.source_rate, held=read)
 
     def _convert(self, block: np.ndarray, resampler: Optional[soxr.ResampleStream], mix_first: bool,
                  last: bool) -> np.ndarray:
@@ -240,12 +235,23 @@ def decode_blocks(data: bytes, model: EncodecModel, lm: Optional[EntropyLM] = No
             source = _overlap_added(model, iter_segments(data, metadata, offset, lm, bar), device)
         for piece in source:
             piece = piece[0, :, :remaining]
+            check_decoded(piece, metadata.audio_length - remaining, model.sample_rate)
             remaining -= piece.shape[-1]
             if piece.shape[-1]:
                 yield piece
     if remaining:
         raise EcdcError(f"decoding gave {metadata.audio_length - remaining} samples, the header announces "
                         f"{metadata.audio_length}")
+
+
+def check_decoded(wav: torch.Tensor, start: int, sample_rate: int) -> None:
+    """Refuse decoded audio ``[..., samples]`` (from sample ``start`` on) with NaN or infinite samples: a decoder
+    never hands them back. Scales are bounded (``bitstream.check_scale``), so only broken weights can cause them."""
+    finite = torch.isfinite(wav)
+    if not bool(finite.all()):
+        first = start + int((~finite).nonzero()[0, -1])
+        raise EcdcError(f"decoding gave a non-finite sample at {first / sample_rate:.3f} s: the model's weights are "
+                        "broken (NaN or Inf), or give infinite audio for these codes")
 
 
 def _then(pieces: Iterator[torch.Tensor], last: Callable[[], torch.Tensor]) -> Iterator[torch.Tensor]:
@@ -269,7 +275,9 @@ def _overlap_added(model: EncodecModel, segments: Iterator[Segment], device: tor
 class WavWriter:
     """16-bit PCM written block by block like the official CLI saves: clamped to +-0.99 (with a warning when the
     audio went past it), or, with ``rescale``, scaled down to fit by the file's peak. Rescaling needs the peak of
-    the whole file, so the audio first goes to a float32 temporary file beside the output, then is scaled into it.
+    the whole file, so the audio first goes to a float32 temporary file beside the output (``PATH.f32.wav``: for the
+    hidden temporary output of ``codec.files.replacing``, a name that a later run removes if this one is killed),
+    then is scaled into it.
     """
 
     def __init__(self, path: Union[str, Path], sample_rate: int, channels: int, rescale: bool = False) -> None:
@@ -277,10 +285,9 @@ class WavWriter:
         self.peak = 0.0
         self._float_path: Optional[Path] = None
         if rescale:
-            handle, name = tempfile.mkstemp(suffix=".f32.wav", dir=self.path.parent)
-            os.close(handle)
-            self._float_path = Path(name)
-            self._handle = sf.SoundFile(name, "w", sample_rate, channels, subtype="FLOAT", format="WAV")
+            self._float_path = self.path.with_name(self.path.name + ".f32.wav")
+            self._handle = sf.SoundFile(str(self._float_path), "w", sample_rate, channels, subtype="FLOAT",
+                                        format="WAV")
         else:
             self._handle = self._pcm16()
 

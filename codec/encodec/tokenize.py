@@ -20,8 +20,11 @@ Two modes:
 
 Output: one ``.npz`` per input file (``codes`` int16 ``[n_q, frames]``, and for the 48 kHz model ``scales``, one RMS
 scale per 1 s segment, with ``segment_frames``), beside the input's relative path under OUT, plus ``manifest.jsonl``
-(one row per file, ``pandas.read_json(path, lines=True)``), including the files that could not be read and why. Runs
-resume: files already coded with the same settings are skipped, and every file is written atomically.
+(one row per file, ``pandas.read_json(path, lines=True)``), including the files that could not be read and why (and
+the links under a folder that lead nowhere). Runs resume: files already coded with the same settings are skipped
+when their ``.npz`` reads back whole as their row says (anything else, a corrupt manifest line included, is coded
+again), and every file is written atomically. A full disk or an output folder it may not write stops the run with
+one line; what was coded stays, and the same command goes on from it.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import os
 import sys
 import time
 import warnings
+import zipfile
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -48,7 +52,8 @@ from tqdm import tqdm
 from codec.audio import AUDIO_SUFFIXES
 from codec.encodec.model import EncodecModel, EncodedFrame
 from codec.encodec.modules.seanet import ResidualBlock, SkipLSTM
-from codec.files import find_files, listed_paths, reason_of, replacing
+from codec.files import SkippedPath, find_files, listed_paths, reason_of, replacing, write_failure
+from codec.signals import exit_with_parent, ignore_interrupts
 
 MODES = ("exact", "fast")
 MANIFEST_NAME = "manifest.jsonl"
@@ -332,15 +337,10 @@ def list_inputs(source: Union[str, Path]) -> list[Path]:
     as they are, relative ones from the manifest's folder)."""
     source = Path(source)
     if source.is_dir():
-        try:
-            paths, skipped = find_files(source, AUDIO_SUFFIXES)
-        except OSError as exc:
-            raise TokenizeError(f"{source}: cannot read the folder: {reason_of(exc)}") from exc
+        paths, skipped = list_folder(source)
         if skipped:
             warnings.warn(f"{len(skipped)} path(s) under {source} skipped, e.g. {skipped[0].path}: {skipped[0].why}",
                           stacklevel=2)
-        if not paths:
-            raise TokenizeError(f"{source}: no audio files ({', '.join(AUDIO_SUFFIXES)}) in this folder")
         return paths
     if not source.is_file():
         raise TokenizeError(f"{source}: no such folder or manifest")
@@ -364,15 +364,27 @@ def list_inputs(source: Union[str, Path]) -> list[Path]:
 
 def output_names(paths: Sequence[Path]) -> list[Path]:
     """Each input's ``.npz`` name relative to the output folder: its path under the inputs' common folder."""
-    resolved = [p.resolve() for p in paths]
-    root = Path(os.path.commonpath([p.parent for p in resolved])) if resolved else Path()
-    names = [p.relative_to(root).with_suffix(".npz") for p in resolved]
+    absolute = [Path(os.path.abspath(p)) for p in paths]  # not resolve(): a link names its output, not its target
+    root = Path(os.path.commonpath([p.parent for p in absolute])) if absolute else Path()
+    names = [p.relative_to(root).with_suffix(".npz") for p in absolute]
     seen: dict[Path, Path] = {}
     for path, name in zip(paths, names):
         if name in seen:
             raise TokenizeError(f"{seen[name]} and {path} would both be written to {name}; rename one")
         seen[name] = path
     return names
+
+
+def list_folder(folder: Path) -> tuple[list[Path], list[SkippedPath]]:
+    """The audio files under ``folder`` (recursively, sorted), and the paths that gave no file (a symlink loop, a
+    dangling link) with why, so that the manifest can list them."""
+    try:
+        paths, skipped = find_files(folder, AUDIO_SUFFIXES)
+    except OSError as exc:
+        raise TokenizeError(f"{folder}: cannot read the folder: {reason_of(exc)}") from exc
+    if not paths:
+        raise TokenizeError(f"{folder}: no audio files ({', '.join(AUDIO_SUFFIXES)}) in this folder")
+    return paths, skipped
 
 
 def write_codes(path: Path, codes: ItemCodes, model: EncodecModel, bandwidth: Optional[float], samples: int,
@@ -420,41 +432,63 @@ class _Files(torch.utils.data.Dataset):
             wav = audio.convert(wav, sr, self.sample_rate, self.channels)
             audio.check_finite(wav, str(self.paths[index]))
             return index, torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32))
-        except (audio.AudioError, OSError, ValueError, RuntimeError) as exc:
+        except (audio.AudioError, OSError, ValueError, RuntimeError, MemoryError) as exc:
             return index, f"{type(exc).__name__}: {exc}"
 
 
 def _durations(paths: Sequence[Path]) -> list[Union[float, str]]:
-    """Each file's duration from its header (seconds), or why the header cannot be read."""
-    import soundfile
+    """Each file's duration from its header (seconds), or why it cannot be read: the header checks of
+    ``audio.load`` (a FIFO is refused, not opened; a permission or an empty file is said in words)."""
+    from codec import audio
 
     out: list[Union[float, str]] = []
     for path in paths:
         try:
-            info = soundfile.info(str(path))
-            out.append(info.frames / info.samplerate)
-        except (RuntimeError, OSError, TypeError, ValueError) as exc:  # soundfile's errors for unreadable files
+            with audio.open_audio(path) as info:
+                out.append(info.frames / info.samplerate)
+        except (audio.AudioError, OSError) as exc:
             out.append(f"{type(exc).__name__}: {exc}")
     return out
 
 
 def _read_manifest(path: Path) -> dict[str, dict[str, Any]]:
-    """Rows of an earlier run, last row per file; a torn last line (a crash mid-write) is ignored."""
+    """Rows of an earlier run, last row per file. A line that is not a row (torn by a crash mid-write, or corrupt:
+    ``[1, 2]``, ``{}``, ``null``) is ignored, so its file is coded again."""
+    if path.exists() and not path.is_file():
+        raise TokenizeError(f"{path} is not a file (a folder?): remove it, or choose another output folder")
     rows: dict[str, dict[str, Any]] = {}
     if path.is_file():
-        for line in path.read_text().splitlines():
+        for line in path.read_text(errors="replace").splitlines():
             try:
                 row = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            rows[row["path"]] = row
+            if isinstance(row, dict) and isinstance(row.get("path"), str):
+                rows[row["path"]] = row
     return rows
+
+
+def _intact(path: Path, row: dict[str, Any]) -> bool:
+    """Whether the ``.npz`` an "ok" row points to is whole and is what the row says: it reads back (every member's
+    CRC checked) with the row's frame and codebook counts. A resume trusted any file before, so a truncated or
+    0-byte one stayed unreadable for good."""
+    try:
+        codes, _ = read_codes(path)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return False
+    return list(codes.codes.shape) == [row.get("n_q"), row.get("frames")]
 
 
 def _check_settings(out_dir: Path, settings: dict[str, Any]) -> None:
     path = out_dir / SETTINGS_NAME
-    if path.is_file():
-        before = json.loads(path.read_text())
+    if path.exists():
+        try:
+            before = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise TokenizeError(f"{path} cannot be read ({exc}): remove it, or choose another output folder") from exc
+        if not isinstance(before, dict):
+            raise TokenizeError(f"{path} holds {type(before).__name__}, not the settings of a run: remove it, or "
+                                "choose another output folder")
         changed = {k: (before.get(k), v) for k, v in settings.items() if before.get(k) != v}
         if changed:
             details = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items())
@@ -503,7 +537,10 @@ def tokenize_files(source: Union[str, Path], out_dir: Union[str, Path], model: E
     """Code every file of ``source`` (folder or manifest) into ``out_dir``; see the module docstring."""
     start = time.perf_counter()
     out_dir = Path(out_dir)
-    paths = list_inputs(source)
+    paths, skipped = list_folder(Path(source)) if Path(source).is_dir() else (list_inputs(source), [])
+    if skipped:
+        warnings.warn(f"{len(skipped)} path(s) under {source} skipped, e.g. {skipped[0].path}: {skipped[0].why}; "
+                      f"{MANIFEST_NAME} lists each", stacklevel=2)
     names = output_names(paths)
     tokenizer = Tokenizer(model, bandwidth, mode, device, batch_size, max_batch_seconds, channels_last, compile_mode)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -512,7 +549,7 @@ def tokenize_files(source: Union[str, Path], out_dir: Union[str, Path], model: E
     manifest_path = out_dir / MANIFEST_NAME
     rows = _read_manifest(manifest_path)
     done = {str(p) for p, name in zip(paths, names)
-            if rows.get(str(p), {}).get("status") == "ok" and (out_dir / name).is_file()}
+            if rows.get(str(p), {}).get("status") == "ok" and _intact(out_dir / name, rows[str(p)])}
     todo = [i for i, p in enumerate(paths) if str(p) not in done]
     durations = dict(zip(todo, _durations([paths[i] for i in todo])))
     failed = 0
@@ -522,6 +559,10 @@ def tokenize_files(source: Union[str, Path], out_dir: Union[str, Path], model: E
             rows[row["path"]] = row
             manifest.write(json.dumps(row) + "\n")
 
+        for skip in skipped:  # a symlink loop, a dangling link: a row says why, as for a file that cannot be read
+            rows[skip.path] = {"path": skip.path, "codes": "", "status": "error", "error": f"skipped: {skip.why}"}
+            manifest.write(json.dumps(rows[skip.path]) + "\n")
+            failed += 1
         for index, duration in durations.items():
             if isinstance(duration, str):
                 record(index, status="error", error=duration)
@@ -533,7 +574,8 @@ def tokenize_files(source: Union[str, Path], out_dir: Union[str, Path], model: E
         check_codes: dict[int, ItemCodes] = {}
         loader = torch.utils.data.DataLoader(_Files(paths, model.sample_rate, model.channels), batch_sampler=chunks,
                                              num_workers=num_workers, collate_fn=list,
-                                             pin_memory=torch.device(device).type == "cuda")
+                                             pin_memory=torch.device(device).type == "cuda",
+                                             worker_init_fn=_init_worker)
         coded, seconds = 0, 0.0
         bar = tqdm(total=len(readable), desc=f"tokenize ({mode})", unit="file",
                    disable=None if progress else True)  # None: only on a terminal
@@ -558,7 +600,8 @@ def tokenize_files(source: Union[str, Path], out_dir: Union[str, Path], model: E
         bar.close()
     # one row per file, in input order: the appended log compacted, atomically
     with replacing(manifest_path) as part:
-        part.write_text("".join(json.dumps(rows[str(p)]) + "\n" for p in paths if str(p) in rows))
+        listed = [str(p) for p in paths] + [skip.path for skip in skipped]
+        part.write_text("".join(json.dumps(rows[p]) + "\n" for p in listed if p in rows))
     wall_seconds = time.perf_counter() - start
     comparison = None
     if check_signals:
@@ -589,6 +632,13 @@ def _check_sample(order: Sequence[int], durations: dict[int, Any], count: Option
         chosen.append(index)
         seconds += durations[index]
     return set(chosen)
+
+
+def _init_worker(worker_id: int) -> None:
+    """A loader worker ends with the tokenizer, even one killed with SIGKILL (the worker outlived it before), and
+    leaves Ctrl-C to it."""
+    exit_with_parent()
+    ignore_interrupts()
 
 
 def _chunks(order: Sequence[int], durations: dict[int, Any], batch_size: int,
@@ -657,6 +707,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 2
     except (TokenizeError, CommandError, ValueError) as exc:
         print(f"encodec-tokenize: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a full disk, an output folder this user may not write: the files coded so far stay
+        failure = write_failure(args.out, exc)
+        print(f"encodec-tokenize: error: {failure or exc}; the files coded so far are kept, and a run with the same "
+              "arguments goes on from them", file=sys.stderr)
         return 2
     print("\n".join(summary.lines(args.out)))
     return 1 if summary.failed else 0

@@ -21,7 +21,7 @@ import numpy as np
 
 from codec.audio import AUDIO_SUFFIXES, load
 from codec.encodec.checkpoints import sha256_of
-from codec.files import SkippedPath, find_files, listed_paths, reason_of
+from codec.files import SkippedPath, find_files, listed_paths, reason_of, why_unreadable
 
 UNCATEGORISED = "uncategorised"
 
@@ -113,7 +113,8 @@ def _category_of(relative: Path) -> str:
     return relative.parts[0] if len(relative.parts) > 1 else UNCATEGORISED
 
 
-def _item(root: Path, relative: Path, category: Optional[str], expected_sha: Optional[str]) -> Item:
+def _item(root: Path, relative: Path, category: Optional[str], expected_sha: Optional[str],
+          item_id: Optional[str] = None) -> Item:
     path = root / relative
     try:
         os.lstat(path)
@@ -121,16 +122,26 @@ def _item(root: Path, relative: Path, category: Optional[str], expected_sha: Opt
         raise DataError(f"{path}: listed in the manifest but missing") from exc
     except OSError:
         pass  # cannot even be looked at: its row will say why
-    try:
-        actual = sha256_of(path)
-    except OSError:
-        # Unreadable (permissions, a symlink loop): the item stays, and its row records the error when the run
-        # loads it, so that one bad file never stops a run over thousands.
-        actual = ""
+    # Unreadable (permissions, a symlink loop) or not a regular file (a FIFO, whose opening blocks for good, or a
+    # link to /dev/zero, which never ends): the item stays without a checksum, and its row records why when the
+    # run loads it, so that one bad file never stops (or hangs) a run over thousands.
+    actual = ""
+    if why_unreadable(path) is None:
+        try:
+            actual = sha256_of(path)
+        except OSError:
+            pass
     if expected_sha is not None and actual and actual != expected_sha.lower():
         raise DataError(f"{path}: sha256 mismatch (expected {expected_sha}, found {actual}); the file was changed")
-    item_id = relative.with_suffix("").as_posix()
-    return Item(item_id, path, category or _category_of(relative), actual)
+    return Item(item_id or relative.with_suffix("").as_posix(), path, category or _category_of(relative), actual)
+
+
+def item_ids(relatives: Sequence[Path]) -> list[str]:
+    """Each file's item id: its relative path without the suffix, or with it where files differ only by suffix
+    (``a.wav`` and ``a.flac`` are two items; as ``a`` and ``a`` the reports and ``--resume`` kept one)."""
+    stems = [relative.with_suffix("").as_posix() for relative in relatives]
+    counts = Counter(stems)
+    return [stem if counts[stem] == 1 else relative.as_posix() for stem, relative in zip(stems, relatives)]
 
 
 def _read_sums(path: Path) -> dict[str, str]:
@@ -150,17 +161,19 @@ def _from_manifest_folder(root: Path) -> Dataset:
     if rows and "file" not in rows[0] and "path" not in rows[0]:
         raise DataError(f"{root / 'MANIFEST.tsv'}: needs a 'file' or 'path' column, has {list(rows[0])}")
     items = []
-    for row in rows:
-        name = row.get("file") or row.get("path")
+    names = [row.get("file") or row.get("path") for row in rows]
+    for row, name, item_id in zip(rows, names, item_ids([Path(name) for name in names])):
         if sums and name not in sums:
             raise DataError(f"{root}: {name} is in MANIFEST.tsv but not in SHA256SUMS")
-        items.append(_item(root, Path(name), row.get("category"), sums.get(name)))
+        items.append(_item(root, Path(name), row.get("category"), sums.get(name), item_id))
     return Dataset(root.name, root, tuple(items), verified=bool(sums))
 
 
 def _from_plain_folder(root: Path) -> Dataset:
     files, skipped = find_files(root, AUDIO_SUFFIXES)
-    return Dataset(root.name, root, tuple(_item(root, p.relative_to(root), None, None) for p in files), False,
+    relatives = [p.relative_to(root) for p in files]
+    return Dataset(root.name, root, tuple(_item(root, relative, None, None, item_id)
+                                          for relative, item_id in zip(relatives, item_ids(relatives))), False,
                    tuple(skipped))
 
 
@@ -186,6 +199,7 @@ def _from_manifest_file(manifest: Path) -> Dataset:
     # Item ids (and default categories) are paths relative to the manifest's folder, or, when it lists files
     # outside that folder, to the folder all of them and the manifest share.
     root = Path(os.path.commonpath([manifest.absolute().parent, *(p.parent for p in paths)]))
-    items = [_item(root, path.relative_to(root), row.get("category") or None, row.get("sha256") or None)
-             for path, row in zip(paths, rows)]
+    relatives = [path.relative_to(root) for path in paths]
+    items = [_item(root, relative, row.get("category") or None, row.get("sha256") or None, item_id)
+             for row, relative, item_id in zip(rows, relatives, item_ids(relatives))]
     return Dataset(manifest.stem, root, tuple(items), verified=any(r.get("sha256") for r in rows))

@@ -2,7 +2,10 @@
 
 Each metric converts both signals itself (explicitly, with ``codec.audio.convert``), crops them to the shorter one
 without shifting either (delay is measured and reported elsewhere, never corrected), and returns NaN plus the reason
-whenever it cannot give a real score: a metric never invents a value.
+whenever it cannot give a real score: a metric never invents a value. Before anything else, both signals must be
+finite audio within ±``MAX_PEAK`` (the rule every command applies when it reads audio), and their durations must
+agree within the codec's known delay: a decoded output half as long as its reference is a defect to report, not a
+signal to score on its first half.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from codec.audio import convert
+from codec.audio import MAX_PEAK, convert
 
 
 class MetricError(ValueError):
@@ -78,10 +81,16 @@ class Metric(abc.ABC):
         }
 
     def measure(self, reference: np.ndarray, reference_sr: int, degraded: np.ndarray, degraded_sr: int,
-                category: str = "") -> Score:
-        """Bring both ``[channels, samples]`` signals to this metric's rate and channels, then score them."""
+                category: str = "", known_delay_seconds: float = 0.0) -> Score:
+        """Bring both ``[channels, samples]`` signals to this metric's rate and channels, then score them.
+
+        ``known_delay_seconds``: how much longer or shorter than the reference the degraded signal may be (the
+        codec's declared latency); one sample at the lower rate is always allowed for rate conversion."""
         if "speech" in self.needs and not is_speech(category):
             return Score(float("nan"), f"speech metric, item category is {category!r}")
+        unfit = unfit_input(reference, reference_sr, degraded, degraded_sr, known_delay_seconds)
+        if unfit is not None:
+            return Score(float("nan"), unfit)
         rate = self.sample_rate or reference_sr
         ref = _mono(convert(reference, reference_sr, rate, self.channels))
         deg = _mono(convert(degraded, degraded_sr, rate, self.channels))
@@ -112,6 +121,30 @@ class Metric(abc.ABC):
     def explain_infinite(self, value: float) -> str:
         """Why a score is infinite: kept in the row, left out of the summaries' means (with this reason)."""
         return f"unbounded score ({value}) for this pair of signals"
+
+
+def unfit_input(reference: np.ndarray, reference_sr: int, degraded: np.ndarray, degraded_sr: int,
+                known_delay_seconds: float = 0.0) -> Optional[str]:
+    """Why no metric can score this pair, or None: NaN or infinite samples, samples beyond ±``MAX_PEAK`` (1e30
+    gave an SI-SNR of 152 dB and PESQ 4.64 of ``reference * 1e30`` against itself), or durations that differ by
+    more than ``known_delay_seconds`` plus one sample (the crop to the shorter signal hid a truncated output)."""
+    for name, wav in (("reference", reference), ("decoded", degraded)):
+        data = np.asarray(wav)
+        if data.size == 0:
+            return f"{name} audio is empty"
+        peak = float(np.max(np.abs(data)))
+        if not np.isfinite(peak):
+            return f"non-finite samples (NaN or Inf) in the {name} audio"
+        if peak > MAX_PEAK:
+            return (f"{name} audio has samples up to {peak:.3g}, beyond ±{MAX_PEAK:g} (full scale is ±1): not audio "
+                    "on the scale metrics assume")
+    reference_seconds = np.asarray(reference).shape[-1] / reference_sr
+    degraded_seconds = np.asarray(degraded).shape[-1] / degraded_sr
+    allowed = known_delay_seconds + 1.0 / min(reference_sr, degraded_sr)
+    if abs(degraded_seconds - reference_seconds) > allowed:
+        return (f"length mismatch: decoded {degraded_seconds:.3f} s, reference {reference_seconds:.3f} s, more apart "
+                f"than the codec's known delay ({1000 * known_delay_seconds:g} ms): a truncated or padded output")
+    return None
 
 
 def is_speech(category: str) -> bool:

@@ -23,6 +23,10 @@ class PesqWideband(Metric):
     def score(self, reference: np.ndarray, degraded: np.ndarray, sample_rate: int) -> float:
         from pesq import PesqError, pesq
 
+        if not np.any(degraded):
+            # P.862 aligns levels by the signals' power: a silent output makes it divide by zero ("cannot convert
+            # float NaN to integer" from inside the package)
+            raise NotScorable("decoded output is silent (all samples zero): PESQ's level alignment is undefined")
         try:
             return pesq(sample_rate, reference, degraded, "wb")
         except PesqError as exc:  # silence (NoUtterancesError), too short, ...

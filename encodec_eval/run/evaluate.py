@@ -220,6 +220,7 @@ def _run_codec(job: Job, codec: Codec, options: RunOptions, row: dict[str, Any],
                kbps_payload=encoded.payload_kbps, payload_bytes=len(encoded.payload),
                decoded_sample_rate=decoded_sr, decoded_channels=decoded.shape[0],
                decoded_seconds=decoded.shape[-1] / decoded_sr,
+               decoded_peak=float(np.max(np.abs(decoded))),  # beyond ±10 no metric scores it (metrics.base.unfit_input)
                latency_samples=codec.latency_samples, latency_ms=1000.0 * codec.latency_samples / codec_sr)
 
     def timed() -> None:
@@ -270,7 +271,8 @@ def _score(job: Job, wav: np.ndarray, sr: int, decoded: np.ndarray, decoded_sr: 
     reasons = {}
     for column in options.metrics:
         with clock.stage(column):
-            score = get_metric(column).measure(wav, sr, decoded, decoded_sr, job.item.category)
+            score = get_metric(column).measure(wav, sr, decoded, decoded_sr, job.item.category,
+                                               known_delay_seconds=row["latency_ms"] / 1000.0)
         row[column] = score.value
         if score.reason:
             reasons[column] = score.reason

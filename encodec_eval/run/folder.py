@@ -6,12 +6,14 @@ import datetime as dt
 import json
 import math
 import re
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Iterator, Optional
 
 import numpy as np
 
 from codec.audio import save
+from codec.files import write_failure
 
 
 class RunFolderError(ValueError):
@@ -76,7 +78,10 @@ def _resume_mismatch(old: dict[str, Any], new: dict[str, Any]) -> str:
 
 
 class RunFolder:
-    """Reads and writes one run folder; rows are appended to rows.jsonl as they finish."""
+    """Reads and writes one run folder; rows are appended to rows.jsonl as they finish.
+
+    A failure to write (a full disk, a folder this user may not write) is a RunFolderError naming the file and why,
+    in words (``writing``): the command prints it as its one line, and the rows written before it stay."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -84,6 +89,17 @@ class RunFolder:
     @property
     def rows_path(self) -> Path:
         return self.path / "rows.jsonl"
+
+    @contextmanager
+    def writing(self, name: str) -> Iterator[None]:
+        """Turn a failure to write ``name`` (a path in the folder) into one RunFolderError naming it and why."""
+        try:
+            yield
+        except OSError as exc:
+            failure = write_failure(self.path / name, exc)
+            reason = failure.reason if failure is not None else (exc.strerror or str(exc))
+            kept = f"; the rows finished so far are kept in {self.rows_path}" if self.rows_path.exists() else ""
+            raise RunFolderError(f"cannot write {self.path / name}: {reason}{kept}") from exc
 
     def create(self, run_info: dict[str, Any], resume: bool) -> None:
         """Start a run, or continue one whose run.json matches in data and metrics."""
@@ -98,7 +114,8 @@ class RunFolder:
             run_info = {**old, "resumed": old.get("resumed", []) + [run_info["started"]],
                         "codecs": {**old.get("codecs", {}), **run_info.get("codecs", {})}}
             self._drop_torn_lines()
-        self.path.mkdir(parents=True, exist_ok=True)
+        with self.writing(""):
+            self.path.mkdir(parents=True, exist_ok=True)
         self.write_info(run_info)
 
     def read_info(self) -> dict[str, Any]:
@@ -108,10 +125,14 @@ class RunFolder:
             raise RunFolderError(f"{self.path / 'run.json'}: cannot read ({exc})") from exc
 
     def write_info(self, info: dict[str, Any]) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
-        tmp = self.path / "run.json.tmp"
-        tmp.write_text(json.dumps(info, indent=2, default=str) + "\n")
-        tmp.replace(self.path / "run.json")
+        with self.writing("run.json"):
+            self.path.mkdir(parents=True, exist_ok=True)
+            tmp = self.path / "run.json.tmp"
+            try:
+                tmp.write_text(json.dumps(info, indent=2, default=str) + "\n")
+                tmp.replace(self.path / "run.json")
+            finally:
+                tmp.unlink(missing_ok=True)
 
     def done_keys(self, retry_errors: bool = False) -> set[str]:
         """Keys of the rows a resumed run skips: all of them, or with ``retry_errors`` all but those that ended
@@ -146,13 +167,17 @@ class RunFolder:
         if self.rows_path.exists():
             rows = self._all_rows()
             tmp = self.rows_path.with_suffix(".jsonl.tmp")
-            tmp.write_text("".join(json.dumps(row) + "\n" for row in rows))
-            tmp.replace(self.rows_path)
+            with self.writing(self.rows_path.name):
+                try:
+                    tmp.write_text("".join(json.dumps(row) + "\n" for row in rows))
+                    tmp.replace(self.rows_path)
+                finally:
+                    tmp.unlink(missing_ok=True)
 
     def append_row(self, row: dict[str, Any]) -> None:
         clean = {k: ({kk: _jsonable(vv) for kk, vv in v.items()} if isinstance(v, dict) else _jsonable(v))
                  for k, v in row.items()}
-        with open(self.rows_path, "a") as handle:
+        with self.writing(self.rows_path.name), open(self.rows_path, "a") as handle:
             handle.write(json.dumps(clean) + "\n")
             handle.flush()
 
@@ -162,7 +187,8 @@ class RunFolder:
         for column in frame.columns:
             if frame[column].map(lambda v: isinstance(v, dict)).any():
                 frame[column] = frame[column].map(lambda v: json.dumps(v, sort_keys=True) if isinstance(v, dict) else v)
-        frame.to_csv(self.path / "rows.csv", index=False)
+        with self.writing("rows.csv"):
+            frame.to_csv(self.path / "rows.csv", index=False)
         return self.path / "rows.csv"
 
     def audio_path(self, group: str, item_id: str) -> Path:

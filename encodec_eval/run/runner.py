@@ -11,10 +11,8 @@ import dataclasses
 import datetime as dt
 import importlib
 import multiprocessing as mp
-import multiprocessing.connection
 import os
 import sys
-import threading
 import time
 import warnings
 from collections import Counter
@@ -26,6 +24,8 @@ import soundfile as sf
 from tqdm import tqdm
 
 from codec.base import CodecError
+from codec.files import why_unreadable
+from codec.signals import exit_with_parent, ignore_interrupts
 from encodec_eval.data import Dataset, load_dataset
 from encodec_eval.metrics import get_metric
 from encodec_eval.run.environment import environment
@@ -64,9 +64,12 @@ DEFINITIONS = {
              "more than 10 % from kbps_nominal, a metric at its floor or ceiling (not flagged for the reference), "
              "RTFs timed at a load average above the number of cores",
     "latency_ms": "algorithmic latency the codec declares",
+    "decoded_peak": "largest sample magnitude of the decoded audio (full scale is 1); beyond 10 no metric scores it",
     "delay_ms": "lag of decoded vs reference by cross-correlation (positive = decoded late); reported, not corrected",
     "metrics": "both signals mixed to mono and converted to the metric's rate (soxr HQ), cropped to the shorter; "
-               "NaN with the reason in nan_reasons when a metric cannot score an item; an infinite score (SI-SNR "
+               "NaN with the reason in nan_reasons when a metric cannot score an item (among others: samples beyond "
+               "±10 in either signal, see decoded_peak, or durations further apart than the codec's latency); an "
+               "infinite score (SI-SNR "
                "of an exact copy) stays in the row with its reason there; summaries leave NaN and infinite values "
                "out of means and count them in <column>_n_missing with <column>_missing_reasons",
     "stage_s_*": "wall seconds of one job's stages: load, codec (scored encode+decode), timing, timing_wait, delay, "
@@ -161,10 +164,12 @@ def longest_first(jobs: Sequence[Job]) -> list[Job]:
 
     def duration(job: Job) -> float:
         if job.item.path not in durations:
-            try:
-                durations[job.item.path] = sf.info(str(job.item.path)).duration
-            except (sf.LibsndfileError, RuntimeError, OSError):
-                durations[job.item.path] = 0.0
+            durations[job.item.path] = 0.0  # a FIFO would block sf.info for good; its row says why
+            if why_unreadable(job.item.path) is None:
+                try:
+                    durations[job.item.path] = sf.info(str(job.item.path)).duration
+                except (sf.LibsndfileError, RuntimeError, OSError):
+                    pass
         return durations[job.item.path]
     return sorted(jobs, key=duration, reverse=True)
 
@@ -183,7 +188,7 @@ def _worker_pool(workers: int, plugins: Sequence[str], specs: Sequence[str], met
         pool.submit(_ready)
     try:
         yield pool
-    except BaseException:
+    except BaseException:  # a signal, a full disk: the queued jobs are dropped and the running ones stopped
         for process in list(pool._processes.values()):  # the executor has no public way to end its workers
             process.terminate()
         pool.shutdown(cancel_futures=True)
@@ -211,7 +216,8 @@ def _init_worker(lock: Any, plugins: tuple[str, ...], specs: tuple[str, ...], me
     of coding an item go into its row (``codec_warnings``)."""
     global _WORKER_LOCK
     _WORKER_LOCK = lock
-    _exit_with_parent()
+    exit_with_parent()
+    ignore_interrupts()
     warnings.simplefilter("ignore")
     import torch
 
@@ -224,21 +230,6 @@ def _init_worker(lock: Any, plugins: tuple[str, ...], specs: tuple[str, ...], me
             pass  # each of its rows says why
     for column in metrics:
         get_metric(column).warm_up()
-
-
-def _exit_with_parent() -> None:
-    """End this worker as soon as the bench process is gone, even when it was killed with SIGKILL and could not
-    shut its pool down: an idle worker would otherwise wait on the pool's queue forever (each holds hundreds of
-    MB). The parent's sentinel becomes readable when it exits."""
-    parent = mp.parent_process()
-    if parent is None:
-        return
-
-    def watch() -> None:
-        mp.connection.wait([parent.sentinel])
-        os._exit(1)
-
-    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def _worker_evaluate(job: Job, options: RunOptions) -> dict[str, Any]:
@@ -368,7 +359,8 @@ def _record_throughput(folder: RunFolder, rows: list[dict[str, Any]], wall_secon
     info = folder.read_info()
     info["throughput"] = info.get("throughput", []) + [record]
     folder.write_info(info)
-    write_throughput_csv(record, folder.path / "throughput.csv")
+    with folder.writing("throughput.csv"):
+        write_throughput_csv(record, folder.path / "throughput.csv")
     steps = ", ".join(f"{step} {seconds:.1f} s" for step, seconds in setup.items())
     print(f"throughput: {record['audio_seconds_per_wall_second']:.2f} audio seconds per wall second "
           f"({record['audio_seconds']:.0f} s of items in {wall_seconds:.0f} s, {workers} worker(s), busy "
@@ -404,12 +396,15 @@ def report(folder: RunFolder, finished: bool = False, compare_to: Optional[Seque
         raise RunFolderError(f"--compare-to {', '.join(unknown)}: not a codec spec of this run ({', '.join(known)})")
     folder.write_csv(all_rows)
     summary = summarise(all_rows, metrics)
-    summary.to_csv(folder.path / "summary.csv", index=False)
+    with folder.writing("summary.csv"):
+        summary.to_csv(folder.path / "summary.csv", index=False)
     legend = {curve_key(spec): curve_label(spec, described) for spec, described in info.get("codecs", {}).items()}
-    write_plots(summary, metrics, folder.path / "plots", legend)
+    with folder.writing("plots"):
+        write_plots(summary, metrics, folder.path / "plots", legend)
     paired = [against_baseline(all_rows, baseline, metrics) for baseline in baselines]
     if paired:
-        pd.concat(paired, ignore_index=True).to_csv(folder.path / PAIRED_CSV, index=False)
+        with folder.writing(PAIRED_CSV):
+            pd.concat(paired, ignore_index=True).to_csv(folder.path / PAIRED_CSV, index=False)
         info["definitions"] = {**info.get("definitions", {}), **{f"paired.csv {key}": text for key, text in
                                                                   PAIRED_DEFINITIONS.items()}}
     info.update(rows=len(all_rows),

@@ -138,7 +138,8 @@ def test_every_path_that_gives_no_item_is_recorded_with_why(shared_tmp):
     why = {Path(s["path"]).name: s["why"] for s in found["skipped"]}
     assert why == {"locked": "cannot be read: permission denied",
                    "back_to_root": "is a symlink loop (leads to a folder already read)",
-                   "self": "is a symlink loop (a link that leads back to itself)", "dangling.wav": "does not exist"}
+                   "self": "is a symlink loop (a link that leads back to itself)",
+                   "dangling.wav": f"is a broken symlink (to {shared_tmp / 'nowhere.wav'}, which does not exist)"}
 
 
 def test_an_unreadable_data_folder_is_a_clear_error(shared_tmp):
