@@ -237,6 +237,30 @@ class Codec(abc.ABC):
         return np.pad(out, ((0, 0), (0, length - out.shape[1])))
 
 
+class TorchCodec(Codec):
+    """A codec whose network is a torch module (or an object with ``.to(device)``) in ``self.model``: it can compute
+    on a GPU. torch is imported only when a device is chosen, so that this module stays light."""
+
+    model: Any
+
+    def use_device(self, device: str) -> str:
+        """Move the model to ``device`` (``cuda`` alone: the current GPU); returns the device it will run on."""
+        import torch
+
+        target = torch.device(device)
+        if target.type == "cuda" and target.index is None:
+            target = torch.device("cuda", torch.cuda.current_device())
+        self.model.to(target)
+        self.device = str(target)
+        return self.device
+
+    def synchronize(self) -> None:
+        if self.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.synchronize(self.device)
+
+
 CodecFactory = Callable[[CodecSpec], Codec]
 _REGISTRY: dict[str, CodecFactory] = {}
 _BUILTINS_MODULE = "codec.registry"

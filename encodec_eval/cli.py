@@ -16,7 +16,7 @@ from typing import Iterator, Optional, Sequence
 from codec.audio import AudioError
 from codec.base import CodecError, CodecSpec, known_codecs
 from encodec_eval.data import DataError
-from encodec_eval.metrics import DEFAULT_METRICS, MetricError, get_metric, known_metrics
+from encodec_eval.metrics import DEFAULT_METRICS, MetricError, expand_metrics, get_metric, known_metrics
 from encodec_eval.run.folder import RunFolder, RunFolderError
 from encodec_eval.run.plan import codec_specs
 from encodec_eval.run.runner import PluginError, RunConfig, failed_specs, import_plugins, report, run
@@ -76,7 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "anchors")
     parser.add_argument("--bw", type=_bitrates, default=list(DEFAULT_BITRATES),
                         help="bitrates in kbps crossed with every codec named without one")
-    parser.add_argument("--metrics", type=_csv, default=list(DEFAULT_METRICS), help="metric columns to compute")
+    parser.add_argument("--metrics", type=lambda text: expand_metrics(_csv(text)), default=list(DEFAULT_METRICS),
+                        help="metric columns to compute; `dnsmos` and `plcmos` stand for their columns on the decoded "
+                             "audio and on the reference")
     parser.add_argument("--data", default=None,
                         help="folder of audio, or a CSV/TSV/JSONL manifest with path[,category]; default: embedded set")
     parser.add_argument("--limit-per-category", type=_positive, default=None,
@@ -115,8 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--download-weights", action="store_true",
                         help="first fetch the official EnCodec weights (24 and 48 kHz codecs and their LMs) where "
                              "missing, from $ENCODEC_DOWNLOAD_URL if set, else Meta's server, into $ENCODEC_WEIGHTS if "
-                             "set, else the torch hub cache; hashes are checked. Then do what the other options ask "
-                             "(with none: the default run, on the official weights)")
+                             "set, else the torch hub cache; hashes are checked. The neural codecs named in --codecs "
+                             "(dac, snac, mimi, vocos) get their hub models into the Hugging Face cache. Then do what "
+                             "the other options ask (with none: the default run, on the official weights)")
     parser.add_argument("--plugins", type=_csv, default=[],
                         help="Python modules to import first (in every worker) so that they register extra codecs "
                              "or metrics")
@@ -176,15 +179,29 @@ def _select_weights(choice: str) -> str:
     return os.environ[WEIGHTS_ENV]
 
 
-def _download_weights() -> None:
-    """Fetch the official files before any worker resolves ``auto`` weights, so that the run uses Meta's."""
+def _download_weights(specs: Sequence[str]) -> None:
+    """Fetch the official files before any worker resolves ``auto`` weights, so that the run uses Meta's, and the
+    hub models of the neural codecs among ``specs``."""
     from codec.encodec.checkpoints import DownloadError, download_all_official
+    from codec.neural.catalogue import hub_models
+    from codec.neural.hub import download as download_hub
 
     try:
         folders = sorted({str(path.parent) for path in download_all_official()})
+        print(f"encodec-bench: official EnCodec weights ready in {', '.join(folders)}", file=sys.stderr)
+        for model in hub_models(specs):
+            print(f"encodec-bench: {model.repo_id} ready in {download_hub(model).folder}", file=sys.stderr)
     except DownloadError as exc:
         raise CodecError(str(exc)) from exc
-    print(f"encodec-bench: official EnCodec weights ready in {', '.join(folders)}", file=sys.stderr)
+
+
+def _check_weights(specs: Sequence[str]) -> None:
+    """Stop before the run, with one line per codec, when a neural codec's weights are not on this machine."""
+    from codec.neural.catalogue import missing_weights
+
+    missing = [line for line in dict.fromkeys(missing_weights(text) for text in specs) if line]
+    if missing:
+        raise CodecError("\n".join(missing))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -201,9 +218,12 @@ def _main(argv: Optional[Sequence[str]]) -> int:
         if args.weights is not None:
             args.weights = _select_weights(args.weights)
         if args.download_weights:
-            _download_weights()
+            _download_weights(args.codecs + args.anchors)
         if args.list:
             print("codecs:  " + ", ".join(known_codecs()))
+            from codec.neural.catalogue import listing
+
+            print("neural codecs (the `neural` extra; weights from the Hugging Face hub):\n" + "\n".join(listing()))
             print("metrics: " + ", ".join(known_metrics()))
             return 0
         codecs = known_codecs()
@@ -213,6 +233,8 @@ def _main(argv: Optional[Sequence[str]]) -> int:
                 raise CodecError(f"unknown codec {name!r}; known codecs: {', '.join(codecs)}")
         for column in args.metrics:
             get_metric(column)
+        if not args.report_only:
+            _check_weights(args.codecs + args.anchors)
         if (args.resume or args.report_only) and not args.out:
             raise RunFolderError("--resume and --report-only need --out: the run folder")
         if args.retry_errors and not args.resume:

@@ -32,6 +32,11 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     # that one missing torchaudio on every set-up; a conflict among the project's own requirements still stops
     # the install, since the resolver itself is unaffected by this flag.
     .venv/bin/pip install -q --no-deps encodec==0.1.1
-    .venv/bin/pip install -q --no-warn-conflicts -c constraints.txt -e ".[bench,web,dev]"
+    .venv/bin/pip install -q --no-warn-conflicts -c constraints.txt -e ".[bench,web,dev,mos,neural]"
+    # Vocos (it imports the official encodec above) without its declared torchaudio (see pyproject.toml's `neural`).
+    .venv/bin/pip install -q --no-deps vocos==0.1.0
+    # Nothing above may replace the pinned CPU torch (constraints.txt): stop here if something did.
+    .venv/bin/python -c "import torch, sys; ok = torch.__version__.startswith('2.13.0') and torch.version.cuda is None
+sys.exit(0 if ok else f'setup: torch {torch.__version__} (CUDA {torch.version.cuda}) replaced the pinned CPU torch')"
     echo "$want" > "$stamp"
 fi

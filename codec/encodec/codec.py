@@ -37,7 +37,8 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from codec.base import Codec, CodecError, CodecSpec, Encoded, register
+from codec.base import CodecError, CodecSpec, Encoded, TorchCodec, register
+from codec.bits import pack_codes, packed_size, unpack_codes
 from codec.encodec import checkpoints
 from codec.encodec.config import EncodecConfig
 from codec.encodec.model import EncodecModel, EncodedFrame
@@ -198,8 +199,9 @@ def check_settings(config: EncodecConfig, kbps: float, use_lm: bool) -> None:
                          f"{', '.join(_ecdc_models())} have")
 
 
-class EncodecCodec(Codec):
-    """One EnCodec model at one bandwidth."""
+class EncodecCodec(TorchCodec):
+    """One EnCodec model at one bandwidth. On a GPU (``use_device``) the entropy-coding LM stays on the CPU: it codes
+    frame by frame, where a GPU gains nothing, and CPU probabilities keep the files decodable on any machine."""
 
     name = "encodec"
 
@@ -215,20 +217,6 @@ class EncodecCodec(Codec):
         self.use_lm = use_lm
         self.ecdc = _ecdc_layout(config)
         self.lm = (lm if lm is not None else _default_lm(config)) if use_lm else None
-
-    def use_device(self, device: str) -> str:
-        """Move the model to ``device`` (the entropy-coding LM stays on the CPU: it codes frame by frame, where a GPU
-        gains nothing, and CPU probabilities keep the files decodable on any machine)."""
-        target = torch.device(device)
-        if target.type == "cuda" and target.index is None:
-            target = torch.device("cuda", torch.cuda.current_device())
-        self.model.to(target)
-        self.device = str(target)
-        return self.device
-
-    def synchronize(self) -> None:
-        if self.device.startswith("cuda"):
-            torch.cuda.synchronize(self.device)
 
     @property
     def latency_samples(self) -> int:
@@ -316,10 +304,9 @@ def _default_lm(config: EncodecConfig):
 
 def _pack_frames(frames: list[EncodedFrame], bits: int) -> tuple[bytes, dict[str, Any]]:
     """Codes at ``bits`` bits each (MSB first), segment after segment, then the float32 scales."""
-    codes = np.concatenate([f.codes[0].cpu().numpy().reshape(-1) for f in frames]).astype(np.uint32)
-    as_bits = ((codes[:, None] >> np.arange(bits - 1, -1, -1, dtype=np.uint32)) & 1).astype(np.uint8)
+    codes = np.concatenate([f.codes[0].cpu().numpy().reshape(-1) for f in frames])
     scales = [float(f.scale.reshape(-1)[0]) for f in frames if f.scale is not None]
-    payload = np.packbits(as_bits.reshape(-1)).tobytes() + np.asarray(scales, dtype="<f4").tobytes()
+    payload = pack_codes(codes, bits) + np.asarray(scales, dtype="<f4").tobytes()
     return payload, {"payload_format": f"packed codes ({bits} bits each) + float32 scales",
                      "frames_per_segment": [int(f.codes.shape[-1]) for f in frames],
                      "has_scales": bool(scales)}
@@ -332,12 +319,11 @@ def _unpack_frames(payload: bytes, metadata: dict[str, Any], config: EncodecConf
     if not isinstance(counts, list) or not isinstance(num_codebooks, int):
         raise CodecError("encodec: metadata lacks frames_per_segment / num_codebooks")
     total = num_codebooks * sum(counts)
-    code_bytes = -(-total * bits // 8)
+    code_bytes = packed_size(total, bits)
     scale_bytes = 4 * len(counts) if metadata.get("has_scales") else 0
     if len(payload) != code_bytes + scale_bytes:
         raise CodecError(f"encodec: payload has {len(payload)} bytes, expected {code_bytes + scale_bytes}")
-    flat = np.unpackbits(np.frombuffer(payload[:code_bytes], dtype=np.uint8))[:total * bits].reshape(total, bits)
-    codes = (flat.astype(np.int64) << np.arange(bits - 1, -1, -1)).sum(axis=1)
+    codes = unpack_codes(payload[:code_bytes], total, bits)
     scales = np.frombuffer(payload[code_bytes:], dtype="<f4") if scale_bytes else [None] * len(counts)
     frames, offset = [], 0
     for count, scale in zip(counts, scales, strict=True):

@@ -76,6 +76,7 @@ def run(protocol: Protocol, corpus: Path, work: Path, results: Path, tables: Opt
                 tmp = items_path.with_suffix(".tmp")
                 frame.to_csv(tmp, index=False)
                 tmp.replace(items_path)
+                write_results(protocol, frame, results)  # the table always matches the rows so far
     write_results(protocol, read_items(items_path), results)
 
 
@@ -93,12 +94,24 @@ def write_results(protocol: Protocol, items: pd.DataFrame, results: Path) -> Non
             "departure_from_the_paper": findings.WARM_START_NOTE,
             "budgets": {t.id: t.budget_text() for t in protocol.tables},
             "seeds": {t.id: list(t.seeds) for t in protocol.tables},
+            "progress": progress(protocol, items),
             "left_out": protocol.left_out,
             "training_cpu_hours": round(float(cpu_hours), 2),
             "git_commit": git_commit(), "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "machine": {"cpu_count": os.cpu_count(), "torch": torch.__version__,
                         "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()]}}
     (results / "ablations.json").write_text(json.dumps(info, indent=2) + "\n")
+
+
+def progress(protocol: Protocol, items: pd.DataFrame) -> dict[str, dict[str, list[str]]]:
+    """Per table, the arm/seed runs scored so far and those still to run, so that a partial table says so."""
+    scored = set(zip(items["table"], items["arm"], items["seed"].astype(int))) if len(items) else set()
+    out = {}
+    for table in protocol.tables:
+        runs = [(arm.name, seed) for seed in table.seeds for arm in table.arms]
+        out[table.id] = {"scored": [f"{a}/seed{s}" for a, s in runs if (table.id, a, s) in scored],
+                         "to_run": [f"{a}/seed{s}" for a, s in runs if (table.id, a, s) not in scored]}
+    return out
 
 
 def _shown(path: Path) -> str:

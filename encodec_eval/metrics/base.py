@@ -54,6 +54,7 @@ class Metric(abc.ABC):
     channels: int = 1  # multichannel audio is mixed down by averaging
     min_seconds: float = 0.0
     scores_silence: bool = False  # most metrics are undefined (or answer a placeholder) on a silent reference
+    silence_subject: str = "reference"  # the signal whose silence makes the score undefined, in NaN reasons
     #: The lowest and highest values the metric can give (None: unbounded). A score there says that the metric
     #: saturated, not how good the audio is; rows and summaries flag it (``encodec_eval.run.sanity``).
     floor: Optional[float] = None
@@ -97,11 +98,15 @@ class Metric(abc.ABC):
         n = min(ref.size, deg.size)
         if n / rate < self.min_seconds:
             return Score(float("nan"), f"too short: {n / rate:.3f} s < {self.min_seconds} s")
-        ref, deg = ref[:n], deg[:n]
+        return self.checked_score(ref[:n], deg[:n], rate)
+
+    def checked_score(self, ref: np.ndarray, deg: np.ndarray, rate: int) -> Score:
+        """``score`` on two signals already at the metric's rate and length, as a Score: NaN with the reason for
+        non-finite or silent input and for a failure, the reason of an infinite value."""
         if not (np.isfinite(ref).all() and np.isfinite(deg).all()):
             return Score(float("nan"), "non-finite samples (NaN or Inf) in the audio")
         if not self.scores_silence and not np.any(ref):
-            return Score(float("nan"), "reference is silent (all samples zero)")
+            return Score(float("nan"), f"{self.silence_subject} is silent (all samples zero)")
         try:
             value = float(self.score(ref, deg, rate))
         except NotScorable as exc:

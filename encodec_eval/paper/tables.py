@@ -35,6 +35,7 @@ class PaperTable:
     source: str
     cross_check: str
     frame: pd.DataFrame
+    paper: dict[str, str]
 
 
 def _data_dir() -> Any:
@@ -48,20 +49,28 @@ def _index() -> dict[str, Any]:
 
 
 def table_ids() -> list[str]:
-    """The stored tables' ids, in the paper's order: table1 .. table5, tableA2 .. tableA4."""
+    """The stored tables' ids: the EnCodec paper's in its order (table1 .. table5, tableA2 .. tableA4), then the
+    other papers' (dac_table3)."""
     return list(_index()["tables"])
 
 
-def paper_reference() -> dict[str, str]:
-    """Authors, title, arXiv id, URL and venue of the paper, plus where its text was read."""
+def paper_reference(name: str = "") -> dict[str, str]:
+    """Authors, title, arXiv id, URL and venue of the EnCodec paper, or of the paper table ``name`` comes from, plus
+    where its text was read."""
+    if name:
+        return describe_table(name).paper
     return {**_index()["paper"], "source_read": _index()["source_read"]}
 
 
 def _normalise(name: str) -> str:
-    """'Table A.4', 'a4', 'tableA4', '1', 'Table 1' -> 'tableA4' / 'table1'."""
+    """'Table A.4', 'a4', 'tableA4', '1', 'Table 1' -> 'tableA4' / 'table1'; 'DAC Table 3' -> 'dac_table3'."""
     key = re.sub(r"[\s._-]", "", str(name)).lower()
+    prefix = ""
+    for paper in _index().get("other_papers", {}):
+        if key.startswith(paper):
+            prefix, key = f"{paper}_", key.removeprefix(paper)
     key = key.removeprefix("table")
-    return "table" + key.upper() if key[:1] == "a" else "table" + key
+    return prefix + ("table" + key.upper() if key[:1] == "a" else "table" + key)
 
 
 def describe_table(name: str) -> PaperTable:
@@ -73,14 +82,16 @@ def describe_table(name: str) -> PaperTable:
     with _data_dir().joinpath(meta["file"]).open("r", encoding="utf-8") as handle:
         frame = pd.read_csv(handle, dtype={"note": "string"})
     frame["note"] = frame["note"].fillna("")
+    paper = _index()["other_papers"][meta["paper"]] if "paper" in meta else paper_reference()
     frame.attrs.update(
         table_id=table_id,
         label=meta["label"],
         section=meta["section"],
         caption=" ".join(meta["caption"].split()),
         units=dict(meta["units"]),
-        source=_index()["source_read"],
+        source=" ".join(paper["source_read"].split()),
         cross_check=meta["cross_check"],
+        paper=f"{paper['authors']}, {paper['title']} (arXiv {paper['arxiv']})",
     )
     return PaperTable(
         table_id=table_id,
@@ -89,9 +100,10 @@ def describe_table(name: str) -> PaperTable:
         title=meta["title"],
         caption=frame.attrs["caption"],
         units=dict(meta["units"]),
-        source=_index()["source_read"],
+        source=frame.attrs["source"],
         cross_check=meta["cross_check"],
         frame=frame,
+        paper=dict(paper),
     )
 
 

@@ -5,8 +5,9 @@ Input: the raw rows of ``encodec_eval.ablations`` (``ablation_items.csv``: one r
 bandwidth). For each comparison, per-item differences (arm minus the arm it is compared with, same seed, same item;
 then averaged over seeds) are bootstrapped over items. A difference is **clear** when its 95 % interval excludes
 zero and its size exceeds the spread over seeds of both arms' means; otherwise it is **not resolved at this
-budget**. An arm that is not yet a codec (mean SI-SNR below 0 dB over all items, or ViSQOL at its floor) gets no
-verdict at all: comparing it says nothing about the design choice.
+budget**, and so is any comparison with one seed so far (no spread to exceed). An arm that is not yet a codec
+(mean SI-SNR below 0 dB over all items, or ViSQOL at its floor) gets no verdict at all: comparing it says nothing
+about the design choice.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ VISQOL_FLOOR = 1.0
 FLOOR_MARGIN = 0.05  # a ViSQOL mean within this of 1.0 is at the floor: the metric no longer tells outputs apart
 NOT_A_CODEC = "not yet a codec"
 NOT_RESOLVED = "not resolved at this budget"
+PAIR_COLUMNS = ["table", "arm", "compared_with", "bandwidth_kbps", "category", "metric", "mean_diff", "ci95_low",
+                "ci95_high", "n_items", "n_seeds", "seed_spread", "seed_diffs", "verdict", "verdict_reason",
+                "paper_diff", "paper_says", "agrees_with_paper", "budget"]
 
 
 def _per_item(items: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -147,11 +151,13 @@ def paired_comparisons(items: pd.DataFrame, metrics: Sequence[str],
                             "ci95_low": interval.low, "ci95_high": interval.high, "n_items": interval.n,
                             "n_seeds": len(seeds), "seed_spread": spread if np.isfinite(spread) else math.nan,
                             "seed_diffs": ";".join(f"{chosen[s].mean():.4g}" for s in seeds),
-                            "verdict": verdict, "verdict_reason": "; ".join(blocked),
+                            "verdict": verdict,
+                            "verdict_reason": "; ".join(blocked) or ("one seed: no spread over seeds yet"
+                                                                     if len(seeds) < 2 else ""),
                             "paper_diff": paper_diff, "paper_says": paper_says,
                             "agrees_with_paper": _agreement(verdict, paper_says, interval.mean),
                             "budget": a_bw["budget"].iloc[0]})
-    return pd.DataFrame(out)
+    return pd.DataFrame(out, columns=PAIR_COLUMNS)  # columns even when no pair has both arms scored yet
 
 
 def _verdict(mean: float, low: float, high: float, spread: float, blocked: list[str], higher_is_better: bool) -> str:
@@ -159,7 +165,7 @@ def _verdict(mean: float, low: float, high: float, spread: float, blocked: list[
         return NOT_A_CODEC
     if not (np.isfinite(low) and np.isfinite(high)) or low <= 0 <= high:
         return NOT_RESOLVED
-    if np.isfinite(spread) and abs(mean) <= spread:
+    if not np.isfinite(spread) or abs(mean) <= spread:  # one seed has no spread: nothing says it is no seed effect
         return NOT_RESOLVED
     better = (mean > 0) == higher_is_better
     return "clear: better" if better else "clear: worse"
@@ -196,3 +202,15 @@ def lead_sentence(pairs: pd.DataFrame, budgets: Mapping[str, str], category: str
             f"in the paper's direction, {counts['against_paper']} against it), {counts['not_resolved']} are not "
             f"resolved and {counts['not_a_codec']} involve an arm that is not yet a codec. Over every metric, "
             f"{counts['all_resolved']} of {counts['all_comparisons']} comparisons are resolved.")
+
+
+def progress_sentence(progress: Mapping[str, Mapping[str, Sequence[str]]]) -> str:
+    """How much of the protocol the table holds (``ablations.json``'s ``progress``): a partial table says so first."""
+    scored = sum(len(p["scored"]) for p in progress.values())
+    total = scored + sum(len(p["to_run"]) for p in progress.values())
+    if scored == total:
+        return f"All {total} arm x seed runs of the protocol are scored."
+    waiting = "; ".join(f"{table}: {', '.join(p['to_run'])}" for table, p in progress.items() if p["to_run"])
+    return (f"Partial table: {scored} of {total} arm x seed runs are scored; still to run ({waiting}). Comparisons "
+            "with one seed are not resolved.")
+

@@ -6,17 +6,20 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 from codec.base import CodecError, CodecSpec
+from codec.neural.catalogue import default_variants
 from encodec_eval.data import Dataset, Item
 from encodec_eval.run.folder import row_key
 
-# The paper's main model when a codec is named without its model: `--codecs encodec` means `encodec:24khz`.
-# Rows and run.json always carry the explicit spec.
-DEFAULT_VARIANTS = {"encodec": "24khz"}
+# The paper's main model when a codec is named without its model: `--codecs encodec` means `encodec:24khz`; the
+# neural codecs' defaults are their catalogue's (`dac` means `dac:44khz`). Rows and run.json always carry the
+# explicit spec.
+ENCODEC_DEFAULT_VARIANT = "24khz"
 
 
 def _with_default_variant(parsed: CodecSpec) -> CodecSpec:
-    if parsed.variant is None and parsed.name in DEFAULT_VARIANTS:
-        return CodecSpec(parsed.name, DEFAULT_VARIANTS[parsed.name], parsed.kbps)
+    defaults = {"encodec": ENCODEC_DEFAULT_VARIANT, **default_variants()}
+    if parsed.variant is None and parsed.name in defaults:
+        return CodecSpec(parsed.name, defaults[parsed.name], parsed.kbps)
     return parsed
 
 

@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from codec.base import CodecError
 from codec.files import why_unreadable
+from codec.neural.catalogue import skipped_note, without_weights
 from codec.signals import exit_with_parent, ignore_interrupts
 from encodec_eval.data import Dataset, load_dataset
 from encodec_eval.metrics import get_metric
@@ -154,6 +155,7 @@ def _run_info(config: RunConfig, dataset: Dataset, specs: list[str], world: int,
         "timing": {"timed_items": sorted(options.timed_items or ()), "excerpt_seconds": options.timing_seconds,
                    "repeats": options.repeats},
         "definitions": DEFINITIONS,
+        "neural_codecs_without_weights": without_weights(),
     }
 
 
@@ -413,6 +415,8 @@ def report(folder: RunFolder, finished: bool = False, compare_to: Optional[Seque
         info["finished"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     folder.write_info(info)
     print_summary(summary, metrics, folder.path, info.get("codecs", {}))
+    if info.get("neural_codecs_without_weights"):
+        print(skipped_note(info["neural_codecs_without_weights"]))
     for table in paired:
         print("\n" + format_against_baseline(table))
     if paired:

@@ -20,6 +20,12 @@ def test_codecs_are_crossed_with_bitrates_and_anchors_are_not():
         codec_specs(["opus@fast"], None)
 
 
+def test_a_neural_codec_named_alone_means_its_catalogue_default():
+    specs = codec_specs(["dac", "snac@0.98", "mimi", "vocos", "dac:16khz", "dac:16khz-random"], [6])
+    assert specs == ["dac:44khz@6", "snac:24khz@0.98", "mimi:24khz@6", "vocos:encodec24khz@6", "dac:16khz@6",
+                     "dac:16khz-random@6"]
+
+
 def test_plan_skips_finished_rows():
     data = load_dataset(limit_per_category=1)
     jobs = plan(["opus@6", "opus@12"], data)

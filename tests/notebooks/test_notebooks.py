@@ -109,7 +109,8 @@ def test_benchmark_notebook_runs_on_a_synthetic_run(run_folder, tmp_path, monkey
     text, images = _execute_text(NOTEBOOKS["benchmark"], tmp_path)
     assert str(run_folder) in text
     assert "opus cannot code" not in text and "unsupported" in text  # the failed row is listed
-    assert images == len(METRICS) + 1 + len(METRICS) + 1  # rate-quality and vs-MUSHRA per metric, speed, Table 1
+    # rate-quality and vs-MUSHRA per metric, speed, Table 1, the DAC paper's Table 3 beside ours
+    assert images == len(METRICS) + 1 + len(METRICS) + 1 + 1
     assert "EnCodec 24 kHz" in text and "pearson_r" in text
     assert "excluded 1 of 6 participants — p5: lp3500 rated above 80" in text
     # 3 bench conditions x 6 items; the reference has no bench row
@@ -167,7 +168,7 @@ def test_benchmark_notebook_reads_a_real_encodec_bench_run(tmp_path, monkeypatch
     monkeypatch.setenv("ENCODEC_RUN_DIR", str(run))
     monkeypatch.setenv("ENCODEC_N_BOOT", "100")
     text, images = _execute_text(NOTEBOOKS["benchmark"], tmp_path)
-    assert images == 2 + 1  # two rate-quality figures and the speed chart
+    assert images == 2 + 1 + 1  # two rate-quality figures, the speed chart, the DAC paper's Table 3 beside ours
     assert "opus" in text and "EnCodec 24 kHz" in text
     assert "No listening-test ratings" in text
 

@@ -17,18 +17,20 @@ from encodec_eval.paper import (
 )
 
 EXPECTED_IDS = ["table1", "table2", "table3", "table4", "table5", "tableA2", "tableA3", "tableA4"]
+OTHER_PAPERS = {"dac_table3": "2306.06546"}
 META_COLUMNS = {"verified", "note"}
 
 
 def test_every_required_table_is_stored_in_paper_order():
-    assert table_ids() == EXPECTED_IDS
+    assert table_ids() == EXPECTED_IDS + list(OTHER_PAPERS)
 
 
-@pytest.mark.parametrize("table_id", EXPECTED_IDS)
+@pytest.mark.parametrize("table_id", EXPECTED_IDS + list(OTHER_PAPERS))
 def test_table_has_caption_section_units_and_source(table_id):
     table = describe_table(table_id)
     assert table.caption and table.section and table.title
-    assert "2210.13438" in table.source
+    arxiv = OTHER_PAPERS.get(table_id, "2210.13438")
+    assert arxiv in table.source and table.paper["arxiv"] == arxiv
     data_columns = set(table.frame.columns) - META_COLUMNS
     # every measured quantity has a unit; label columns (model names etc.) need none
     measured = {c for c in data_columns if pd.api.types.is_float_dtype(table.frame[c])}
@@ -38,12 +40,12 @@ def test_table_has_caption_section_units_and_source(table_id):
     assert table.cross_check and table.frame.attrs["cross_check"] == table.cross_check
 
 
-@pytest.mark.parametrize("table_id", EXPECTED_IDS)
+@pytest.mark.parametrize("table_id", EXPECTED_IDS + list(OTHER_PAPERS))
 def test_no_unexplained_gaps(table_id):
     """A NaN cell is either a dash in the paper (explained in the note) or a column that does not apply."""
     frame = load_table(table_id)
     assert frame["verified"].dtype == bool
-    not_applicable = {"nominal_kbps", "entropy_coded_kbps", "quantizer", "bandwidth_kbps"}
+    not_applicable = {"nominal_kbps", "entropy_coded_kbps", "quantizer", "bandwidth_kbps", "our_spec"}
     for _, row in frame.iterrows():
         gaps = [c for c in frame.columns if c not in META_COLUMNS | not_applicable and pd.isna(row[c])]
         if gaps:
@@ -63,6 +65,26 @@ def test_paper_reference_names_the_paper():
     ref = paper_reference()
     assert ref["arxiv"] == "2210.13438"
     assert "Défossez" in ref["authors"]
+    dac = paper_reference("DAC Table 3")
+    assert dac["arxiv"] == "2306.06546" and "Kumar" in dac["authors"]
+    assert "objective_comparisons.png" in dac["source_read"] and "c7cfc5d" in dac["source_read"]
+
+
+def test_dac_table3_rows_and_their_provenance():
+    """The DAC paper's objective comparison: its bitrates per codec, the direction of each metric with bitrate
+    (every codec improves on all three metrics as it spends more bits), and where each number was read."""
+    table = describe_table("dac table 3")
+    frame = table.frame
+    assert load_table("DAC Table 3").equals(frame)
+    kbps = {codec: list(group["bitrate_kbps"]) for codec, group in frame.groupby("codec", sort=False)}
+    assert kbps == {"DAC": [1.78, 2.67, 5.33, 8.0], "EnCodec": [1.5, 3.0, 6.0, 12.0, 24.0], "Lyra": [9.2],
+                    "Opus": [8.0, 14.0, 24.0]}
+    for codec, group in frame.groupby("codec"):
+        if len(group) > 1:
+            assert group["mel_distance"].is_monotonic_decreasing and group["visqol"].is_monotonic_increasing
+            assert group["si_sdr_db"].is_monotonic_increasing, codec
+    assert set(frame["our_spec"].dropna()) == {"dac:44khz", "encodec:24khz", "opus"}
+    assert "not ours" in table.title and "c7cfc5d" in table.source and "eval-toolkit-anchors" in table.cross_check
 
 
 def test_tables_agree_with_each_others_shared_rows():

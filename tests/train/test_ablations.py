@@ -142,6 +142,29 @@ def test_an_interrupted_arm_resumes_from_its_checkpoint(tiny_protocol, tiny_corp
     assert (run_dir(tmp_path / "work", table, table.arm("arm_stft"), 0) / "start_step").read_text() == "3\n"
 
 
+def test_a_run_stopped_after_one_arm_leaves_a_table_of_that_arm_and_what_remains(tiny_protocol, tiny_corpus,
+                                                                                 tmp_path, monkeypatch):
+    """Sessions end mid-protocol: the committed table, pairs and provenance must match the rows scored so far."""
+    protocol = load_protocol(tiny_protocol)
+    real_fit = Trainer.fit
+    calls = []
+
+    def stopped_at_second_arm(self, steps=None, max_seconds=None):
+        calls.append(self.step)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_fit(self, steps=steps, max_seconds=max_seconds)
+
+    monkeypatch.setattr(Trainer, "fit", stopped_at_second_arm)
+    results = tmp_path / "results"
+    with pytest.raises(KeyboardInterrupt):
+        runner.run(protocol, tiny_corpus, tmp_path / "work", results)
+    assert set(pd.read_csv(results / "ablations.csv")["arm"]) == {"arm_stft"}
+    progress = json.loads((results / "ablations.json").read_text())["progress"]["table2"]
+    assert progress == {"scored": ["arm_stft/seed0"],
+                        "to_run": ["arm_none/seed0", "arm_stft/seed1", "arm_none/seed1"]}
+
+
 def test_listening_set_is_accepted_by_mushra_web_create(tiny_protocol, tiny_corpus, tmp_path):
     from mushra_web.cli import main as mushra_main
 
