@@ -289,7 +289,6 @@ def run_job(job: Job, resources: Resources) -> None:
         raise CommandError(f"Bandwidth {args.bandwidth:g} is not supported by the model {model.config.name}; it "
                            f"supports {supported} (-b)")
     blocks = AudioBlocks(job.source, model.sample_rate, model.channels)
-    note_conversion(job, blocks, model, args.hq)
     length = blocks.length
     seconds = length / model.sample_rate
     stream, long_file = streams(model, seconds, args.stream), seconds > LONG_SECONDS
@@ -303,6 +302,7 @@ def run_job(job: Job, resources: Resources) -> None:
         out = io.BytesIO()
         _compress(job.source, out, model, lm, args, long_file, stream)
         _decompress(out.getvalue(), job.target, model, lm, args, long_file, stream)
+    note_conversion(job, blocks, model, args.hq)  # once written: a file that then fails is named by its error alone
 
 
 def _report(error: CommandError, jobs: int) -> int:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import json
 import math
+import os
 import re
 from contextlib import contextmanager
 from pathlib import Path
@@ -100,6 +102,14 @@ class RunFolder:
             reason = failure.reason if failure is not None else (exc.strerror or str(exc))
             kept = f"; the rows finished so far are kept in {self.rows_path}" if self.rows_path.exists() else ""
             raise RunFolderError(f"cannot write {self.path / name}: {reason}{kept}") from exc
+
+    def check_writable(self) -> None:
+        """A RunFolderError naming the folder when this user may not create or write it (its nearest existing
+        folder is checked), so that a command stops before it starts any work."""
+        existing = next(folder for folder in (self.path, *self.path.parents) if folder.exists())
+        with self.writing(""):
+            if not os.access(existing, os.W_OK | os.X_OK):
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(existing))
 
     def create(self, run_info: dict[str, Any], resume: bool) -> None:
         """Start a run, or continue one whose run.json matches in data and metrics."""

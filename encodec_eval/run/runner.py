@@ -294,6 +294,9 @@ def run(config: RunConfig) -> Optional[Path]:
         print(f"encodec-bench: {len(dataset.skipped)} path(s) under {dataset.root} skipped (e.g. "
               f"{dataset.skipped[0].path}: {dataset.skipped[0].why}); run.json data.skipped lists each and why",
               file=sys.stderr)
+    path = Path(config.out) if config.out else new_run_dir(Path(config.runs_dir), config.name)
+    if rank == 0:
+        RunFolder(path).check_writable()  # before the workers start: they would be ended mid-start
     setup = {"start and load the data set": time.perf_counter() - entered}
     use_pool = world == 1 and config.workers > 1
     with (_worker_pool(config.workers, config.plugins, specs, config.metrics, device) if use_pool
@@ -307,7 +310,6 @@ def run(config: RunConfig) -> Optional[Path]:
                              timing_seconds=config.timing_seconds, device=device)
         shared = None
         if rank == 0:
-            path = Path(config.out) if config.out else new_run_dir(Path(config.runs_dir), config.name)
             folder = RunFolder(path)
             with torch_threads(1):
                 folder.create(_run_info(config, dataset, specs, world, options), resume=config.resume)

@@ -115,7 +115,7 @@ def test_hq_lm_round_trip_converts_rate_and_channels(weights, tmp_path):
     plain = compress(pair.ours, converted, bandwidth=3.0, sample_rate=48000)
     assert len(with_lm) > len(plain)
     assert (tmp_path / "bell.ecdc").read_bytes() == plain
-    converted_note, lm_note = done.stderr.strip().splitlines()  # the 44.1 kHz mono input is said first
+    lm_note, converted_note = done.stderr.strip().splitlines()  # the 44.1 kHz mono input is said once written
     assert converted_note.startswith(f"encodec: {source} is 44100 Hz mono; encodec_48khz codes 48000 Hz stereo")
     assert lm_note == (f"encodec: {tmp_path / 'bell.ecdc'}: written without the LM, which made it larger "
                        f"({len(with_lm)} bytes against {len(plain)})")
