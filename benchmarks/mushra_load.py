@@ -1,12 +1,20 @@
 """Load test of mushra-web: many simulated participants rating at once against one server on loopback, with the
 server killed (SIGKILL) and restarted in the middle; then every rating is checked against what the clients were told
-was saved.
+was saved. The login-flood scenario has fewer participants rate (paced, no kill) while 4 clients fail admin logins
+as fast as the server answers, each attempt from a new address: on the real admin account, on random user names,
+and without a flood as the reference; the three runs, and then the same three in reverse order, each on a fresh
+database (a machine whose load drifts during them then weighs on each kind alike).
 
-    .venv/bin/python benchmarks/mushra_load.py     # SQLite (1 worker) and PostgreSQL (2 workers), paced and stress
-    .venv/bin/python benchmarks/mushra_load.py --db sqlite --participants 300
+    .venv/bin/python benchmarks/mushra_load.py     # SQLite (1 worker) and PostgreSQL (2 workers), every scenario
+    .venv/bin/python benchmarks/mushra_load.py --db sqlite --scenario login_flood
+    .venv/bin/python benchmarks/mushra_load.py --db sqlite --participants 300 --scenario paced
 
-Writes benchmarks/results/mushra_load.json: p50/p99 latency of the save call (PUT of one trial's ratings), lost and
-duplicated ratings (both must be 0), retries caused by the restart, and the machine it ran on.
+Writes benchmarks/results/mushra_load.json (paced, stress) and mushra_load_login_flood.json: p50/p90/p99 latency
+of the save call (PUT of one trial's ratings), lost and duplicated ratings (both must be 0), retries caused by the
+restart, what the login flood got, and the machine it ran on with its load. Participants behave as the page does:
+they fetch every sound of a trial before rating it and submit no sooner than the server allows (one stimulus length
+after its sounds were served). Each participant and each flood attempt comes from its own address (X-Forwarded-For
+through --proxy-headers).
 """
 
 from __future__ import annotations
@@ -16,7 +24,6 @@ import asyncio
 import datetime as dt
 import json
 import os
-import platform
 import random
 import shutil
 import signal
@@ -33,11 +40,18 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.machine import machine_info  # noqa: E402
 from testkit.net import free_port  # noqa: E402
 
-RESULTS = ROOT / "benchmarks" / "results" / "mushra_load.json"
+RESULTS = {"kill": ROOT / "benchmarks" / "results" / "mushra_load.json",
+           "login_flood": ROOT / "benchmarks" / "results" / "mushra_load_login_flood.json"}
 CONDITIONS = ["codec_a", "codec_b", "codec_c"]
 SCENARIOS = {"paced": (1.0, 4.0), "stress": (0.0, 0.05)}  # seconds a participant waits between two saves
+FLOODS = ("none", "account", "random_names")  # the login-flood scenario's runs: its reference, then two floods
+# ... in this order and then in reverse, so that load from other work that drifts during the runs weighs on each alike
+FLOOD_ORDER = (*FLOODS, *reversed(FLOODS))
+FLOOD_CLIENTS = 4
+ADMIN = ("admin", "the admin's own long password")
 
 
 def make_config(tmp: Path, n_items: int, per_participant: int) -> Path:
@@ -82,16 +96,28 @@ class Postgres:
                   "-w", "start")
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
 
+    def fresh_database(self, name: str) -> str:
+        """A new, empty database on this cluster, for one run."""
+        import psycopg
+
+        with psycopg.connect(f"postgresql://postgres@127.0.0.1:{self.port}/postgres", autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{name}"
+
     def stop(self) -> None:
         self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "stop")
 
 
 class Server:
-    """``mushra-web serve`` in its own process group, so a kill takes its workers with it."""
+    """``mushra-web serve`` in its own process group, so a kill takes its workers with it.
+
+    It trusts X-Forwarded-For from loopback, so that every simulated client can come from its own address.
+    """
 
     def __init__(self, db: str, data_dir: Path, port: int, workers: int):
         self.cmd = [sys.executable, "-m", "mushra_web.cli", "--db", db, "--data-dir", str(data_dir), "serve",
-                    "--port", str(port), "--workers", str(workers), "--log-level", "warning"]
+                    "--port", str(port), "--workers", str(workers), "--log-level", "warning", "--proxy-headers",
+                    "--forwarded-allow-ips", "127.0.0.1"]
         self.url = f"http://127.0.0.1:{port}"
         self.proc: subprocess.Popen | None = None
 
@@ -124,11 +150,11 @@ async def wait_up(url: str, timeout: float = 60) -> None:
 
 
 class Stats:
-    def __init__(self, expected_saves: int):
+    def __init__(self, expected_saves: int, kill: bool):
         self.save_latency_ms: list[float] = []
         self.retries = 0
         self.expected_saves = expected_saves
-        self.restart_at = expected_saves // 2
+        self.restart_at = expected_saves // 2 if kill else None
         self.restart_event = asyncio.Event()
 
 
@@ -147,12 +173,17 @@ async def request(client, method: str, path: str, stats: Stats, body=None, laten
                     raise RuntimeError(f"{method} {path}: {res.status_code} {res.text}")
                 if latency is not None:
                     latency.append(1000 * (time.perf_counter() - t0))
-                return res.json()
+                return res.json() if res.headers.get("content-type", "").startswith("application/json") else None
         except httpx.TransportError:
             pass
         stats.retries += 1
         await asyncio.sleep(delay + random.random() * delay)
         delay = min(1.0, delay * 2)
+
+
+def address(k: int) -> str:
+    """Participant k's own client address (10.0.0.0/8)."""
+    return f"10.{k >> 16 & 255}.{k >> 8 & 255}.{k & 255}"
 
 
 async def participant(url: str, k: int, stats: Stats, saves_per_trial: int, think_s: tuple[float, float],
@@ -161,10 +192,14 @@ async def participant(url: str, k: int, stats: Stats, saves_per_trial: int, thin
 
     rng = random.Random(k)
     limits = httpx.Limits(max_connections=1)
-    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
+    headers = {"X-Forwarded-For": address(k)}
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits, headers=headers) as client:
         state = await request(client, "POST", "/e/load/api/join", stats, {"params": {"pid": f"worker-{k}"}})
         for pos in range(state["n_trials"]):
             trial = await request(client, "GET", f"/e/load/api/trials/{pos}", stats)
+            for url_ in [trial["reference_url"], *(b["url"] for b in trial["buttons"])]:  # as the page loads them
+                await request(client, "GET", url_, stats)
+            listen_until = time.monotonic() + trial["n_frames"] / state["sample_rate"] + 0.05
             seq = trial["seq"]
             scores = {b["index"]: None for b in trial["buttons"]}
             order = list(scores) + [rng.choice(list(scores)) for _ in range(saves_per_trial - len(scores))]
@@ -176,12 +211,34 @@ async def participant(url: str, k: int, stats: Stats, saves_per_trial: int, thin
                 await request(client, "PUT", f"/e/load/api/trials/{pos}", stats, body, stats.save_latency_ms)
                 for b, s in scores.items():
                     acked[(f"worker-{k}", pos, b)] = s
-                if len(stats.save_latency_ms) >= stats.restart_at:
+                if stats.restart_at is not None and len(stats.save_latency_ms) >= stats.restart_at:
                     stats.restart_event.set()
                 await asyncio.sleep(rng.uniform(*think_s))
+            await asyncio.sleep(max(0.0, listen_until - time.monotonic()))
             # the submit carries no ratings: what it finds stored must be what the saves left
             await request(client, "POST", f"/e/load/api/trials/{pos}/submit", stats, {"seq": seq + 1, "ratings": []})
         await request(client, "POST", "/e/load/api/finish", stats)
+
+
+async def login_flood(url: str, kind: str, stop: asyncio.Event, seed: int, out: dict) -> None:
+    """One flooding client: wrong admin passwords as fast as the server answers, each from a new random address
+    (IPv4 from 198.18.0.0/15), on the real admin's user name (``account``) or on a random one (``random_names``)."""
+    import httpx
+
+    rng = random.Random(seed)
+    async with httpx.AsyncClient(base_url=url, timeout=120) as client:
+        while not stop.is_set():
+            addr = f"198.{18 + rng.randrange(2)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
+            user = ADMIN[0] if kind == "account" else f"user{rng.randrange(10**9)}"
+            t0 = time.perf_counter()
+            try:
+                res = await client.post("/admin/api/login", json={"username": user, "password": f"guess{t0}"},
+                                        headers={"X-Forwarded-For": addr})
+                status = str(res.status_code)
+            except httpx.TransportError as exc:
+                status = type(exc).__name__
+            out["statuses"][status] = out["statuses"].get(status, 0) + 1
+            out["latency_ms"].append(1000 * (time.perf_counter() - t0))
 
 
 def verify(db: str, acked: dict, n_participants: int) -> dict:
@@ -210,10 +267,17 @@ def verify(db: str, acked: dict, n_participants: int) -> dict:
             "trials_not_submitted": trials_open}
 
 
-async def run_load(server: Server, args: argparse.Namespace, db_kind: str, scenario: str) -> dict:
+def percentiles(values: list[float]) -> dict:
+    lat = np.asarray(values) if values else np.full(1, np.nan)
+    return {f"p{q}": float(np.percentile(lat, q)) for q in (50, 90, 99)} | {"max": float(lat.max())}
+
+
+async def run_load(server: Server, args: argparse.Namespace, db_kind: str, scenario: str,
+                   flood: str | None = None) -> dict:
     n_buttons = len(CONDITIONS) + 3
-    expected = args.participants * args.items_per_participant * args.saves_per_trial
-    stats = Stats(expected)
+    n_participants = args.flood_participants if flood else args.participants
+    expected = n_participants * args.items_per_participant * args.saves_per_trial
+    stats = Stats(expected, kill=flood is None)
     acked: dict = {}
 
     async def restarter() -> float:
@@ -224,35 +288,51 @@ async def run_load(server: Server, args: argparse.Namespace, db_kind: str, scena
         await wait_up(server.url)
         return time.perf_counter() - t0
 
+    load_at_start = [round(x, 2) for x in os.getloadavg()]
     t0 = time.perf_counter()
-    restart = asyncio.create_task(restarter())
-    think = SCENARIOS[scenario]
+    restart = asyncio.create_task(restarter()) if flood is None else None
+    stop_flood = asyncio.Event()
+    flooded = {"statuses": {}, "latency_ms": []}
+    flooders = [asyncio.create_task(login_flood(server.url, flood, stop_flood, seed, flooded))
+                for seed in range(FLOOD_CLIENTS)] if flood not in (None, "none") else []
+    think = SCENARIOS["paced" if flood else scenario]
     await asyncio.gather(*(participant(server.url, k, stats, max(args.saves_per_trial, n_buttons), think, acked)
-                           for k in range(args.participants)))
+                           for k in range(n_participants)))
     wall = time.perf_counter() - t0
-    downtime = await restart
-    lat = np.asarray(stats.save_latency_ms)
-    return {"scenario": scenario, "think_seconds_between_saves": list(think), "db": db_kind,
-            "workers": args.workers if db_kind == "postgresql" else 1,
-            "participants": args.participants, "concurrent": args.participants,
-            "trials_per_participant": args.items_per_participant,
-            "saves": int(lat.size), "save_latency_ms_p50": float(np.percentile(lat, 50)),
-            "save_latency_ms_p99": float(np.percentile(lat, 99)), "save_latency_ms_max": float(lat.max()),
-            "saves_per_second": float(lat.size / wall), "wall_seconds": wall,
-            "restart": {"signal": "SIGKILL", "after_saves": stats.restart_at, "downtime_seconds": downtime,
-                        "requests_retried": stats.retries},
-            **verify(server_db(server), acked, args.participants)}
+    stop_flood.set()
+    await asyncio.gather(*flooders)
+    lat = stats.save_latency_ms
+    result = {"scenario": scenario, "think_seconds_between_saves": list(think), "db": db_kind,
+              "workers": args.workers if db_kind == "postgresql" else 1,
+              "participants": n_participants, "concurrent": n_participants,
+              "trials_per_participant": args.items_per_participant, "saves": len(lat),
+              **{f"save_latency_ms_{k}": v for k, v in percentiles(lat).items()},
+              "saves_per_second": len(lat) / wall, "wall_seconds": wall,
+              "load_average_1_5_15_at_start": load_at_start}
+    if restart is not None:
+        result["restart"] = {"signal": "SIGKILL", "after_saves": stats.restart_at,
+                             "downtime_seconds": await restart, "requests_retried": stats.retries}
+    if flood is not None:
+        result["login_flood"] = {
+            "kind": flood, "clients": len(flooders), "attempts": len(flooded["latency_ms"]),
+            "attempts_per_second": len(flooded["latency_ms"]) / wall,
+            "answers": dict(sorted(flooded["statuses"].items())),
+            **{f"login_latency_ms_{k}": v for k, v in percentiles(flooded["latency_ms"]).items()}}
+    return {**result, **verify(server_db(server), acked, n_participants)}
 
 
 def server_db(server: Server) -> str:
     return server.cmd[server.cmd.index("--db") + 1]
 
 
-def one_run(db_kind: str, scenario: str, args: argparse.Namespace) -> dict:
+def one_run(db_kind: str, scenario: str, args: argparse.Namespace) -> list[dict]:
+    """One scenario on a fresh database and server; the login-flood scenario gives one result per flood kind."""
+    from mushra_web import auth
     from mushra_web.db import init_db, make_engine, session_factory
     from mushra_web.ingest import create_experiment
     from mushra_web.schema import load_config
 
+    floods = FLOOD_ORDER if scenario == "login_flood" else (None,)
     tmp = Path(tempfile.mkdtemp(prefix=f"mushra-load-{db_kind}-"))
     pg = None
     try:
@@ -261,21 +341,29 @@ def one_run(db_kind: str, scenario: str, args: argparse.Namespace) -> dict:
             db = pg.start()
         else:
             db = f"sqlite:///{tmp / 'load.db'}"
-        engine = make_engine(db)
-        init_db(engine)
-        with session_factory(engine)() as s:
-            create_experiment(s, load_config(make_config(tmp, args.items, args.items_per_participant)), tmp / "data")
-            s.commit()
-        engine.dispose()
-        workers = args.workers if db_kind == "postgresql" else 1
-        server = Server(db, tmp / "data", free_port(), workers)
-        server.start()
-        try:
-            asyncio.run(wait_up(server.url))
-            result = asyncio.run(run_load(server, args, db_kind, scenario))
-        finally:
-            server.stop()
-        return result
+        results = []
+        for order, flood in enumerate(floods):
+            if pg is not None:
+                db = pg.fresh_database(f"load_{flood or scenario}_{order}")
+            elif flood is not None:
+                db = f"sqlite:///{tmp / f'load_{flood}_{order}.db'}"
+            engine = make_engine(db)
+            init_db(engine)
+            with session_factory(engine)() as s:
+                create_experiment(s, load_config(make_config(tmp, args.items, args.items_per_participant)),
+                                  tmp / "data")
+                auth.add_user(s, *ADMIN)
+                s.commit()
+            engine.dispose()
+            workers = args.workers if db_kind == "postgresql" else 1
+            server = Server(db, tmp / "data", free_port(), workers)
+            server.start()
+            try:
+                asyncio.run(wait_up(server.url))
+                results.append(asyncio.run(run_load(server, args, db_kind, scenario, flood)))
+            finally:
+                server.stop()
+        return results
     finally:
         if pg is not None:
             pg.stop()
@@ -287,37 +375,51 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
     ap.add_argument("--participants", type=int, default=200)
+    ap.add_argument("--flood-participants", type=int, default=40,
+                    help="participants rating (paced) during each run of the login-flood scenario")
     ap.add_argument("--items", type=int, default=6)
     ap.add_argument("--items-per-participant", type=int, default=2)
     ap.add_argument("--saves-per-trial", type=int, default=8, help="autosaves per trial (at least one per button)")
     ap.add_argument("--workers", type=int, default=2, help="server worker processes with PostgreSQL")
-    ap.add_argument("--scenario", choices=[*SCENARIOS, "both"], default="both",
+    ap.add_argument("--scenario", choices=[*SCENARIOS, "login_flood", "all"], default="all",
                     help="paced: 1-4 s between a participant's saves (slider moves after listening); "
-                         "stress: 0-50 ms (every participant saving as fast as the server answers)")
-    ap.add_argument("--out", type=Path, default=RESULTS)
+                         "stress: 0-50 ms (every participant saving as fast as the server answers); both with the "
+                         "server killed halfway. login_flood: paced participants while 4 clients fail admin logins "
+                         "(no flood, on the admin's account, on random user names)")
+    ap.add_argument("--out", type=Path, help="one file for every run (default: paced and stress runs in "
+                                             f"{RESULTS['kill'].name}, login-flood runs in "
+                                             f"{RESULTS['login_flood'].name}, under benchmarks/results)")
     args = ap.parse_args()
     kinds = ["sqlite", "postgresql"] if args.db == "both" else [args.db]
-    scenarios = list(SCENARIOS) if args.scenario == "both" else [args.scenario]
+    scenarios = [*SCENARIOS, "login_flood"] if args.scenario == "all" else [args.scenario]
+    load_before = [round(x, 2) for x in os.getloadavg()]
     runs = []
     for kind, scenario in [(k, sc) for sc in scenarios for k in kinds]:
-        print(f"mushra_load: {args.participants} participants against {kind}, {scenario} ...", flush=True)
-        result = one_run(kind, scenario, args)
-        runs.append(result)
-        print(json.dumps(result, indent=1), flush=True)
+        print(f"mushra_load: {scenario} against {kind} ...", flush=True)
+        for result in one_run(kind, scenario, args):
+            runs.append(result)
+            print(json.dumps(result, indent=1), flush=True)
     from mushra_web import __version__
 
-    report = {"benchmark": "mushra_load", "app_version": __version__,
+    machine = machine_info()
+    machine["load_average_1_5_15_after"] = machine.pop("load_average_1_5_15")
+    header = {"benchmark": "mushra_load", "app_version": __version__,
               "when": dt.datetime.now(dt.timezone.utc).isoformat(),
-              "machine": {"platform": platform.platform(), "python": platform.python_version(),
-                          "cpus": os.cpu_count()},
-              "what": "concurrent simulated participants over loopback HTTP; save = PUT of one trial's ratings; "
-                      "server SIGKILLed and restarted halfway; clients retry idempotently",
-              "runs": runs}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1) + "\n")
+              "machine": {**machine, "load_average_1_5_15_before": load_before},
+              "what": "concurrent simulated participants over loopback HTTP, each from its own address; save = PUT "
+                      "of one trial's ratings, latencies in ms as the client saw them; paced and stress: server "
+                      "SIGKILLed and restarted halfway, clients retry idempotently; login_flood: no kill, 4 clients "
+                      "failing admin logins from random addresses while participants rate"}
+    by_file: dict[Path, list[dict]] = {}
+    for run in runs:
+        out = args.out or RESULTS["login_flood" if run["scenario"] == "login_flood" else "kill"]
+        by_file.setdefault(out, []).append(run)
+    for out, file_runs in by_file.items():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({**header, "runs": file_runs}, indent=1) + "\n")
     bad = [r for r in runs if r["lost_ratings"] or r["duplicated_ratings"] or r["participants_completed"]
            != r["participants_expected"] or r["participants_stored"] != r["participants_expected"]]
-    print(f"wrote {args.out}; {'FAILED' if bad else 'ok'}: lost/duplicated = "
+    print(f"wrote {', '.join(map(str, by_file))}; {'FAILED' if bad else 'ok'}: lost/duplicated = "
           + ", ".join(f"{r['db']} {r['scenario']} {r['lost_ratings']}/{r['duplicated_ratings']}" for r in runs))
     return 1 if bad else 0
 

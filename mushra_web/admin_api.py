@@ -5,16 +5,20 @@ Every route but the login needs an admin session cookie, and every write the ses
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import secrets
+from dataclasses import dataclass
+from typing import NoReturn, Optional
 
+import anyio
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import delete, select
+from pydantic import Field
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from mushra_web import auth
+from mushra_web import auth, passwords, throttle
 from mushra_web.db import (
     AdminSession,
     AdminUser,
@@ -26,23 +30,21 @@ from mushra_web.db import (
     Trial,
     begin_write,
 )
-from mushra_web.web import Wiring, db, experiment, releases_session, wiring
+from mushra_web.text import PasswordText, UsernameText
+from mushra_web.web import StrictPayload, Wiring, db, experiment, releases_session, wiring
 
 ADMIN_COOKIE = "mushra_admin"
+REFUSAL_PAUSE_S = 1.0
 
 router = APIRouter(prefix="/admin/api")
 
 
-class _Payload(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+class LoginBody(StrictPayload):
+    username: UsernameText = Field(min_length=1)
+    password: PasswordText = Field(min_length=1, max_length=256)
 
 
-class LoginBody(_Payload):
-    username: str = Field(min_length=1, max_length=64)
-    password: str = Field(min_length=1, max_length=256)
-
-
-class StatusBody(_Payload):
+class StatusBody(StrictPayload):
     status: str = Field(pattern="^(open|closed)$")
 
 
@@ -70,27 +72,74 @@ def participant(session: Session, slug: str, public_id: str) -> tuple[Experiment
     return exp, p
 
 
-@router.post("/login")
-@releases_session
-def login(body: LoginBody, request: Request, response: Response, w: Wiring = Depends(wiring),
-          session: Session = Depends(db)) -> dict:
-    begin_write(session)
-    address = request.client.host if request.client else "unknown"
-    wait = auth.login_wait(session, body.username, address)
-    if wait:
-        seconds = math.ceil(wait.total_seconds())
-        raise HTTPException(429, f"too many failed logins; wait {seconds} s before trying again",
-                            headers={"Retry-After": str(seconds)})
-    user = auth.check_password(session, body.username, body.password)
-    auth.record_login(session, body.username, address, user is not None)
-    if user is None:
+@dataclass(frozen=True)
+class _Attempt:
+    """What a log-in attempt is, read before its password is checked: whose hash, trusted or not, how long to wait."""
+
+    user_id: Optional[int]
+    password_hash: Optional[str]
+    trusted: bool
+    wait: dt.timedelta
+
+
+def _read_attempt(w: Wiring, username: str, address: str, cookie: Optional[str]) -> _Attempt:
+    """One short read (no write lock on SQLite): the user, whether the attempt is the admin's own, and the wait."""
+    with w.sessions() as session:
+        user = session.scalar(select(AdminUser).where(AdminUser.username == username))
+        trusted = False
+        if user is not None:
+            own_session = auth.find_admin_session(session, cookie)
+            trusted = (own_session is not None and own_session.user_id == user.id) or throttle.is_known_address(
+                session, user.id, address)
+        wait = throttle.login_wait(session, username, address, trusted)
+        return _Attempt(user.id if user else None, user.password_hash if user else None, trusted, wait)
+
+
+def _record_attempt(w: Wiring, username: str, address: str, user_id: Optional[int],
+                    new_hash: Optional[str]) -> Optional[tuple[str, str]]:
+    """One short write: the failure counted, or the success remembered with a new admin session (its tokens) and
+    the password's hash made again if its parameters were out of date."""
+    with w.sessions() as session:
+        begin_write(session)
+        throttle.record_login(session, username, address, user_id)
+        tokens = None
+        if user_id is not None:
+            user = session.get(AdminUser, user_id)
+            if new_hash is not None:
+                user.password_hash = new_hash
+            tokens = auth.open_admin_session(session, user)
         session.commit()
+        return tokens
+
+
+async def _refuse(status: int, detail: str, seconds: int) -> NoReturn:
+    """Answer a refused attempt after a pause that holds no thread or lock: a script gains nothing by hammering."""
+    await anyio.sleep(REFUSAL_PAUSE_S)
+    raise HTTPException(status, detail, headers={"Retry-After": str(seconds)})
+
+
+@router.post("/login")
+async def login(body: LoginBody, request: Request, response: Response, w: Wiring = Depends(wiring)) -> dict:
+    """Check a password with no database transaction open: the wait is read first, the password is checked in a
+    password lane (see ``passwords``), and the result is written in a transaction of its own."""
+    address = throttle.address_key(request.client.host if request.client else "unknown")
+    attempt = await anyio.to_thread.run_sync(_read_attempt, w, body.username, address,
+                                             request.cookies.get(ADMIN_COOKIE))
+    if attempt.wait:
+        seconds = math.ceil(attempt.wait.total_seconds())
+        await _refuse(429, f"too many failed logins; wait {seconds} s before trying again", seconds)
+    try:
+        ok, new_hash = await passwords.check_password(attempt.password_hash, body.password, attempt.trusted)
+    except passwords.HashingBusy:
+        await _refuse(503, "the server is busy checking other logins; try again in a few seconds", 5)
+    tokens = await anyio.to_thread.run_sync(_record_attempt, w, body.username, address,
+                                            attempt.user_id if ok else None, new_hash)
+    if tokens is None:
         raise HTTPException(401, "wrong user name or password")
-    token, csrf = auth.open_admin_session(session, user)
-    session.commit()
+    token, csrf = tokens
     response.set_cookie(ADMIN_COOKIE, token, max_age=auth.ADMIN_SESSION_HOURS * 3600, path="/admin",
                         httponly=True, samesite="strict", secure=w.settings.secure_cookies)
-    return {"username": user.username, "csrf": csrf}
+    return {"username": body.username, "csrf": csrf}
 
 
 @router.get("/me")
@@ -130,13 +179,18 @@ def set_status(slug: str, body: StatusBody, session: Session = Depends(db)) -> d
 @router.delete("/experiments/{slug}/participants/{public_id}", dependencies=[Depends(admin)])
 @releases_session
 def delete_participant(slug: str, public_id: str, session: Session = Depends(db)) -> dict:
+    from mushra_web.plan import count_rater
+
     exp, p = participant(session, slug, public_id)
-    items = session.scalars(select(Trial.item_id).where(Trial.participant_id == p.id,
-                                                        Trial.is_training.is_(False))).all()
-    for item in items:
-        use = session.get(ItemUse, (exp.id, item))
-        if use is not None:
-            use.uses = max(0, use.uses - 1)
+    trials = session.scalars(select(Trial).where(Trial.participant_id == p.id)).all()
+    rated = set(session.scalars(select(Rating.trial_id).where(Rating.trial_id.in_([t.id for t in trials]),
+                                                              Rating.score.is_not(None))))
+    for trial in trials:
+        if trial.id in rated:
+            count_rater(session, exp.id, trial, -1)
+        if not trial.is_training:
+            session.execute(update(ItemUse).where(ItemUse.experiment_id == exp.id, ItemUse.item_id == trial.item_id,
+                                                  ItemUse.allocated > 0).values(allocated=ItemUse.allocated - 1))
     trial_ids = select(Trial.id).where(Trial.participant_id == p.id).scalar_subquery()
     session.execute(delete(Rating).where(Rating.trial_id.in_(trial_ids)))
     session.execute(delete(Trial).where(Trial.participant_id == p.id))

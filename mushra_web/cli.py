@@ -130,8 +130,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     for name, view in rep["views"].items():
         print(f"{name}: N={view['n_participants']} assessors")
         for row in view["by_condition"]:
+            clipped = " (clipped to 0-100)" if row["t_clipped"] else ""
             print(f"  {row['condition']:<28} mean {row['mean']:6.2f}  95% t [{row['t_low']:6.2f}, {row['t_high']:6.2f}]"
-                  f"  95% cluster-bootstrap [{row['boot_low']:6.2f}, {row['boot_high']:6.2f}]  n={row['n_ratings']}")
+                  f"{clipped}  95% cluster-bootstrap [{row['boot_low']:6.2f}, {row['boot_high']:6.2f}]"
+                  f"  n={row['n_ratings']}")
     print(f"wrote {out / 'report.html'} and {out / 'report.json'}")
     return 0
 

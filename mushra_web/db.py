@@ -1,6 +1,8 @@
 """The database: every bit of state lives here, so any number of worker processes can serve one test.
 
 SQLite (WAL, one writer at a time) by default; PostgreSQL through a ``postgresql+psycopg://`` URL for hosting.
+A database made by an earlier version is brought up to date at start: missing tables, columns and indexes are added
+(``init_db``); nothing is ever dropped.
 """
 
 from __future__ import annotations
@@ -15,15 +17,22 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
+    MetaData,
     String,
     Text,
     UniqueConstraint,
     create_engine,
     event,
+    inspect,
+    text,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.schema import CreateColumn, CreateTable
+
+from mushra_web.text import ID_CHARS, TITLE_CHARS, USERNAME_CHARS
 
 DEFAULT_URL = "sqlite:///mushra.db"
 # Request threads per worker process. Each pool holds more connections than there are threads, so a request that
@@ -50,7 +59,7 @@ class Meta(Base):
 class AdminUser(Base):
     __tablename__ = "admin_user"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    username: Mapped[str] = mapped_column(String(64), unique=True)
+    username: Mapped[str] = mapped_column(String(USERNAME_CHARS), unique=True)
     password_hash: Mapped[str] = mapped_column(String(256))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
@@ -71,16 +80,37 @@ class LoginFailure(Base):
 
     __tablename__ = "admin_login_failure"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    username: Mapped[str] = mapped_column(String(64), index=True)
+    username: Mapped[str] = mapped_column(String(USERNAME_CHARS), index=True)
     address: Mapped[str] = mapped_column(String(64), index=True)
-    at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+
+
+class AdminKnownAddress(Base):
+    """An address (IPv4, or an IPv6 /64) an admin logged in from: the admin's own history, which an attacker's failed
+    logins on the account never slow down."""
+
+    __tablename__ = "admin_known_address"
+    user_id: Mapped[int] = mapped_column(ForeignKey("admin_user.id", ondelete="CASCADE"), primary_key=True)
+    address: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_ok_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class JoinRecord(Base):
+    """A new participant and the address it came from, to limit how many one address can add to a test."""
+
+    __tablename__ = "join_record"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiment.id", ondelete="CASCADE"))
+    address: Mapped[str] = mapped_column(String(64))
+    at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    __table_args__ = (Index("ix_join_record_experiment_address", "experiment_id", "address", "at"),)
 
 
 class Experiment(Base):
     __tablename__ = "experiment"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     slug: Mapped[str] = mapped_column(String(63), unique=True)
-    title: Mapped[str] = mapped_column(String(200))
+    title: Mapped[str] = mapped_column(String(TITLE_CHARS))
     config_json: Mapped[str] = mapped_column(Text)
     config_sha256: Mapped[str] = mapped_column(String(64))
     app_version: Mapped[str] = mapped_column(String(32))
@@ -109,23 +139,33 @@ class Stimulus(Base):
 
 
 class ItemUse(Base):
-    """How many participants were given each test item: the balance that allocation keeps."""
+    """The balance that allocation keeps: per test item, how many participants have rated it (``uses``), and how
+    many were given it at all (``allocated``, which only breaks ties). Counting raters, not joins, keeps joins that
+    never rate (a flood of them, or people who leave at once) from pushing items out of the rotation."""
 
     __tablename__ = "item_use"
     experiment_id: Mapped[int] = mapped_column(ForeignKey("experiment.id", ondelete="CASCADE"), primary_key=True)
     item_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     uses: Mapped[int] = mapped_column(Integer, default=0)
+    allocated: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class Participant(Base):
+    """One person taking one test. A crowd worker is one participant per (worker id, platform session id): see
+    ``crowd`` for what each id is trusted with."""
+
     __tablename__ = "participant"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     public_id: Mapped[str] = mapped_column(String(32), unique=True)
     experiment_id: Mapped[int] = mapped_column(ForeignKey("experiment.id", ondelete="CASCADE"), index=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    external_id: Mapped[Optional[str]] = mapped_column(String(128), nullable=True)
-    study_id: Mapped[Optional[str]] = mapped_column(String(128), nullable=True)
-    crowd_session_id: Mapped[Optional[str]] = mapped_column(String(128), nullable=True)
+    external_id: Mapped[Optional[str]] = mapped_column(String(ID_CHARS), nullable=True)
+    study_id: Mapped[Optional[str]] = mapped_column(String(ID_CHARS), nullable=True)
+    crowd_session_id: Mapped[Optional[str]] = mapped_column(String(ID_CHARS), nullable=True)
+    # hash of (worker id, platform session id): unique per test, so one crowd session is one participant
+    crowd_key: Mapped[Optional[str]] = mapped_column(String(64), nullable=True)
+    # hash of the random key the participant's browser keeps: a join whose answer was lost is known by it
+    client_key_hash: Mapped[Optional[str]] = mapped_column(String(64), nullable=True)
     seed: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16), default="active")  # active | completed
     completion_code: Mapped[Optional[str]] = mapped_column(String(32), nullable=True)
@@ -133,7 +173,9 @@ class Participant(Base):
     audio_env: Mapped[dict] = mapped_column(JSON, default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     finished_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime, nullable=True)
-    __table_args__ = (UniqueConstraint("experiment_id", "external_id"),)
+    __table_args__ = (Index("ix_participant_crowd_key", "experiment_id", "crowd_key", unique=True),
+                      Index("ix_participant_client_key", "experiment_id", "client_key_hash"),
+                      Index("ix_participant_external_id", "experiment_id", "external_id"))
 
 
 class TakeoverGrant(Base):
@@ -145,6 +187,9 @@ class TakeoverGrant(Base):
 
 
 class Trial(Base):
+    """One item of a participant's plan. Saves are ordered by ``version`` (the server's count of stored saves) and by
+    the saving page's own ``save_seq``; the server's record of the sounds it sent starts the trial's clock."""
+
     __tablename__ = "trial"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     participant_id: Mapped[int] = mapped_column(ForeignKey("participant.id", ondelete="CASCADE"), index=True)
@@ -158,6 +203,12 @@ class Trial(Base):
     reference_plays: Mapped[int] = mapped_column(Integer, default=0)
     started_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime, nullable=True)
     submitted_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime, nullable=True)
+    version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    saved_by: Mapped[Optional[str]] = mapped_column(String(32), nullable=True)  # the page (tab) of the last save
+    save_seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # that page's sequence number
+    save_digest: Mapped[Optional[str]] = mapped_column(String(64), nullable=True)  # what that save stored
+    reference_served: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    audio_first_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime, nullable=True)
     __table_args__ = (UniqueConstraint("participant_id", "position"),)
 
 
@@ -173,7 +224,8 @@ class Rating(Base):
     plays: Mapped[int] = mapped_column(Integer, default=0)
     listen_ms: Mapped[int] = mapped_column(Integer, default=0)
     n_moves: Mapped[int] = mapped_column(Integer, default=0)
-    save_seq: Mapped[int] = mapped_column(Integer, default=0)
+    save_seq: Mapped[int] = mapped_column(Integer, default=0)  # the trial's version when this rating was last saved
+    served: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # times the server sent its sound
     updated_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime, nullable=True)
     __table_args__ = (UniqueConstraint("trial_id", "button_index"),)
 
@@ -222,8 +274,59 @@ def begin_write(session: Session) -> None:
 
 
 def init_db(engine: Engine) -> None:
-    """Create missing tables (idempotent)."""
+    """Create missing tables, and bring tables made by earlier versions up to date (idempotent): columns and indexes
+    they lack are added (every added column is nullable or has a server default, so old rows stay valid), and the
+    old one-participant-per-worker-id constraint is lifted (a worker is now one participant per crowd session)."""
     Base.metadata.create_all(engine)
+    with engine.connect() as conn:
+        stale_unique = [u for u in inspect(conn).get_unique_constraints(Participant.__tablename__)
+                        if sorted(u["column_names"]) == ["experiment_id", "external_id"]]
+    for constraint in stale_unique:
+        if engine.dialect.name == "sqlite":
+            _rebuild_sqlite_table(engine, Participant.__table__)
+        else:
+            with engine.begin() as conn:
+                conn.execute(text(f'ALTER TABLE participant DROP CONSTRAINT "{constraint["name"]}"'))
+    with engine.begin() as conn:
+        existing = inspect(conn)
+        for table in Base.metadata.sorted_tables:
+            have = {c["name"] for c in existing.get_columns(table.name)}
+            for column in table.columns:
+                if column.name not in have:
+                    ddl = CreateColumn(column).compile(dialect=conn.dialect)
+                    conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {ddl}"))
+            for index in table.indexes:
+                index.create(conn, checkfirst=True)
+
+
+def _rebuild_sqlite_table(engine: Engine, table) -> None:
+    """Make ``table`` again as the model defines it, keeping its rows: SQLite cannot drop a constraint, so this is
+    its documented procedure (new table, copy, drop, rename) with foreign keys off, so that dropping the old table
+    deletes nothing that refers to it. Indexes are added afterwards by ``init_db``."""
+    meta = MetaData()  # the tables it refers to, so that its foreign keys resolve
+    for other in Base.metadata.sorted_tables:
+        if other is not table:
+            other.to_metadata(meta)
+    rebuilt = table.to_metadata(meta, name=f"{table.name}_rebuilt")
+    raw = engine.raw_connection()
+    cur = raw.cursor()
+    try:
+        old = [row[1] for row in cur.execute(f"PRAGMA table_info({table.name})")]
+        keep = ", ".join(c.name for c in table.columns if c.name in old)
+        cur.execute("PRAGMA foreign_keys=OFF")
+        cur.execute("BEGIN IMMEDIATE")
+        cur.execute(str(CreateTable(rebuilt).compile(dialect=engine.dialect)))
+        cur.execute(f"INSERT INTO {rebuilt.name} ({keep}) SELECT {keep} FROM {table.name}")
+        cur.execute(f"DROP TABLE {table.name}")
+        cur.execute(f"ALTER TABLE {rebuilt.name} RENAME TO {table.name}")
+        cur.execute("COMMIT")
+    except BaseException:
+        if raw.driver_connection.in_transaction:
+            cur.execute("ROLLBACK")
+        raise
+    finally:
+        cur.execute("PRAGMA foreign_keys=ON")
+        raw.close()
 
 
 def session_factory(engine: Engine) -> sessionmaker:

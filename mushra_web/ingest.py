@@ -209,7 +209,8 @@ def config_from_run(run_dir: "str | Path", test_id: str, conditions: Optional[li
             conds[cond] = str(path.resolve())
         item_cfgs.append({"id": item_id, "reference": str(refs[item_id].resolve()), "conditions": conds})
     _refuse_same_audio(run, chosen, item_cfgs)
-    data = {"id": test_id, "title": f"Listening test of run {run.name}", "sample_rate": sample_rate,
+    # the title stays the generic default: listeners see it, and a run's folder name may name the codecs
+    data = {"id": test_id, "sample_rate": sample_rate,
             "resample": True, "fit_lengths": True, "excerpt_seconds": excerpt_seconds,
             "conditions": chosen, "items": item_cfgs,
             "design": {"max_item_seconds": max(20.0, excerpt_seconds or 0)}}

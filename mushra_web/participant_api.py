@@ -6,23 +6,25 @@ numbers and signed audio links, never which condition sits behind a button.
 
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
+import math
 import random
 import secrets
 from dataclasses import dataclass
 from typing import Optional
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from mushra_web import auth
-from mushra_web.db import Experiment, Participant, Rating, Stimulus, TakeoverGrant, Trial, begin_write, utcnow
+from mushra_web import auth, crowd, dither, listening, saving, throttle
+from mushra_web.db import Experiment, Participant, Rating, Stimulus, Trial, begin_write, utcnow
+from mushra_web.plan import build_plan
+from mushra_web.saving import SaveBody
 from mushra_web.schema import TestConfig
-from mushra_web.web import Position, Wiring, config, db, experiment, releases_session, wiring
+from mushra_web.text import check_params
+from mushra_web.web import Position, StrictPayload, Wiring, config, db, experiment, releases_session, wiring
 
 SCALE = [[80, "Excellent"], [60, "Good"], [40, "Fair"], [20, "Poor"], [0, "Bad"]]
 
@@ -31,13 +33,7 @@ router = APIRouter(prefix="/e/{slug}")
 
 # ---- payloads ----
 
-class _Payload(BaseModel):
-    """Strict: a JSON number is the only thing a number field takes (no ``true`` for 1, no ``"42"`` for 42)."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-class AudioEnv(_Payload):
+class AudioEnv(StrictPayload):
     """What the browser's AudioContext reports: the playback rate in Hz and latencies in seconds."""
 
     sampleRate: Optional[float] = Field(default=None, ge=3000, le=768000, allow_inf_nan=False)
@@ -46,39 +42,16 @@ class AudioEnv(_Payload):
     maxChannelCount: Optional[int] = Field(default=None, ge=0, le=1024)
 
 
-class JoinBody(_Payload):
+class JoinBody(StrictPayload):
     params: dict[str, str] = Field(default_factory=dict, max_length=20)
+    # the random key the page keeps for this browser (see ``crowd``)
+    client_key: Optional[str] = Field(default=None, pattern=r"^[A-Za-z0-9_-]{22,64}$")
     audio_env: AudioEnv = Field(default_factory=AudioEnv)
 
     @field_validator("params")
     @classmethod
-    def _short(cls, v: dict) -> dict:
-        for k, val in v.items():
-            if len(k) > 64 or len(val) > 200:
-                raise ValueError("parameter names are limited to 64 characters and values to 200")
-        return v
-
-
-class RatingIn(_Payload):
-    button: int = Field(ge=0, le=63)
-    score: Optional[float] = Field(default=None, ge=0, le=100, allow_inf_nan=False)
-    plays: int = Field(default=0, ge=0, le=100_000)
-    listen_ms: int = Field(default=0, ge=0, le=100_000_000)
-    n_moves: int = Field(default=0, ge=0, le=1_000_000)
-
-
-class LoopIn(_Payload):
-    enabled: bool = True
-    start: int = Field(ge=0, le=2**31)
-    end: int = Field(ge=0, le=2**31)
-
-
-class SaveBody(_Payload):
-    seq: int = Field(ge=1, le=2**31)
-    ratings: list[RatingIn] = Field(default_factory=list, max_length=64)
-    reference_plays: int = Field(default=0, ge=0, le=100_000)
-    n_switches: int = Field(default=0, ge=0, le=10_000_000)
-    loop: Optional[LoopIn] = None
+    def _storable(cls, v: dict[str, str]) -> dict[str, str]:
+        return check_params(v)
 
 
 # ---- shared by the handlers ----
@@ -141,9 +114,9 @@ def completion(cfg: TestConfig, p: Participant) -> dict:
 def state(session: Session, v: Visit, w: Wiring) -> dict:
     position, n = current_position(session, v.p)
     out = {"title": v.exp.title, "instructions": v.cfg.instructions, "n_trials": n, "position": position,
-           "finished": v.p.status == "completed", "sample_rate": v.exp.sample_rate, "channels": v.exp.channels,
-           "crossfade_ms": v.cfg.design.crossfade_ms, "min_loop_s": v.cfg.design.min_loop_s, "scale": SCALE,
-           "testhook": w.settings.test_mode}
+           "finished": v.p.status == "completed", "sample_rate": v.exp.sample_rate,
+           "channels": v.exp.channels, "crossfade_ms": v.cfg.design.crossfade_ms, "min_loop_s": v.cfg.design.min_loop_s,
+           "scale": SCALE, "crowd_platform": v.cfg.crowd.platform, "testhook": w.settings.test_mode}
     if v.p.status == "completed":
         out["completion"] = completion(v.cfg, v.p)
     return out
@@ -155,77 +128,13 @@ def audio_url(w: Wiring, v: Visit, position: int, button: str) -> str:
 
 
 def open_trial(session: Session, p: Participant, position: int) -> Trial:
+    """The participant's current trial, which must be the one at ``position``."""
     current, n = current_position(session, p)
     if position < 0 or position >= n:
         raise HTTPException(404, f"no trial {position}; this plan has {n}")
     if position != current:
         raise HTTPException(409, f"trial {position} is not the current one ({current})")
     return session.scalar(select(Trial).where(Trial.participant_id == p.id, Trial.position == position))
-
-
-def take_over(session: Session, cfg: TestConfig, p: Participant) -> None:
-    """Let a new browser continue ``p``'s session if an admin allowed it or the old browser has gone idle."""
-    grant = session.get(TakeoverGrant, p.id)
-    if grant is not None:
-        session.delete(grant)
-        return
-    idle = cfg.crowd.takeover_idle_minutes
-    last = max(filter(None, [p.created_at, session.scalar(
-        select(func.max(Rating.updated_at)).join(Trial).where(Trial.participant_id == p.id)),
-        session.scalar(select(func.max(Trial.submitted_at)).where(Trial.participant_id == p.id))]))
-    if idle is None or utcnow() - last < dt.timedelta(minutes=idle):
-        wait = "" if idle is None else f", wait until it has been unused for {idle:g} minutes,"
-        raise HTTPException(409, f"this participant id is in use in another browser: continue there{wait} "
-                                 "or ask the researcher to let this browser take over")
-
-
-def apply_save(session: Session, trial: Trial, body: SaveBody) -> int:
-    """Store a save unless one with a higher or equal sequence number is stored already.
-
-    Returns the latest sequence number stored before this save: when it is above ``body.seq`` the save was
-    stale (an older save arriving late) and nothing changed; when equal, it was a retry of the stored save.
-    """
-    ratings = {r.button_index: r for r in session.execute(
-        select(Rating).where(Rating.trial_id == trial.id).with_for_update()).scalars()}
-    buttons = [r.button for r in body.ratings]
-    if len(set(buttons)) != len(buttons):
-        raise HTTPException(422, "a button appears twice in one save")
-    unknown = [b for b in buttons if b not in ratings]
-    if unknown:
-        raise HTTPException(422, f"buttons {unknown} do not belong to this trial")
-    n_frames = session.get(Stimulus, trial.reference_stimulus_id).n_frames
-    if body.loop is not None and not (body.loop.start < body.loop.end <= n_frames):
-        raise HTTPException(422, f"loop region must satisfy 0 <= start < end <= {n_frames}")
-    latest = max((r.save_seq for r in ratings.values()), default=0)
-    if body.seq <= latest:
-        return latest
-    now = utcnow()
-    for item in body.ratings:
-        row = ratings[item.button]
-        row.score, row.n_moves = item.score, item.n_moves
-        row.plays, row.listen_ms = max(row.plays, item.plays), max(row.listen_ms, item.listen_ms)
-        row.save_seq, row.updated_at = body.seq, now
-    trial.reference_plays = max(trial.reference_plays, body.reference_plays)
-    trial.n_switches = max(trial.n_switches, body.n_switches)
-    if body.loop is not None:
-        trial.loop = body.loop.model_dump()
-    return latest
-
-
-def rewrapped(wav: bytes, secret: str) -> bytes:
-    """The WAV file with a JUNK chunk of secret-derived length and content appended after its own chunks.
-
-    The hidden reference is the reference's file: served as stored, its bytes (and a file-based ETag) would tell the
-    two apart in the network tab. Re-wrapped per session and button, every sound has its own bytes and length while
-    every sample played stays the same; no ETag or Last-Modified is sent.
-    """
-    if wav[:4] != b"RIFF" or wav[8:12] != b"WAVE":
-        raise HTTPException(500, "a stored stimulus is not a RIFF/WAVE file")
-    size = int.from_bytes(wav[4:8], "little")
-    pad = 2 * (int(secret[:4], 16) % 2048)  # 0-4094 bytes, even so that the chunk needs no pad byte
-    junk = b"JUNK" + pad.to_bytes(4, "little") + hashlib.shake_256(secret.encode()).digest(pad)
-    chunks = wav[12:8 + size] + junk
-    return b"RIFF" + (4 + len(chunks)).to_bytes(4, "little") + b"WAVE" + chunks
 
 
 # ---- routes ----
@@ -244,49 +153,64 @@ def info(slug: str, session: Session = Depends(db)) -> dict:
 def join(slug: str, body: JoinBody, request: Request, response: Response,
          token: Optional[str] = Depends(session_token), w: Wiring = Depends(wiring),
          session: Session = Depends(db)) -> dict:
-    begin_write(session)
-    exp = experiment(session, slug)
-    cfg = config(exp.config_json)
-    p = find_participant(session, exp, token)
-    external = body.params.get(cfg.crowd.url_param) if cfg.crowd.url_param else None
-    env = body.audio_env.model_dump(exclude_none=True)
-    if p is not None and external and p.external_id != external:
-        p = None  # a different worker on the same browser: a new participant
-    if p is None and external:
-        p = session.scalar(select(Participant).where(Participant.experiment_id == exp.id,
-                                                     Participant.external_id == external))
-        if p is not None and p.status == "completed":
-            raise HTTPException(409, "this participant id has already completed the test")
-        if p is not None:  # the same id from another browser, or after clearing cookies
-            take_over(session, cfg, p)
-            token = auth.new_token()
-            p.token_hash = auth.token_hash(token)
-    if p is None:
-        if exp.status != "open":
-            raise HTTPException(403, "this test is closed")
-        if cfg.crowd.platform != "none" and not external:
-            raise HTTPException(400, f"the test link lacks the participant id parameter {cfg.crowd.url_param}")
+    """Start or continue a participant (see ``crowd`` for who is who) and set the session cookie."""
+    key_hash = auth.token_hash(body.client_key) if body.client_key else None
+    for attempt in range(2):  # a second go only after losing a race to create the same participant
+        begin_write(session)
+        exp = experiment(session, slug)
+        cfg = config(exp.config_json)
+        crowd_id = crowd.identity(cfg, body.params)
+        p = find_participant(session, exp, token)
+        if p is not None and crowd_id is not None and p.crowd_key != crowd_id.key:
+            p = None  # a different worker (or session) on the same browser: another participant
+        if p is None:
+            p = crowd.returning(session, exp, cfg, crowd_id, key_hash)
+            if p is not None:  # the same person in a new browser, or this browser after a lost answer
+                token = auth.new_token()
+                p.token_hash = auth.token_hash(token)
+        if p is not None:
+            break
         token = auth.new_token()
-        p = Participant(public_id=secrets.token_hex(8), experiment_id=exp.id, token_hash=auth.token_hash(token),
-                        external_id=external, study_id=body.params.get("STUDY_ID") or body.params.get("hitId"),
-                        crowd_session_id=body.params.get("SESSION_ID") or body.params.get("assignmentId"),
-                        seed=random.SystemRandom().randrange(2**31),
-                        user_agent=(request.headers.get("user-agent") or "")[:400], audio_env=env)
-        session.add(p)
+        p = _new_participant(session, request, exp, cfg, crowd_id, key_hash, token, body)
         try:
             session.flush()
         except IntegrityError:
             session.rollback()
-            raise HTTPException(409, "this participant id has just joined from another browser") from None
-        from mushra_web.plan import build_plan
-
+            if attempt:
+                raise HTTPException(409, "this participant id has just joined from another browser") from None
+            continue
         build_plan(session, exp, cfg, p)
-    elif env:
+        break
+    if key_hash is not None:  # the browser that holds the session now: its retries are recognised (``crowd``)
+        p.client_key_hash = key_hash
+    env = body.audio_env.model_dump(exclude_none=True)
+    if env:
         p.audio_env = env
     session.commit()
     response.set_cookie(cookie_name(slug), token, max_age=60 * 60 * 24 * 30, path=f"/e/{slug}",
                         httponly=True, samesite="lax", secure=w.settings.secure_cookies)
     return state(session, Visit(exp, cfg, p), w)
+
+
+def _new_participant(session: Session, request: Request, exp: Experiment, cfg: TestConfig,
+                     crowd_id: Optional[crowd.CrowdIdentity], key_hash: Optional[str], token: str,
+                     body: JoinBody) -> Participant:
+    """A new participant, if the test is open, the link complete and the address within its hourly limit."""
+    if exp.status != "open":
+        raise HTTPException(403, "this test is closed")
+    if cfg.crowd.platform != "none" and crowd_id is None:
+        raise HTTPException(400, f"the test link lacks the participant id parameter {cfg.crowd.url_param}")
+    address = throttle.address_key(request.client.host if request.client else "unknown")
+    wait = throttle.join_wait(session, exp.id, address, cfg.joins_per_address_per_hour)
+    if wait:
+        minutes = math.ceil(wait.total_seconds() / 60)
+        raise HTTPException(429, f"too many new participants from your network in the last hour; try again in "
+                                 f"{minutes} min", headers={"Retry-After": str(math.ceil(wait.total_seconds()))})
+    throttle.record_join(session, exp.id, address)
+    p = crowd.new_participant(exp, crowd_id, key_hash, token, random.SystemRandom().randrange(2**31),
+                              request.headers.get("user-agent") or "", body.audio_env.model_dump(exclude_none=True))
+    session.add(p)
+    return p
 
 
 @router.get("/api/state")
@@ -306,16 +230,23 @@ def get_trial(slug: str, position: Position, token: Optional[str] = Depends(sess
                               .order_by(Rating.button_index)).scalars().all()
     _, n = current_position(session, v.p)
     design = v.cfg.design
-    return {"position": position, "n_trials": n, "is_training": trial.is_training,
-            "n_frames": session.get(Stimulus, trial.reference_stimulus_id).n_frames,
+    n_frames = session.get(Stimulus, trial.reference_stimulus_id).n_frames
+    return {"position": position, "n_trials": n, "is_training": trial.is_training, "n_frames": n_frames,
             "reference_url": audio_url(w, v, position, "ref"),
             "buttons": [{"index": r.button_index, "url": audio_url(w, v, position, str(r.button_index)),
                          "score": r.score, "plays": r.plays, "listen_ms": r.listen_ms, "n_moves": r.n_moves}
                         for r in ratings],
-            "seq": max((r.save_seq for r in ratings), default=0), "reference_plays": trial.reference_plays,
+            "version": trial.version, "seq": trial.save_seq, "reference_plays": trial.reference_plays,
             "n_switches": trial.n_switches, "loop": trial.loop or None,
+            "min_seconds": listening.min_trial_seconds(v.cfg, n_frames, v.exp.sample_rate),
+            "listened_seconds": listening.seconds_listened(trial),
             "require": {"play_all": design.require_play_all, "rate_all": design.require_rate_all,
                         "one_at_100": design.require_one_at_100}}
+
+
+def submitted_trial(session: Session, p: Participant, position: int) -> Optional[Trial]:
+    return session.scalar(select(Trial).where(Trial.participant_id == p.id, Trial.position == position,
+                                              Trial.status == "submitted"))
 
 
 @router.put("/api/trials/{position}")
@@ -323,11 +254,18 @@ def get_trial(slug: str, position: Position, token: Optional[str] = Depends(sess
 def save_trial(slug: str, position: Position, body: SaveBody, token: Optional[str] = Depends(session_token),
                session: Session = Depends(db)) -> dict:
     v = visit(session, slug, token, write=True, saving=True)
-    latest = apply_save(session, open_trial(session, v.p, position), body)
+    done = submitted_trial(session, v.p, position)
+    if done is not None:  # submitted from another tab (or this page's own save arrived after its submit)
+        raise saving.conflict(done)
+    trial = open_trial(session, v.p, position)
+    outcome = saving.apply_save(session, v.exp.id, trial, body)
     session.commit()
-    if body.seq < latest:
-        return {"saved": False, "stale": True, "seq": body.seq, "latest_seq": latest}
-    return {"saved": True, "seq": body.seq}
+    if outcome is saving.Outcome.CONFLICT:
+        raise saving.conflict(trial)
+    if outcome is saving.Outcome.STALE:
+        return {"saved": False, "stale": True, "seq": body.seq, "latest_seq": trial.save_seq,
+                "version": trial.version}
+    return {"saved": True, "seq": body.seq, "version": trial.version}
 
 
 @router.post("/api/trials/{position}/submit")
@@ -335,12 +273,15 @@ def save_trial(slug: str, position: Position, body: SaveBody, token: Optional[st
 def submit_trial(slug: str, position: Position, body: SaveBody, token: Optional[str] = Depends(session_token),
                  w: Wiring = Depends(wiring), session: Session = Depends(db)) -> dict:
     v = visit(session, slug, token, write=True, saving=True)
-    done = session.scalar(select(Trial).where(Trial.participant_id == v.p.id, Trial.position == position,
-                                              Trial.status == "submitted"))
-    if done is not None:  # a retry of a submit whose answer was lost: same answer, nothing changed
+    done = submitted_trial(session, v.p, position)
+    if done is not None and (done.saved_by or "") == (body.tab or ""):  # a retry of this page's lost submit
         return state(session, v, w)
+    if done is not None:  # another tab submitted it, with its own ratings
+        raise saving.conflict(done)
     trial = open_trial(session, v.p, position)
-    apply_save(session, trial, body)
+    if saving.apply_save(session, v.exp.id, trial, body) is saving.Outcome.CONFLICT:
+        session.rollback()
+        raise saving.conflict(trial)
     session.flush()
     ratings = session.execute(select(Rating).where(Rating.trial_id == trial.id)).scalars().all()
     unplayed = sorted(r.button_index for r in ratings if r.plays < 1)
@@ -356,6 +297,11 @@ def submit_trial(slug: str, position: Position, body: SaveBody, token: Optional[
         session.rollback()
         raise HTTPException(422, {"message": "rate at least one sound 100 (the hidden reference should be)",
                                   "none_at_100": True})
+    n_frames = session.get(Stimulus, trial.reference_stimulus_id).n_frames
+    refusal = listening.submit_refusal(trial, ratings, v.cfg, n_frames, v.exp.sample_rate)
+    if refusal is not None:
+        session.rollback()
+        raise HTTPException(422, refusal)
     trial.status, trial.submitted_at = "submitted", utcnow()
     following = session.scalar(select(Trial).where(Trial.participant_id == v.p.id, Trial.position == position + 1))
     if following is not None:
@@ -382,7 +328,8 @@ def finish(slug: str, token: Optional[str] = Depends(session_token), session: Se
 @releases_session
 def audio(slug: str, position: Position, button: str, mac: str, token: Optional[str] = Depends(session_token),
           w: Wiring = Depends(wiring), session: Session = Depends(db)) -> Response:
-    v = visit(session, slug, token)
+    """A sound of one of the participant's trials, as fresh bytes (``dither``); the server notes that it sent it."""
+    v = visit(session, slug, token, write=True)
     if not auth.signature_ok(w.url_key, mac, v.p.public_id, position, button):
         raise HTTPException(403, "this audio link is not for this session")
     trial = session.scalar(select(Trial).where(Trial.participant_id == v.p.id, Trial.position == position))
@@ -401,5 +348,7 @@ def audio(slug: str, position: Position, button: str, mac: str, token: Optional[
     path = (w.data_dir / stim.path).resolve()
     if not path.is_relative_to(w.data_dir) or not path.is_file():
         raise HTTPException(410, "this stimulus is missing on the server")
-    wav = rewrapped(path.read_bytes(), auth.sign(w.url_key, "pad", v.p.public_id, position, button))
-    return Response(wav, media_type="audio/wav", headers={"Cache-Control": "private, max-age=3600"})
+    if trial.status == "open":
+        listening.note_served(session, trial, None if button == "ref" else int(button))
+    session.commit()  # the write lock is let go before the file is read and dithered
+    return Response(dither.served_wav(path), media_type="audio/wav")

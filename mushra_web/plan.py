@@ -15,19 +15,31 @@ from mushra_web.schema import TestConfig
 
 
 def allocate_items(session: Session, exp: Experiment, cfg: TestConfig, rng: random.Random) -> list[str]:
-    """The least-used test items (ties broken at random), counted inside the caller's transaction.
+    """The test items with the fewest raters, ties broken by the fewest allocations and then at random, counted
+    inside the caller's transaction.
 
-    The item_use rows are locked (``FOR UPDATE`` on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite) so that
-    concurrent joins cannot both see the same counts.
+    A participant counts as an item's rater only once they have rated it (``count_rater``), so joins that never
+    rate cannot push items out of the rotation; allocations only spread people who join at the same time. The
+    item_use rows are locked (``FOR UPDATE`` on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite) so that concurrent
+    joins cannot both see the same counts.
     """
     uses = session.execute(select(ItemUse).where(ItemUse.experiment_id == exp.id)
                            .order_by(ItemUse.item_id).with_for_update()).scalars().all()
     per = cfg.design.items_per_participant or len(uses)
-    ranked = sorted(uses, key=lambda u: (u.uses, rng.random()))
+    ranked = sorted(uses, key=lambda u: (u.uses, u.allocated, rng.random()))
     chosen = [u.item_id for u in ranked[:per]]
     session.execute(update(ItemUse).where(ItemUse.experiment_id == exp.id, ItemUse.item_id.in_(chosen))
-                    .values(uses=ItemUse.uses + 1))
+                    .values(allocated=ItemUse.allocated + 1))
     return chosen
+
+
+def count_rater(session: Session, experiment_id: int, trial: Trial, delta: int) -> None:
+    """Add ``delta`` (+1 or -1) to the raters of a test trial's item: +1 when the trial's first rating is stored,
+    -1 when its last is taken back or its participant deleted. Training trials are not balanced."""
+    if trial.is_training:
+        return
+    session.execute(update(ItemUse).where(ItemUse.experiment_id == experiment_id, ItemUse.item_id == trial.item_id)
+                    .values(uses=ItemUse.uses + delta))
 
 
 def build_plan(session: Session, exp: Experiment, cfg: TestConfig, participant: Participant) -> int:

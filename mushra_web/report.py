@@ -18,11 +18,17 @@ from mushra_web.db import Experiment
 from mushra_web.schema import TestConfig
 from mushra_web.screening import kept, screen
 
+SCALE = (0.0, 100.0)
+
 
 def _stats(values: list[float], clusters: list[str]) -> dict:
+    """Mean, 95 % t-interval clipped to the 0-100 scale (``t_clipped`` says when it was: with few or spread ratings
+    the t-interval runs past the ends of the scale, where no score can be), and the clustered bootstrap interval
+    (inside the scale by construction)."""
     t = t_interval(values)
     b = bootstrap_interval(values, clusters=clusters, seed=0)
-    return {"mean": t.mean, "t_low": t.low, "t_high": t.high, "boot_low": b.low, "boot_high": b.high,
+    return {"mean": t.mean, "t_low": max(t.low, SCALE[0]), "t_high": min(t.high, SCALE[1]),  # NaN stays NaN
+            "t_clipped": bool(t.low < SCALE[0] or t.high > SCALE[1]), "boot_low": b.low, "boot_high": b.high,
             "n_ratings": t.n, "n_participants": len(set(clusters))}
 
 
@@ -159,7 +165,10 @@ def report_html(rep: dict) -> str:
                                           for pid, why in res["excluded"].items()) + "</ul>")
         for note in res["not_applicable"]:
             parts.append(f"<p>Not applicable: {html.escape(note)}</p>")
-    cols = ["condition", "mean", "t_low", "t_high", "boot_low", "boot_high", "n_ratings", "n_participants"]
+    parts.append("<p>95 % t-intervals are clipped to the 0-100 scale; <code>t_clipped</code> marks those that "
+                 "were.</p>")
+    cols = ["condition", "mean", "t_low", "t_high", "t_clipped", "boot_low", "boot_high", "n_ratings",
+            "n_participants"]
     for name, view in rep["views"].items():
         label = "all assessors" if name == "all" else f"after {name} screening"
         parts.append(f"<h2>Scores, {html.escape(label)} (N = {view['n_participants']})</h2>")

@@ -11,10 +11,16 @@ from typing import Literal, Optional
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mushra_web.text import INSTRUCTIONS_CHARS, TITLE_CHARS, check_text
+
 SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@+=-]{0,127}$")
 ANCHORS = {"lp3500": 3500.0, "lp7000": 7000.0}
+# The query parameters each crowd platform adds to the test link: the worker's id, the study's, and the id of this
+# worker's session (one attempt at the study; a worker who returns the study and takes it again gets a new one).
 CROWD_ID_PARAMS = {"prolific": "PROLIFIC_PID", "mturk": "workerId", "generic": "pid", "none": None}
+CROWD_STUDY_PARAMS = {"prolific": "STUDY_ID", "mturk": "hitId"}
+CROWD_SESSION_PARAMS = {"prolific": "SESSION_ID", "mturk": "assignmentId"}
 # What a config's ``protocol`` sets unless the config sets it itself. The EnCodec paper (Defossez et al. 2022)
 # screens assessors by its own rule, and asks for at least one rating of 100 per trial.
 PROTOCOLS: dict[str, dict] = {
@@ -55,6 +61,9 @@ class DesignConfig(_Strict):
     require_rate_all: bool = True
     # BS.1534-3 practice: the hidden reference should get 100, so a trial goes on only when some sound is at 100
     require_one_at_100: bool = False
+    # a trial can be submitted only this many stimulus lengths after the server sent its first sound (0: any time);
+    # one pass through the excerpt is the least in which every sound, playing in step, can have been heard
+    min_trial_lengths: float = Field(default=1.0, ge=0.0, le=20.0)
     crossfade_ms: float = Field(default=5.0, ge=1.0, le=50.0)
     min_loop_s: float = Field(default=0.5, ge=0.1, le=10.0)
     max_conditions: int = Field(default=12, ge=1, le=20)
@@ -86,6 +95,15 @@ class CrowdConfig(_Strict):
         """The query parameter that holds the participant's external id."""
         return self.id_param or CROWD_ID_PARAMS[self.platform]
 
+    @property
+    def session_param(self) -> Optional[str]:
+        """The query parameter that holds the platform's id of this worker's session, if the platform has one."""
+        return CROWD_SESSION_PARAMS.get(self.platform)
+
+    @property
+    def study_param(self) -> Optional[str]:
+        return CROWD_STUDY_PARAMS.get(self.platform)
+
 
 class TestConfig(_Strict):
     """A whole MUSHRA test: items x conditions, hidden reference and anchors, design, crowd and screening."""
@@ -112,6 +130,9 @@ class TestConfig(_Strict):
     crowd: CrowdConfig = Field(default_factory=CrowdConfig)
     post_screening: list[Literal["bs1534_3", "encodec_2022"]] = Field(
         default_factory=lambda: ["bs1534_3", "encodec_2022"])
+    # new participants one client address (IPv4, or an IPv6 /64) may add per hour; 0: no limit. A lab whose
+    # listeners share one network address may need more.
+    joins_per_address_per_hour: int = Field(default=30, ge=0, le=1_000_000)
 
     @model_validator(mode="before")
     @classmethod
@@ -198,14 +219,29 @@ def _format_error(err: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
+def _check_new(cfg: TestConfig, source: str) -> None:
+    """What a new test must satisfy on top of the model, which also reads configs stored by earlier versions."""
+    try:
+        check_text(cfg.title, "title", TITLE_CHARS)
+        check_text(cfg.instructions, "instructions", INSTRUCTIONS_CHARS, newlines=True)
+    except ValueError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    if cfg.design.require_one_at_100 and not cfg.hidden_reference:
+        via = f" (protocol {cfg.protocol} turns it on)" if cfg.protocol else ""
+        raise ConfigError(f"{source}: design.require_one_at_100{via} asks listeners to rate the hidden reference "
+                          "100, but hidden_reference is false: they would have to rate a codec or an anchor 100. "
+                          "Set hidden_reference: true, or design.require_one_at_100: false")
+
+
 def parse_config(data: object, source: str = "config", base_dir: Optional[Path] = None) -> TestConfig:
-    """Validate a config mapping; relative audio paths are resolved against ``base_dir``."""
+    """Validate a new test's config mapping; relative audio paths are resolved against ``base_dir``."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
     try:
         cfg = TestConfig.model_validate(data)
     except ValidationError as err:
         raise ConfigError(_format_error(err, source)) from None
+    _check_new(cfg, source)
     if base_dir is None:
         return cfg
     items = []

@@ -1,5 +1,11 @@
-"""Post-screening of assessors: the BS.1534-3 rule and the EnCodec paper's rule, each saying who and why.
+"""Post-screening of assessors: the BS.1534-3 rule and the EnCodec paper's rule, each saying who and why, both
+with the server's own check of listening time.
 
+Ratings alone cannot tell a listener from a script that finds the hidden reference and the low anchor in the
+downloaded samples. Time can: with sounds that play in step, a trial takes at least one pass through the excerpt, so
+every policy also leaves out whoever submitted a trial sooner than one stimulus length after the server sent its
+first sound, or with a sound the server never sent (``server_trial_ms``, ``stimulus_ms``, ``audio_requests`` and
+``reference_audio_requests`` in the export, none of them reported by the browser).
 Raw data is never deleted: a policy only names the participants a report leaves out.
 """
 
@@ -59,18 +65,45 @@ class ScreeningResult:
                 "n_after": self.n_after, "excluded": self.excluded, "not_applicable": self.not_applicable}
 
 
+LISTENING_RULE = ("trials submitted sooner than one stimulus length after their first sound was sent, or with a "
+                  "sound never sent (server clock; any such trial excludes)")
+
+
+def _rushed(row: dict) -> bool:
+    """Whether the trial of this row was submitted without the server having seen time to listen to it."""
+    return (row["server_trial_ms"] is None or row["server_trial_ms"] < row["stimulus_ms"]
+            or not row["audio_requests"] or not row["reference_audio_requests"])
+
+
+def _screen_listening(rows: list[dict], result: "ScreeningResult") -> None:
+    """Add the listening-time rule's exclusions; rows without server timing (older versions) make it not apply."""
+    if not any(r.get("server_trial_ms") is not None for r in rows):
+        result.not_applicable.append(f"{LISTENING_RULE}: these ratings carry no server timing")
+        return
+    trials: dict[str, dict[int, bool]] = {}
+    for row in rows:
+        seen = trials.setdefault(row["participant_id"], {})
+        seen[row["trial_position"]] = seen.get(row["trial_position"], False) or _rushed(row)
+    for pid, rushed in sorted(trials.items()):
+        n = sum(rushed.values())
+        if n:
+            result.excluded.setdefault(pid, []).append(
+                f"{n} of {len(rushed)} trials submitted sooner than one stimulus length after their first sound was "
+                "sent, or with a sound never sent (server clock)")
+
+
 def _condition_key(row: dict) -> str:
     return "hidden_reference" if row["condition_kind"] == "hidden_reference" else row["condition"]
 
 
 def screen(rows: Iterable[dict], policy: "str | Policy") -> ScreeningResult:
-    """Apply a policy to graded (non-training, rated) rows with keys participant_id, trial_position,
-    condition, condition_kind and score."""
+    """Apply a policy and the listening-time rule to the graded (non-training, rated) rows among ``rows``, export
+    rows with at least participant_id, trial_position, condition, condition_kind, score and is_training; the
+    listening rule reads server_trial_ms, stimulus_ms, audio_requests and reference_audio_requests where present."""
     pol = POLICIES[policy] if isinstance(policy, str) else policy
     by_participant: dict[str, dict[str, list[float]]] = {}
-    for row in rows:
-        if row["is_training"] or row["score"] is None:
-            continue
+    graded = [row for row in rows if not row["is_training"] and row["score"] is not None]
+    for row in graded:
         by_participant.setdefault(row["participant_id"], {}).setdefault(_condition_key(row), []).append(
             float(row["score"]))
     result = ScreeningResult(pol.name, pol.description, len(by_participant))
@@ -90,6 +123,7 @@ def screen(rows: Iterable[dict], policy: "str | Policy") -> ScreeningResult:
                 result.excluded.setdefault(pid, []).append(
                     f"{rule.condition} rated {rule.direction} {rule.score:g} in {hits} of {len(values)} trials "
                     f"({share:.0%}; limit {'>=' if rule.inclusive else '>'} {rule.share:.0%})")
+    _screen_listening(graded, result)
     return result
 
 

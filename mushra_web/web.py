@@ -16,6 +16,7 @@ from typing import Annotated, Iterator, Optional
 
 from fastapi import HTTPException, Request
 from fastapi import Path as UrlPath
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -25,6 +26,13 @@ from mushra_web.schema import TestConfig
 STATIC = Path(__file__).parent / "static"
 # A trial position in a URL: bounded to what the database's integer column holds, so no value can overflow it.
 Position = Annotated[int, UrlPath(ge=0, le=2**31 - 1)]
+
+
+class StrictPayload(BaseModel):
+    """A request body: no unknown fields, and a JSON number is the only thing a number field takes (no ``true`` for
+    1, no ``"42"`` for 42)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 @dataclass(frozen=True)

@@ -27,9 +27,11 @@ async function refresh() {
   for (const t of tests) {
     const s = el('section');
     s.append(el('h2', `${t.title} (${t.slug})`));
-    s.append(el('p', `status ${t.status}; completed ${t.participants_completed}, active ${t.participants_active}; ` +
-      `trials submitted ${t.trials_submitted}; config sha256 ${t.config_sha256}`));
-    s.append(el('p', 'item uses: ' + Object.entries(t.item_uses).map(([k, v]) => `${k}: ${v}`).join(', ')));
+    s.append(el('p', `status ${t.status}; completed ${t.participants_completed}, active ${t.participants_active} ` +
+      `(of whom ${t.participants_not_started} have rated nothing yet); trials submitted ${t.trials_submitted}; ` +
+      `config sha256 ${t.config_sha256}`));
+    s.append(el('p', 'raters per item (what allocation balances): ' +
+      Object.entries(t.item_uses).map(([k, v]) => `${k}: ${v}`).join(', ')));
     const base = `/admin/api/experiments/${encodeURIComponent(t.slug)}`;
     for (const [label, href] of [['CSV', `${base}/export.csv`], ['Parquet', `${base}/export.parquet`],
                                  ['Report', `${base}/report`]]) {

@@ -3,11 +3,33 @@ const slug = decodeURIComponent(location.pathname.split('/')[2] || '');
 const api = (path) => `/e/${encodeURIComponent(slug)}/api/${path}`;
 const $ = (id) => document.getElementById(id);
 
+// A random id: base64url of n random bytes.
+function randomId(n) {
+  const bytes = crypto.getRandomValues(new Uint8Array(n));
+  return btoa(String.fromCharCode(...bytes)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+}
+
+// The key this browser keeps for this test and sends with every join: a join whose answer (or cookie) was lost is
+// then known as this browser's, and its retry continues the same participant.
+function browserKey() {
+  const name = `mushra-key-${slug}`;
+  try {
+    let key = localStorage.getItem(name);
+    if (!key) { key = randomId(24); localStorage.setItem(name, key); }
+    return key;
+  } catch {
+    return randomId(24); // storage blocked: this page's own key
+  }
+}
+
 const S = {
-  state: null, trial: null, ctx: null, node: null, waveform: null,
+  info: null, state: null, trial: null, ctx: null, node: null, waveform: null, booted: null,
   ratings: [], refPlays: 0, switches: 0, cur: -1, playing: false, pos: 0,
-  loop: {enabled: false, start: 0, end: 0}, seq: 0, saveTimer: null, saving: false, dirty: false,
+  loop: {enabled: false, start: 0, end: 0}, saveTimer: null, saving: false, dirty: false,
   listenSince: null, test: null,
+  // saves: this page's id and its own save counter, and the stored version its ratings are built on
+  tab: randomId(16), seq: 0, version: 0,
+  readyAt: 0, readyTimer: null, // when the server lets this trial go on (its minimum listening time)
 };
 
 function show(id) {
@@ -20,11 +42,17 @@ function fail(text) {
 }
 
 async function call(method, path, body) {
-  const res = await fetch(api(path), {
-    method, credentials: 'same-origin',
-    headers: body === undefined ? {} : {'Content-Type': 'application/json'},
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
+  let res;
+  try {
+    res = await fetch(api(path), {
+      method, credentials: 'same-origin',
+      headers: body === undefined ? {} : {'Content-Type': 'application/json'},
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch {
+    // the browser's own words ("Failed to fetch") say nothing to a listener
+    throw new Error('the server cannot be reached at the moment; check your internet connection');
+  }
   const data = await res.json().catch(() => ({}));
   if (!res.ok) {
     const err = new Error(typeof data.detail === 'string' ? data.detail : (data.detail?.message || res.statusText));
@@ -42,19 +70,34 @@ function band(v) {
 
 // ---------- start and resume ----------
 
+// What the welcome page says, once the server has told it about the test and about this browser's participant.
+// A closed test says so first, with nothing to click (a participant who finished can still see their code).
 async function boot() {
   try {
     S.info = await call('GET', 'info'); // title, instructions and rate: shown before anyone joins
     describe(S.info);
-    if (S.info.status !== 'open') $('welcome-status').textContent = 'This test is closed.';
-    S.state = await call('GET', 'state');
-    $('welcome-status').textContent = S.state.finished ? 'You have completed this test.'
-      : `Welcome back: you are at trial ${S.state.position + 1} of ${S.state.n_trials}.`;
-    $('start').textContent = 'Continue';
+    try {
+      S.state = await call('GET', 'state');
+    } catch (e) {
+      if (e.status !== 401) throw e;
+    }
   } catch (e) {
-    if (e.status !== 401) { fail(e.message); return; }
+    fail(e.message);
+    return;
   }
-  $('start').addEventListener('click', start);
+  const st = S.state;
+  if (st?.finished) {
+    $('welcome-status').textContent = 'You have completed this test.';
+    $('start').textContent = 'Show my completion code';
+  } else if (S.info.status !== 'open') {
+    $('welcome-status').textContent = st
+      ? 'This test has closed: nothing more can be rated. The ratings you made are kept. Thank you for taking part.'
+      : 'This test is closed: it takes no more participants. Thank you for your interest.';
+    $('start').hidden = true;
+  } else if (st) {
+    $('welcome-status').textContent = `Welcome back: you are at trial ${st.position + 1} of ${st.n_trials}.`;
+    $('start').textContent = 'Continue';
+  }
 }
 
 function describe(about) {
@@ -63,17 +106,34 @@ function describe(about) {
   document.title = about.title;
 }
 
+// A call that is retried while the server cannot be reached or is busy, saying so on the welcome page.
+async function patiently(fn) {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await fn();
+    } catch (e) {
+      if (!transient(e) || attempt >= 6) throw e;
+      $('welcome-status').textContent = `${e.message}; trying again…`;
+      await new Promise((r) => setTimeout(r, Math.min(8000, 500 * 2 ** attempt)));
+    }
+  }
+}
+
 async function start() {
   $('start').disabled = true;
+  await S.booted; // a click made while the page was still asking the server counts once it has answered
+  if (!S.info || $('start').hidden) return; // the welcome page says why (an error, a closed test)
   const params = Object.fromEntries(new URLSearchParams(location.search));
   try {
-    // the audio context is made inside the click, at the stimuli's own rate: no resampling in the browser, and the
-    // rate reported at join is the one the sounds play at
+    // the audio context is made at the stimuli's own rate (no resampling in the browser), so that the rate
+    // reported at join is the one the sounds play at; the click lets it start
     S.ctx = S.ctx || new AudioContext({latencyHint: 'interactive', sampleRate: S.info.sample_rate});
     await S.ctx.resume();
     const env = {sampleRate: S.ctx.sampleRate, baseLatency: S.ctx.baseLatency, outputLatency: S.ctx.outputLatency || 0,
                  maxChannelCount: S.ctx.destination.maxChannelCount};
-    S.state = await call('POST', 'join', {params, audio_env: env});
+    // the same key on every try: a retry after a lost answer continues the participant that the lost one made
+    const key = browserKey();
+    S.state = await patiently(() => call('POST', 'join', {params, client_key: key, audio_env: env}));
     describe(S.state);
     if (S.state.finished) { finish(S.state.completion); return; }
     await S.ctx.audioWorklet.addModule('/static/engine-worklet.js');
@@ -138,13 +198,16 @@ function togglePlay() {
 
 // ---------- trials ----------
 
-async function loadTrial(position) {
+// Shows a trial with its stored ratings; ``notice`` takes the place of the save status (say, after a conflict).
+async function loadTrial(position, notice) {
   show('trial');
+  delete $('trial').dataset.loaded;
   $('next').disabled = true;
   $('need').textContent = 'Loading sounds…';
   const t = await call('GET', `trials/${position}`);
+  const asked = performance.now();
   S.trial = t;
-  S.seq = t.seq || 0;
+  S.version = t.version;
   S.ratings = t.buttons.map((b) => ({button: b.index, score: b.score, plays: b.plays, listen_ms: b.listen_ms,
                                       n_moves: b.n_moves}));
   S.refPlays = t.reference_plays; S.switches = t.n_switches;
@@ -170,8 +233,12 @@ async function loadTrial(position) {
   $('progress').max = t.n_trials; $('progress').value = position;
   $('training-flag').hidden = !t.is_training;
   renderConditions();
-  $('save-status').textContent = 'Saved ✓';
+  // the server's clock for this trial started with its first sound sent: before this page asked, or just now
+  const since = t.listened_seconds === null ? performance.now() : asked - 1000 * t.listened_seconds;
+  S.readyAt = since + 1000 * t.min_seconds;
+  $('save-status').textContent = notice || (t.version > 0 ? 'Saved ✓' : 'Nothing rated yet');
   $('need').textContent = '';
+  $('trial').dataset.loaded = String(position);
   updateNext();
 }
 
@@ -285,6 +352,12 @@ function updateNext() {
   if (m.unplayed.length) parts.push(`play sound ${m.unplayed.join(', ')}`);
   if (m.unrated.length) parts.push(`rate sound ${m.unrated.join(', ')}`);
   if (m.noneAt100) parts.push('rate at least one sound 100 (the hidden reference should be)');
+  const wait = Math.ceil((S.readyAt - performance.now()) / 1000);
+  clearTimeout(S.readyTimer);
+  if (wait > 0) {
+    parts.push(`keep listening for ${wait} s more`);
+    S.readyTimer = setTimeout(updateNext, 1000);
+  }
   $('next').disabled = parts.length > 0;
   $('need').textContent = parts.length ? `Still to do: ${parts.join('; ')}.` : '';
 }
@@ -294,8 +367,10 @@ function updateNext() {
 function payload() {
   accountListening();
   S.seq++;
-  return {seq: S.seq, ratings: S.ratings.map((r) => ({button: r.button, score: r.score ?? null, plays: r.plays,
-          listen_ms: r.listen_ms, n_moves: r.n_moves})), reference_plays: S.refPlays, n_switches: S.switches,
+  return {seq: S.seq, tab: S.tab, base: S.version,
+          ratings: S.ratings.map((r) => ({button: r.button, score: r.score ?? null, plays: r.plays,
+                                          listen_ms: r.listen_ms, n_moves: r.n_moves})),
+          reference_plays: S.refPlays, n_switches: S.switches,
           loop: S.loop.enabled ? {enabled: true, start: S.loop.start, end: S.loop.end} : null};
 }
 
@@ -308,20 +383,49 @@ function schedule() {
 
 // A failure worth retrying: the server could not be reached, or answered that it is busy or broken.
 const transient = (e) => e.status === undefined || e.status >= 500 || e.status === 408 || e.status === 429;
+// The server's answer that another tab or window has saved this trial since this page loaded it.
+const conflicted = (e) => e.status === 409 && e.detail?.conflict === true;
+
+// Another page saved (or submitted) this trial: nothing of this page's was stored, so say so and show what is.
+async function reloadStored() {
+  clearTimeout(S.saveTimer);
+  S.dirty = false;
+  if (S.playing) togglePlay();
+  const notice = 'Changed in another tab or window: this page now shows the stored ratings';
+  S.state = await call('GET', 'state');
+  if (S.state.position >= S.state.n_trials) {
+    finish(await call('POST', 'finish'));
+  } else {
+    await loadTrial(S.state.position, notice);
+  }
+}
 
 async function save(attempt = 0) {
   if (S.saving) { S.saveTimer = setTimeout(() => save(attempt), 100); return; }
   S.saving = true; S.dirty = false;
+  const trial = S.trial;
   try {
-    await call('PUT', `trials/${S.trial.position}`, payload());
-    if (!S.dirty) $('save-status').textContent = 'Saved ✓';
+    const res = await call('PUT', `trials/${trial.position}`, payload());
+    if (S.trial !== trial) return; // an answer about a trial this page has left (its own late save)
+    if (res.saved) {
+      S.version = res.version;
+      if (!S.dirty) $('save-status').textContent = 'Saved ✓';
+    } else {
+      await reloadStored(); // a newer save from this page is stored than this one: show what is
+    }
   } catch (e) {
-    S.dirty = true;
-    if (transient(e)) {
+    if (S.trial !== trial) return;
+    if (conflicted(e)) {
+      await reloadStored();
+    } else if (e.status === 403) {
+      fail(e.message); // the test has closed
+    } else if (transient(e)) {
+      S.dirty = true;
       $('save-status').textContent = `Not saved (${e.message}); retrying…`;
       clearTimeout(S.saveTimer);
       S.saveTimer = setTimeout(() => save(attempt + 1), Math.min(10000, 500 * 2 ** attempt));
     } else {
+      S.dirty = true;
       $('save-status').textContent = `Not saved: ${e.message}`;
     }
   } finally {
@@ -336,6 +440,9 @@ async function next() {
   try {
     S.state = await call('POST', `trials/${S.trial.position}/submit`, payload());
   } catch (e) {
+    if (conflicted(e)) { await reloadStored(); return; }
+    if (e.status === 403) { fail(e.message); return; }
+    if (e.detail?.wait_seconds) S.readyAt = performance.now() + 1000 * e.detail.wait_seconds;
     // nothing of a refused or lost submit is stored: the autosave takes the ratings over until they are
     S.dirty = true;
     clearTimeout(S.saveTimer);
@@ -354,6 +461,8 @@ async function next() {
   }
 }
 
+const PLATFORMS = {prolific: 'Prolific', mturk: 'Mechanical Turk'};
+
 function finish(completion) {
   if (completion.redirect_url) {
     location.assign(completion.redirect_url);
@@ -361,7 +470,11 @@ function finish(completion) {
   }
   show('done');
   $('code').textContent = completion.code;
-  $('done-text').textContent = 'All trials are saved.';
+  const platform = PLATFORMS[S.state?.crowd_platform];
+  $('done-text').textContent = platform
+    ? `All your ratings are saved. To confirm that you took part, enter this completion code on ${platform}.`
+    : 'All your ratings are saved. The code below shows that you took part: if the people who invited you ask ' +
+      'for a completion code, give them this one. There is nothing more to do; you can close this page.';
 }
 
 // ---------- waveform and loop region ----------
@@ -463,7 +576,8 @@ window.addEventListener('beforeunload', (ev) => { if (S.dirty || S.saving) ev.pr
 window.addEventListener('DOMContentLoaded', () => {
   $('play').addEventListener('click', togglePlay);
   $('next').addEventListener('click', next);
+  $('start').addEventListener('click', start);
   document.addEventListener('keydown', keys);
   setupWave();
-  boot();
+  S.booted = boot();
 });

@@ -165,7 +165,8 @@ def db_url(request, tmp_path):
 
 @pytest.fixture
 def app_env(db_url, tmp_path, make_config):
-    """A created test ('t1': 3 items x 2 conditions at 16 kHz) and a factory for fresh app instances."""
+    """A created test ('t1': 3 items x 2 conditions at 16 kHz) and a factory for fresh app instances (each a client
+    from its own address)."""
     from fastapi.testclient import TestClient
 
     from mushra_web.app import Settings, create_app
@@ -178,13 +179,22 @@ def app_env(db_url, tmp_path, make_config):
     init_db(engine)
 
     def create(**kwargs) -> None:
+        # no minimum trial time unless a test sets one: the tests of that minimum move the server's clock instead
+        # of sleeping through it (test_blinding.py)
+        kwargs["design"] = {"min_trial_lengths": 0, **kwargs.get("design", {})}
         cfg = load_config(make_config(**kwargs))
         with session_factory(engine)() as session:
             create_experiment(session, cfg, data_dir)
             session.commit()
 
-    def client(address: str = "testclient") -> TestClient:
-        return TestClient(create_app(Settings(database_url=db_url, data_dir=data_dir)), client=(address, 50000))
+    apps: list = []
+
+    def client(address: str = "testclient", new_server: bool = False) -> TestClient:
+        """A browser at ``address``, talking to the test's server (``new_server``: a server started afresh on the
+        same database and files, as after a restart)."""
+        if new_server or not apps:
+            apps.append(create_app(Settings(database_url=db_url, data_dir=data_dir)))
+        return TestClient(apps[-1], client=(address, 50000))
 
     class Env:
         pass
@@ -192,7 +202,59 @@ def app_env(db_url, tmp_path, make_config):
     env = Env()
     env.url, env.data_dir, env.create, env.client, env.engine = db_url, data_dir, create, client, engine
     yield env
+    for app in apps:
+        app.state.wiring.sessions.kw["bind"].dispose()
     engine.dispose()
+
+
+PASSWORD = "correct horse battery"  # admin alice's, in admin_env
+
+
+@pytest.fixture
+def quick_passwords(monkeypatch):
+    """Password checks at a few milliseconds instead of tenths of a second, and the untrusted lane starting them
+    back to back: what the log-in tests check (who is throttled, trusted, refused) does not depend on the cost.
+    The production settings have their own test (test_login.py)."""
+    from argon2 import PasswordHasher
+
+    from mushra_web import passwords
+
+    monkeypatch.setattr(passwords, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+    monkeypatch.setattr(passwords._LANES["untrusted"], "interval", 0.0)
+    passwords._unknown_user_hash.cache_clear()
+    yield
+    passwords._unknown_user_hash.cache_clear()
+
+
+@pytest.fixture
+def admin_env(app_env, quick_passwords):
+    """app_env with its test created and an admin user alice (quick password checks)."""
+    from mushra_web import auth
+    from mushra_web.db import session_factory
+
+    app_env.create()
+    with session_factory(app_env.engine)() as session:
+        auth.add_user(session, "alice", PASSWORD)
+        session.commit()
+    return app_env
+
+
+@pytest.fixture
+def no_pause(monkeypatch):
+    """Refused logins answer at once (the pause before a refusal has a test of its own)."""
+    from mushra_web import admin_api
+
+    monkeypatch.setattr(admin_api, "REFUSAL_PAUSE_S", 0.0, raising=False)
+
+
+def fetch_sounds(client, trial: dict) -> list[bytes]:
+    """Load every sound of a trial as the page does (the server notes what it sent), reference first."""
+    out = []
+    for url in [trial["reference_url"], *(b["url"] for b in trial["buttons"])]:
+        res = client.get(url)
+        assert res.status_code == 200, res.text
+        out.append(res.content)
+    return out
 
 
 def wait_for(predicate, timeout: float = 10.0, what: str = "condition") -> None:

@@ -7,6 +7,7 @@ import json
 from sqlalchemy import func, select, text
 
 from mushra_web.db import ItemUse, Participant, Rating, session_factory
+from tests.mushra_web.conftest import fetch_sounds
 
 N_BUTTONS = 5  # 2 conditions + 2 anchors + hidden reference
 
@@ -19,6 +20,7 @@ def save(client, pos: int, seq: int, scores: dict[int, float | None], plays: int
 
 def complete_trial(client, pos: int, seq: int = 1, score: float = 50.0) -> dict:
     trial = client.get(f"/e/t1/api/trials/{pos}").json()
+    fetch_sounds(client, trial)
     scores = {b["index"]: score for b in trial["buttons"]}
     body = {"seq": seq, "ratings": [{"button": b, "score": s, "plays": 1} for b, s in scores.items()]}
     res = client.post(f"/e/t1/api/trials/{pos}/submit", json=body)
@@ -37,12 +39,12 @@ def test_whole_test_autosave_restart_resume_and_export(app_env):
     for secret in ("codec_a", "codec_b", "lp3500", "lp7000", "reference.wav", "hidden_reference", "audio/"):
         assert secret not in blob
     # autosave a partial rating, then "restart the server": a new app instance on the same database
-    assert save(client, 0, 1, {0: 12.5, 1: None}).json() == {"saved": True, "seq": 1}
+    assert save(client, 0, 1, {0: 12.5, 1: None}).json() == {"saved": True, "seq": 1, "version": 1}
     cookie = client.cookies.get("mushra_p_t1")
-    restarted = app_env.client()
+    restarted = app_env.client(new_server=True)
     restarted.cookies.set("mushra_p_t1", cookie, path="/e/t1")
     again = restarted.get("/e/t1/api/trials/0").json()
-    assert again["buttons"][0]["score"] == 12.5 and again["buttons"][0]["plays"] == 1 and again["seq"] == 1
+    assert again["buttons"][0]["score"] == 12.5 and again["buttons"][0]["plays"] == 1 and again["version"] == 1
     assert [b["url"] for b in again["buttons"]] == [b["url"] for b in trial["buttons"]]
     # audio is served for this session, by opaque URL, as float WAV of the right length
     wav = restarted.get(again["buttons"][2]["url"])
@@ -88,9 +90,11 @@ def test_late_or_repeated_saves_never_overwrite_newer_ones(app_env):
     app_env.create()
     client = app_env.client()
     client.post("/e/t1/api/join", json={})
-    assert save(client, 0, 5, {0: 70}).status_code == 200
-    assert save(client, 0, 4, {0: 20}).status_code == 200  # arrives late: ignored
-    assert save(client, 0, 5, {0: 30}).status_code == 200  # a retry of seq 5: ignored
+    assert save(client, 0, 5, {0: 70}).json()["saved"] is True
+    assert save(client, 0, 4, {0: 20}).json()["stale"] is True  # arrives late: ignored, and said so
+    assert save(client, 0, 5, {0: 70}).json()["saved"] is True  # a retry of seq 5 (its answer was lost)
+    res = save(client, 0, 5, {0: 30})  # seq 5 again with other ratings: not a retry, and not stored
+    assert res.status_code == 409 and res.json()["detail"]["conflict"] is True
     assert client.get("/e/t1/api/trials/0").json()["buttons"][0]["score"] == 70
     with session_factory(app_env.engine)() as session:
         assert session.scalar(select(func.count()).select_from(Rating)) == 3 * N_BUTTONS
@@ -101,8 +105,10 @@ def test_balanced_allocation_of_items(app_env):
     for _ in range(6):
         client = app_env.client()
         assert client.post("/e/t1/api/join", json={}).json()["n_trials"] == 1
+        complete_trial(client, 0)
     with session_factory(app_env.engine)() as session:
         assert sorted(u.uses for u in session.scalars(select(ItemUse))) == [2, 2, 2]
+        assert sorted(u.allocated for u in session.scalars(select(ItemUse))) == [2, 2, 2]
 
 
 def test_training_trials_come_first_and_are_flagged(app_env):
@@ -142,20 +148,18 @@ def test_crowd_ids_completion_redirect_and_one_participation(app_env):
     params = {"PROLIFIC_PID": "5f00aa", "STUDY_ID": "s1", "SESSION_ID": "x1"}
     assert client.post("/e/t1/api/join", json={"params": params}).status_code == 200
     complete_trial(client, 0)
-    # the same worker on another browser resumes where they were, as the same participant, once the first browser
-    # has been idle for crowd.takeover_idle_minutes (30 by default)
+    # the same worker (worker id and Prolific's session id) on another browser resumes where they were, as the same
+    # participant; the first browser's session ends
     other = app_env.client()
-    assert other.post("/e/t1/api/join", json={"params": params}).status_code == 409
-    idle_for(app_env.engine, minutes=31)
     assert other.post("/e/t1/api/join", json={"params": params}).json()["position"] == 1
-    assert client.get("/e/t1/api/state").status_code == 401  # the idle browser's session has ended
+    assert client.get("/e/t1/api/state").status_code == 401
     for pos in (1, 2):
         complete_trial(other, pos)
     done = other.post("/e/t1/api/finish").json()
     assert done["redirect_url"] == f"https://app.prolific.com/submissions/complete?cc={done['code']}"
-    third = app_env.client()
-    res = third.post("/e/t1/api/join", json={"params": params})
-    assert res.status_code == 409 and "already completed" in res.json()["detail"]
+    for session_id in ("x1", "x2"):  # one completed participation per worker id, in any session
+        res = app_env.client().post("/e/t1/api/join", json={"params": {**params, "SESSION_ID": session_id}})
+        assert res.status_code == 409 and "already completed" in res.json()["detail"]
     with session_factory(app_env.engine)() as session:
         assert session.scalar(select(func.count()).select_from(Participant)) == 1
         p = session.scalar(select(Participant))
@@ -284,9 +288,10 @@ def test_only_json_numbers_are_numbers_and_stale_saves_say_so(app_env):
         assert res.status_code == 422, rating
     assert client.put("/e/t1/api/trials/0", json={"seq": "1", "ratings": []}).status_code == 422
     assert _scores(client) == [None] * N_BUTTONS
-    assert save(client, 0, 5, {0: 70}).json() == {"saved": True, "seq": 5}
-    assert save(client, 0, 4, {0: 20}).json() == {"saved": False, "stale": True, "seq": 4, "latest_seq": 5}
-    assert save(client, 0, 5, {0: 70}).json() == {"saved": True, "seq": 5}  # a retry whose answer was lost
+    assert save(client, 0, 5, {0: 70}).json() == {"saved": True, "seq": 5, "version": 1}
+    assert save(client, 0, 4, {0: 20}).json() == {"saved": False, "stale": True, "seq": 4, "latest_seq": 5,
+                                                  "version": 1}
+    assert save(client, 0, 5, {0: 70}).json() == {"saved": True, "seq": 5, "version": 1}  # its answer was lost
     assert _scores(client)[0] == 70
 
 
@@ -336,6 +341,7 @@ def test_one_sound_at_100_is_required_only_when_the_config_asks(app_env):
     client = app_env.client()
     client.post("/e/t1/api/join", json={})
     trial = client.get("/e/t1/api/trials/0").json()
+    fetch_sounds(client, trial)
     assert trial["require"]["one_at_100"] is True
     body = {"seq": 1, "ratings": [{"button": b["index"], "score": 99.5, "plays": 1} for b in trial["buttons"]]}
     res = client.post("/e/t1/api/trials/0/submit", json=body)
@@ -344,3 +350,37 @@ def test_one_sound_at_100_is_required_only_when_the_config_asks(app_env):
     body = {"seq": 2, "ratings": [{**r, "score": 100 if r["button"] == 3 else 20} for r in body["ratings"]]}
     assert client.post("/e/t1/api/trials/0/submit", json=body).json()["position"] == 1
     # off by default: every other test here goes on with no sound at 100
+
+
+def test_a_line_break_in_a_crowd_id_never_splits_a_csv_row(app_env):
+    """Earlier versions stored a \\r from the link; the CSV quotes it, so pandas reads one row per rating."""
+    import io
+
+    import pandas as pd
+
+    from mushra_web.db import Experiment
+    from mushra_web.export import export_rows, to_csv
+
+    app_env.create(crowd={"platform": "prolific"})
+    client = app_env.client()
+    assert client.post("/e/t1/api/join", json={"params": {"PROLIFIC_PID": "w1", "STUDY_ID": "s1"}}).status_code == 200
+    with session_factory(app_env.engine)() as session:
+        p = session.scalar(select(Participant))
+        p.study_id, p.crowd_session_id = "st\r=1+1", "se\r\n@x"
+        session.commit()
+        rows = export_rows(session, session.scalar(select(Experiment)))
+    read = pd.read_csv(io.StringIO(to_csv(rows)), keep_default_na=False)
+    assert len(read) == len(rows) == 3 * N_BUTTONS
+    assert set(read["study_id"]) == {"st\r=1+1"} and set(read["crowd_session_id"]) == {"se\r\n@x"}
+    assert list(read["condition"]) == [r["condition"] for r in rows]
+
+
+def test_the_favicon_is_served(app_env):
+    import io
+
+    from PIL import Image
+
+    app_env.create()
+    res = app_env.client().get("/favicon.ico")
+    assert res.status_code == 200 and res.headers["content-type"] == "image/x-icon"
+    assert Image.open(io.BytesIO(res.content)).format == "ICO"

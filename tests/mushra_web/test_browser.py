@@ -8,6 +8,7 @@ a switch landed and whether the playhead stayed continuous.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -23,7 +24,7 @@ import pytest
 from sqlalchemy import select
 
 from testkit.net import free_port
-from tests.mushra_web.conftest import RAMP_SCALE, wait_for, write_config
+from tests.mushra_web.conftest import RAMP_SCALE, fresh_postgres_db, wait_for, write_config
 
 sync_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = "/usr/bin/chromium"
@@ -39,25 +40,32 @@ LEVEL = {"reference": 0.1, "codec_a": 0.2, "codec_b": 0.3}
 XFADE = 240  # 5 ms at 48 kHz
 DONE_URL = "https://crowd.invalid/complete?cc={code}"
 SECRETS = ["codec_a", "codec_b", "lp3500", "lp7000", ".yaml", "reference.wav", "stimuli/"]
+LONG_TITLE = "W" * 200
+# Every sample the server sends is moved by at most 4 units in its last place (mushra_web.dither), a relative 2**-21:
+# on the probe's ramp (n * 2**-20 at frame n) that is at most 96000 * 2**-21 = 0.046 frames at the end of a 2 s
+# sound. Playhead checks allow 0.05 frames for it; a crossfade whose gains did not sum to 1, or a playhead off by one
+# frame, is off by whole frames.
+DITHER_FRAMES = 0.05
 LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
-@pytest.fixture(scope="module")
-def server():
-    """mushra-web serve --test-mode on a free loopback port, with a crowd test of 2 items x 2 conditions at 48 kHz
-    ('bt') and a plain one of 1 item x 1 condition at 22.05 kHz with its own instructions and the EnCodec paper's
-    protocol ('bt22')."""
-    tmp = Path(tempfile.mkdtemp(prefix="mushra-browser-"))
-    cfg = write_config(tmp, test_id="bt", items=("i1", "i2"), conditions=tuple(CONDITIONS), sample_rate=SR,
-                       seconds=2.0, stereo_probe=True,
-                       crowd={"platform": "prolific", "complete_url": DONE_URL})
-    db = f"sqlite:///{tmp / 'db.sqlite'}"
+@contextlib.contextmanager
+def serving(db: str, tmp: Path, configs: list[Path]):
+    """``mushra-web serve --test-mode`` on a free loopback port with the tests of ``configs`` created (in this
+    process, as ``mushra-web create`` does: one import for them all)."""
+    from mushra_web.db import init_db, make_engine, session_factory
+    from mushra_web.ingest import create_experiment
+    from mushra_web.schema import load_config
+
+    engine = make_engine(db)
+    init_db(engine)
+    with session_factory(engine)() as session:
+        for cfg in configs:
+            create_experiment(session, load_config(cfg), tmp / "data")
+        session.commit()
+    engine.dispose()
     base = [sys.executable, "-m", "mushra_web.cli", "--db", db, "--data-dir", str(tmp / "data")]
-    subprocess.run([*base, "create", str(cfg)], check=True, capture_output=True)
-    cfg22 = write_config(tmp, test_id="bt22", items=("j1",), conditions=("codec_a",), sample_rate=SR22, seconds=1.0,
-                         title="Second test", instructions=INSTRUCTIONS22, protocol="encodec_2022")
-    subprocess.run([*base, "create", str(cfg22)], check=True, capture_output=True)
     port = free_port()
     proc = subprocess.Popen([*base, "serve", "--port", str(port), "--test-mode", "--log-level", "warning"],
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -69,10 +77,49 @@ def server():
         except OSError:
             return False
 
-    wait_for(up, 30, "the server")
-    yield {"url": url, "db": db}
-    proc.terminate()
-    proc.wait(10)
+    try:
+        wait_for(up, 30, "the server")
+        yield {"url": url, "db": db}
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def server():
+    """A server on SQLite with a crowd test of 2 items x 2 conditions at 48 kHz ('bt'), a plain one of 1 item x 1
+    condition at 22.05 kHz with its own instructions and the EnCodec paper's protocol ('bt22'), one that is closed
+    ('bc'), one with a title of 200 characters and no space ('bl') and one whose trials take at least 5 s ('bw')."""
+    tmp = Path(tempfile.mkdtemp(prefix="mushra-browser-"))
+    configs = [
+        write_config(tmp, test_id="bt", items=("i1", "i2"), conditions=tuple(CONDITIONS), sample_rate=SR,
+                     seconds=2.0, stereo_probe=True, crowd={"platform": "prolific", "complete_url": DONE_URL}),
+        write_config(tmp, test_id="bt22", items=("j1",), conditions=("codec_a",), sample_rate=SR22, seconds=1.0,
+                     title="Second test", instructions=INSTRUCTIONS22, protocol="encodec_2022"),
+        write_config(tmp, test_id="bc", items=("c1",), conditions=("codec_a",), sample_rate=SR22, seconds=1.0),
+        write_config(tmp, test_id="bl", items=("l1",), conditions=("codec_a",), sample_rate=SR22, seconds=1.0,
+                     title=LONG_TITLE),
+        write_config(tmp, test_id="bw", items=("w1",), conditions=("codec_a",), sample_rate=SR22, seconds=1.0,
+                     design={"min_trial_lengths": 5.0}),
+    ]
+    with serving(f"sqlite:///{tmp / 'db.sqlite'}", tmp, configs) as running:
+        yield running
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def db_server(request):
+    """For what the page stores: a server on SQLite, then on a real PostgreSQL, each with a crowd test of one item
+    and one condition ('tt') whose trials may go on at once."""
+    tmp = Path(tempfile.mkdtemp(prefix=f"mushra-browser-{request.param}-"))
+    if request.param == "sqlite":
+        db = f"sqlite:///{tmp / 'db.sqlite'}"
+    else:
+        db = fresh_postgres_db(request.getfixturevalue("postgres_server"))
+    cfg = write_config(tmp, test_id="tt", items=("t1",), conditions=("codec_a",), sample_rate=SR22, seconds=1.0,
+                       crowd={"platform": "prolific"}, design={"min_trial_lengths": 0})
+    with serving(db, tmp, [cfg]) as running:
+        yield running
     shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -82,27 +129,24 @@ def playwright():
         yield p
 
 
-def launch(playwright, user_data: str, **options):
-    """Debian's Chromium with a fresh profile; never a browser build downloaded by Playwright."""
-    return playwright.chromium.launch_persistent_context(user_data, executable_path=CHROMIUM, headless=True,
-                                                         args=LAUNCH_ARGS, bypass_csp=True, **options)
-
-
 @pytest.fixture(scope="module")
-def browser(playwright):
-    user_data = tempfile.mkdtemp(prefix="mushra-chromium-")
-    context = launch(playwright, user_data)
-    yield context
-    context.close()
-    shutil.rmtree(user_data, ignore_errors=True)
+def chromium(playwright):
+    """Debian's Chromium; never a browser build downloaded by Playwright."""
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=LAUNCH_ARGS)
+    yield browser
+    browser.close()
+
+
+def new_browser(chromium, **options):
+    """A fresh browser profile (its own cookies and local storage), as a new participant's browser would be."""
+    return chromium.new_context(bypass_csp=True, **options)
 
 
 @pytest.fixture
-def page(browser):
-    browser.clear_cookies()
-    pg = browser.new_page()
-    yield pg
-    pg.close()
+def page(chromium):
+    context = new_browser(chromium)
+    yield context.new_page()
+    context.close()
 
 
 def button_conditions(db: str, pid: str, position: int) -> dict[int, str]:
@@ -141,8 +185,7 @@ def start(page, server, pid: str, watch: list | None = None) -> None:
     page.wait_for_load_state("networkidle")
     assert audio_requests == []  # nothing is fetched, and no participant exists, before the participant starts
     page.click("#start")
-    page.wait_for_selector("#trial:not([hidden])")
-    page.wait_for_function("document.querySelector('#save-status').textContent.includes('Saved')")
+    page.wait_for_selector("#trial[data-loaded]")
 
 
 def rate_all_by_keyboard(page, n: int) -> None:
@@ -162,6 +205,7 @@ def test_whole_test_by_clicking_and_typing_then_crowd_redirect_and_blinding(page
                                                           route.fulfill(status=200, body="done")))
     start(page, server, "pw1", watch=seen)
     assert page.locator("#btn-ref").is_visible()
+    assert page.locator("#save-status").text_content() == "Nothing rated yet"  # "Saved" only once something is
     for trial in range(2):
         page.wait_for_function(f"document.querySelector('#progress-text').textContent.startsWith('Trial {trial + 1} ')")
         n = page.locator("#rating input[type=range]").count()
@@ -173,7 +217,7 @@ def test_whole_test_by_clicking_and_typing_then_crowd_redirect_and_blinding(page
         assert page.locator("#next").is_disabled()
         rate_all_by_keyboard(page, n)
         assert page.locator("#rating input.unset").count() == 0
-        assert page.locator("#next").is_enabled()
+        sync_api.expect(page.locator("#next")).to_be_enabled(timeout=10_000)  # after 2 s: the sounds' length
         page.wait_for_function("document.querySelector('#save-status').textContent.includes('Saved')")
         page.click("#next")
     page.wait_for_url("https://crowd.invalid/**")
@@ -243,8 +287,11 @@ def test_switching_lands_on_the_scheduled_frame_and_keeps_the_playhead(page, ser
     steps = np.diff(pos[ok])
     assert ok.mean() > 0.98, "too many render quanta missing"
     assert np.all((steps == 1) | (steps < 0)), np.unique(steps)
-    ramp_err = np.abs(ch1[start_i:][ok] - pos[ok] * RAMP_SCALE).max() / RAMP_SCALE
-    assert ramp_err < 0.01  # in frames: the crossfade gains sum to 1
+    # up to the loop seam, if a slow run of clicks reached the end of the sound (the seam blends two positions)
+    wraps = np.nonzero(steps < 0)[0]
+    end = wraps[0] - XFADE if wraps.size else len(steps) + 1
+    ramp_err = np.abs(ch1[start_i:][ok][:end] - pos[ok][:end] * RAMP_SCALE).max() / RAMP_SCALE
+    assert ramp_err < DITHER_FRAMES  # in frames: the crossfade gains sum to 1
 
 
 def test_loop_region_chosen_on_the_waveform_repeats(page, server):
@@ -284,7 +331,7 @@ def test_loop_region_chosen_on_the_waveform_repeats(page, server):
     ok = ~np.isnan(got)
     assert ok.mean() > 0.98, "too many render quanta missing"
     assert wraps >= 2
-    assert np.abs(got[ok] - want[ok]).max() / RAMP_SCALE < 0.01  # in frames: exact up to float rounding
+    assert np.abs(got[ok] - want[ok]).max() / RAMP_SCALE < DITHER_FRAMES  # in frames: exact up to the dither
     # the loop region is saved with the trial
     page.wait_for_function("document.querySelector('#save-status').textContent.includes('Saved')")
 
@@ -309,10 +356,9 @@ def test_reload_resumes_the_trial_with_its_ratings(page, server):
     expect(page.locator("#btn-0")).to_have_class(re.compile(r"\bplayed\b"))
 
 
-def test_phone_layout_is_usable_by_touch(playwright, server):
-    user_data = tempfile.mkdtemp(prefix="mushra-phone-")
-    phone = launch(playwright, user_data, viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True,
-                   device_scale_factor=3)
+def test_phone_layout_is_usable_by_touch(chromium, server):
+    phone = new_browser(chromium, viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True,
+                        device_scale_factor=3)
     page = phone.new_page()
     try:
         page.goto(f"{server['url']}/e/bt?PROLIFIC_PID=phone1")
@@ -346,7 +392,6 @@ def test_phone_layout_is_usable_by_touch(playwright, server):
         sync_api.expect(page.locator("#slider-0")).to_have_value("60")
     finally:
         phone.close()
-        shutil.rmtree(user_data, ignore_errors=True)
 
 
 def test_admin_page_logs_in_and_shows_progress(page, server):
@@ -386,6 +431,8 @@ def test_ratings_made_during_an_outage_reach_the_server_whatever_was_clicked(pag
     page.route("**/api/**", lambda route: route.abort("connectionrefused"))  # the server goes down
     rate_all_by_keyboard(page, 5)
     sync_api.expect(page.locator("#save-status")).to_contain_text("retrying")
+    status = page.locator("#save-status").text_content()
+    assert "the server cannot be reached" in status and "Failed to fetch" not in status  # words a listener reads
     page.click("#next")
     sync_api.expect(page.locator("#need")).to_contain_text("Your ratings are kept")
     sync_api.expect(page.locator("#save-status")).to_contain_text("retrying")
@@ -470,16 +517,20 @@ def test_band_lines_labels_and_clicks_agree_on_every_slider(page, server):
                 assert page.locator(f"#value-{i} .band").text_content() == name
 
 
-def accent_rows(page, selector: str) -> np.ndarray:
-    """Rows (CSS pixels from the element's top) of a screenshot of ``selector`` holding blue pixels: the page's
-    accent colour for a thumb, as blue as a browser's own slider fill (focus outlines are orange)."""
+def screenshot(page, selector: str) -> np.ndarray:
     import io
 
     from PIL import Image
 
-    shot = np.asarray(Image.open(io.BytesIO(page.locator(selector).screenshot())).convert("RGB")).astype(int)
+    return np.asarray(Image.open(io.BytesIO(page.locator(selector).screenshot())).convert("RGB")).astype(int)
+
+
+def accent_rows(page, selector: str, axis: int = 1) -> np.ndarray:
+    """Rows (``axis`` 0: columns), in CSS pixels from the element's top (left), of a screenshot of ``selector``
+    holding blue pixels: the page's accent colour for a thumb, as blue as a browser's own slider fill."""
+    shot = screenshot(page, selector)
     blue = shot[..., 2] - shot[..., 0] > 80
-    return np.nonzero(blue.any(axis=1))[0]
+    return np.nonzero(blue.any(axis=axis))[0]
 
 
 def test_unrated_sliders_look_unrated_and_a_rating_is_drawn_at_its_value(page, server):
@@ -500,6 +551,11 @@ def test_unrated_sliders_look_unrated_and_a_rating_is_drawn_at_its_value(page, s
     want = lines[40] + (lines[20] - lines[40]) * 4 / 20  # 36 is 4/20 of the way down from the 40 line to the 20 line
     assert lines[40] < centre < lines[20]  # drawn inside the Poor band
     assert abs(centre - want) <= 1, (centre, want)
+    # and across, the thumb sits centred on its track line (#666, 4 px wide)
+    shot = screenshot(page, "#track-0")
+    line = np.nonzero((np.abs(shot - 0x66).max(axis=2) < 8).sum(axis=0) > 100)[0]
+    thumb = accent_rows(page, "#track-0", axis=0)
+    assert line.size == 4 and abs((thumb.min() + thumb.max() + 1) / 2 - (line.min() + line.max() + 1) / 2) <= 0.5
     for i in range(1, 5):
         assert accent_rows(page, f"#track-{i}").size == 0
 
@@ -513,6 +569,9 @@ def test_columns_stay_put_while_rating_and_the_reference_button_is_in_line(page,
                 ["#btn-ref", "#scale", *[f"#{k}-{i}" for i in range(5) for k in ("track", "btn", "value")]]]
 
     before = layout()
+    # the rating area spans the page's width, not a strip at its left
+    main, last = page.locator("main").bounding_box(), page.locator("#btn-4").bounding_box()
+    assert last["x"] + last["width"] - main["x"] >= 0.9 * main["width"]
     ref, first = page.locator("#btn-ref").bounding_box(), page.locator("#btn-0").bounding_box()
     assert ref["y"] == first["y"] and ref["height"] == first["height"]
     for i, keys in enumerate([["End"], ["Home"], ["Home", "ArrowUp"], ["End", "ArrowDown"], ["PageUp"]]):
@@ -526,7 +585,7 @@ def test_columns_stay_put_while_rating_and_the_reference_button_is_in_line(page,
 def test_next_waits_for_a_100_when_the_protocol_asks(page, server):
     page.goto(f"{server['url']}/e/bt22")
     page.click("#start")
-    page.wait_for_function("document.querySelector('#save-status').textContent.includes('Saved')")
+    page.wait_for_selector("#trial[data-loaded]")
     n = page.locator("#rating input[type=range]").count()
     assert n == 4  # one condition, two anchors, the hidden reference
     for i in range(n):
@@ -538,5 +597,166 @@ def test_next_waits_for_a_100_when_the_protocol_asks(page, server):
     page.keyboard.press("End")  # the last one to 100
     sync_api.expect(page.locator("#next")).to_be_enabled()
     assert page.locator("#need").text_content() == ""
+    page.click("#next")
+    sync_api.expect(page.locator("#done")).to_be_visible()
+    # no crowd platform: the end page says what the code is for and that nothing more is needed
+    text = page.locator("#done-text").text_content()
+    assert "completion code" in text and "give them this one" in text and "close this page" in text
+    assert len(page.locator("#code").text_content()) == 10
+
+
+def stored_scores(db: str, pid: str, position: int = 0) -> list:
+    """What the server has stored for participant ``pid``'s trial at ``position``, by button."""
+    from mushra_web.db import Participant, Rating, Trial, make_engine, session_factory
+
+    engine = make_engine(db)
+    with session_factory(engine)() as s:
+        trial = s.scalar(select(Trial).join(Participant).where(Participant.external_id == pid,
+                                                               Trial.position == position))
+        scores = s.scalars(select(Rating.score).where(Rating.trial_id == trial.id).order_by(Rating.button_index)).all()
+    engine.dispose()
+    return [None if v is None else int(v) for v in scores]
+
+
+def shown_scores(page) -> list:
+    n = page.locator("#rating input[type=range]").count()
+    return [None if "unset" in (page.locator(f"#slider-{i}").get_attribute("class") or "")
+            else int(page.locator(f"#slider-{i}").input_value()) for i in range(n)]
+
+
+def test_two_tabs_never_say_saved_for_ratings_that_were_not_stored(chromium, db_server):
+    context = new_browser(chromium)
+    tab_a, tab_b = context.new_page(), context.new_page()
+    try:
+        for tab in (tab_a, tab_b):  # the same participant (one cookie) in two tabs
+            tab.goto(f"{db_server['url']}/e/tt?PROLIFIC_PID=tabs&SESSION_ID=s1")
+            tab.click("#start")
+            tab.wait_for_selector("#trial[data-loaded]")
+        tab_a.locator("#slider-0").fill("40")
+        sync_api.expect(tab_a.locator("#save-status")).to_have_text("Saved ✓")
+        assert stored_scores(db_server["db"], "tabs") == shown_scores(tab_a) == [40, None, None, None]
+        # tab B still shows the ratings as they were before A's save: its rating is not stored, and it says so
+        tab_b.locator("#slider-1").fill("10")
+        sync_api.expect(tab_b.locator("#save-status")).to_contain_text("Changed in another tab")
+        sync_api.expect(tab_b.locator("#slider-0")).to_have_value("40")
+        assert shown_scores(tab_b) == stored_scores(db_server["db"], "tabs") == [40, None, None, None]
+        # from what is stored, B's next rating is saved; then A is the one behind
+        tab_b.locator("#slider-1").fill("10")
+        sync_api.expect(tab_b.locator("#save-status")).to_have_text("Saved ✓")
+        assert stored_scores(db_server["db"], "tabs") == shown_scores(tab_b) == [40, 10, None, None]
+        tab_a.locator("#slider-2").fill("20")
+        sync_api.expect(tab_a.locator("#save-status")).to_contain_text("Changed in another tab")
+        sync_api.expect(tab_a.locator("#slider-1")).to_have_value("10")
+        assert shown_scores(tab_a) == stored_scores(db_server["db"], "tabs") == [40, 10, None, None]
+    finally:
+        context.close()
+
+
+def test_a_join_whose_answer_is_lost_is_retried_into_the_same_participant(chromium, db_server):
+    from mushra_web.db import Participant, make_engine, session_factory
+
+    context = new_browser(chromium)
+    page = context.new_page()
+    lost = []
+
+    def lose_the_first_answer(route):
+        if lost:
+            route.continue_()
+            return
+        lost.append(route.fetch().status)  # the join reaches the server and is stored ...
+        context.clear_cookies()  # ... but neither its answer nor its cookie reach the page
+        route.abort("connectionreset")
+
+    try:
+        page.route("**/api/join", lose_the_first_answer)
+        page.goto(f"{db_server['url']}/e/tt?PROLIFIC_PID=lost1")  # a worker id alone: someone else may know it
+        page.click("#start")
+        page.wait_for_selector("#trial[data-loaded]")  # the page's own retry, after a pause
+        assert lost == [200]
+        engine = make_engine(db_server["db"])
+        with session_factory(engine)() as s:
+            assert len(s.scalars(select(Participant).where(Participant.external_id == "lost1")).all()) == 1
+        engine.dispose()
+        page.locator("#slider-0").fill("70")
+        sync_api.expect(page.locator("#save-status")).to_have_text("Saved ✓")
+        assert stored_scores(db_server["db"], "lost1")[0] == 70
+    finally:
+        context.close()
+
+
+def set_status(db: str, slug: str, status: str) -> None:
+    from mushra_web.db import Experiment, make_engine, session_factory
+
+    engine = make_engine(db)
+    with session_factory(engine)() as s:
+        s.scalar(select(Experiment).where(Experiment.slug == slug)).status = status
+        s.commit()
+    engine.dispose()
+
+
+def test_a_closed_test_says_so_first_with_nothing_to_click(chromium, server):
+    returning, newcomer = new_browser(chromium), new_browser(chromium)
+    try:
+        page = returning.new_page()
+        page.goto(f"{server['url']}/e/bc")
+        page.click("#start")
+        page.wait_for_selector("#trial[data-loaded]")
+        page.locator("#slider-0").fill("30")
+        sync_api.expect(page.locator("#save-status")).to_have_text("Saved ✓")
+        set_status(server["db"], "bc", "closed")
+        for who, says in ((page, "This test has closed"), (newcomer.new_page(), "This test is closed")):
+            who.goto(f"{server['url']}/e/bc")
+            sync_api.expect(who.locator("#welcome-status")).to_contain_text(says)
+            sync_api.expect(who.locator("#start")).to_be_hidden()
+            assert not who.locator("#trial").is_visible() and "Saved" not in who.locator("body").inner_text()
+    finally:
+        set_status(server["db"], "bc", "open")
+        returning.close()
+        newcomer.close()
+
+
+def test_a_start_click_before_the_server_has_answered_counts(page, server):
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 600, "downloadThroughput": -1,
+                                                  "uploadThroughput": -1})
+    page.goto(f"{server['url']}/e/bt22", wait_until="domcontentloaded")
+    page.click("#start")  # /api/info and /api/state are still on their way
+    page.wait_for_selector("#trial[data-loaded]", timeout=30_000)
+    assert page.locator("#save-status").text_content() == "Nothing rated yet"  # nothing is stored yet
+
+
+def test_the_focus_ring_and_the_now_playing_mark_look_different(page, server):
+    start(page, server, "pw-focus")
+    page.keyboard.press("2")  # plays sound 2 and moves the keyboard focus to its slider
+    page.keyboard.press("Shift+Tab")  # the focus goes back to sound 1's button, which is not playing
+    focused = page.evaluate("(() => { const s = getComputedStyle(document.activeElement); "
+                            "return [document.activeElement.id, s.outlineStyle, s.outlineColor]; })()")
+    playing = page.evaluate("(() => { const s = getComputedStyle(document.querySelector('#btn-1')); "
+                            "return [s.outlineStyle, s.backgroundColor, s.boxShadow]; })()")
+    assert focused == ["btn-0", "solid", "rgb(17, 17, 17)"]
+    assert playing[0] == "none" and playing[1] == "rgb(255, 210, 122)" and "rgb(163, 82, 0)" in playing[2]
+    assert focused[2] not in (playing[1], playing[2])
+
+
+def test_a_long_unbroken_title_stays_on_the_page(page, server):
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.goto(f"{server['url']}/e/bl")
+    sync_api.expect(page.locator("#title")).to_have_text(LONG_TITLE)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+    assert page.locator("#title").bounding_box()["width"] <= 1280
+
+
+def test_next_waits_for_the_minimum_listening_time(page, server):
+    page.goto(f"{server['url']}/e/bw")
+    page.click("#start")
+    page.wait_for_selector("#trial[data-loaded]")
+    n = page.locator("#rating input[type=range]").count()
+    for i in range(n):  # everything played and rated at once
+        page.keyboard.press(str(i + 1))
+        page.keyboard.press("End")
+    sync_api.expect(page.locator("#need")).to_contain_text("keep listening for")
+    assert page.locator("#next").is_disabled()
+    sync_api.expect(page.locator("#next")).to_be_enabled(timeout=15_000)  # 5 s after the sounds were sent
     page.click("#next")
     sync_api.expect(page.locator("#done")).to_be_visible()

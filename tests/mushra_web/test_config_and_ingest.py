@@ -40,6 +40,12 @@ def edit(path: Path, change) -> Path:
     (lambda d: d.update(sample_rate="fast"), "sample_rate"),
     (lambda d: d.update(surprise=1), "surprise: Extra inputs are not permitted"),
     (lambda d: d["items"][0].update(id="../etc"), "item id '../etc'"),
+    (lambda d: d.update(hidden_reference=False, design={"require_one_at_100": True}),
+     "design.require_one_at_100 asks listeners to rate the hidden reference 100, but hidden_reference is false"),
+    (lambda d: d.update(hidden_reference=False, protocol="encodec_2022"),
+     "design.require_one_at_100 (protocol encodec_2022 turns it on)"),
+    (lambda d: d.update(title="x" * 201), "title has 201 characters; at most 200"),
+    (lambda d: d.update(instructions="a\x00b"), "instructions holds control characters (U+0000)"),
 ])
 def test_malformed_configs_name_the_field(make_config, change, message):
     path = edit(make_config(), change)
@@ -129,6 +135,7 @@ def test_cli_create_reports_errors_and_refuses_duplicates(make_config, tmp_path,
 def test_create_from_a_bench_run_folder(tmp_path, capsys):
     run = make_run(tmp_path)
     cfg, rows_csv = config_from_run(run, "from-run")
+    assert cfg.title == "Listening test" and run.name not in cfg.title  # listeners see it; a run's name may say a codec
     assert cfg.conditions == ["encodec:24khz@3", "opus@6"]  # the bench's own anchors are made again, not rated twice
     assert [i.id for i in cfg.items] == ["music__b", "speech__a"] and "si_snr_db" in rows_csv
     args = ["--db", f"sqlite:///{tmp_path / 'run.db'}", "--data-dir", str(tmp_path / "data")]

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from encodec_eval.report.stats import bootstrap_interval, t_interval
 from mushra_web.cli import main as cli
 from mushra_web.screening import screen
-from tests.mushra_web.conftest import make_run
+from tests.mushra_web.conftest import fetch_sounds, make_run
 
 
 def rows_for(pid: str, n_trials: int, ref: list[float], lp35: list[float], lp70: list[float],
@@ -21,7 +21,9 @@ def rows_for(pid: str, n_trials: int, ref: list[float], lp35: list[float], lp70:
         for cond, kind, score in (("reference", "hidden_reference", ref[t]), ("lp3500", "anchor", lp35[t]),
                                   ("lp7000", "anchor", lp70[t]), ("codec", "condition", codec)):
             out.append({"participant_id": pid, "trial_position": t, "item_id": f"i{t}", "is_training": training,
-                        "condition": cond, "condition_kind": kind, "score": score, "trial_status": "submitted"})
+                        "condition": cond, "condition_kind": kind, "score": score, "trial_status": "submitted",
+                        "server_trial_ms": 25_000, "stimulus_ms": 10_000, "audio_requests": 1,
+                        "reference_audio_requests": 1})
     return out
 
 
@@ -59,11 +61,21 @@ def test_rules_without_their_anchor_say_so():
         "lp7000 rated above 90 in > 15% of trials: the test has no lp7000"]
 
 
-def _participate(client, slug: str, score_of) -> None:
-    """One participant: every trial rated by ``score_of(button)``."""
+def _participate(client, slug: str, score_of, sessions) -> None:
+    """One participant: every trial listened to (the server's clock moved on by 2 s) and rated by
+    ``score_of(button)``."""
+    import datetime as dt
+
+    from mushra_web.db import Trial
+
     state = client.post(f"/e/{slug}/api/join", json={}).json()
     for pos in range(state["n_trials"]):
         trial = client.get(f"/e/{slug}/api/trials/{pos}").json()
+        fetch_sounds(client, trial)
+        with sessions() as s:
+            for row in s.scalars(select(Trial).where(Trial.audio_first_at.is_not(None), Trial.status == "open")):
+                row.audio_first_at -= dt.timedelta(seconds=2)
+            s.commit()
         body = {"seq": 1, "ratings": [{"button": b["index"], "score": score_of(pos, b["index"]), "plays": 1}
                                       for b in trial["buttons"]]}
         assert client.post(f"/e/{slug}/api/trials/{pos}/submit", json=body).status_code == 200
@@ -99,7 +111,7 @@ def test_report_of_a_test_made_from_a_bench_run(tmp_path, capsys):
     app = create_app(Settings(database_url=db, data_dir=tmp_path / "data"))
     for k in range(4):
         client = TestClient(app)
-        _participate(client, "rr", scorer(client, noise=k, cheat=(k == 3)))
+        _participate(client, "rr", scorer(client, noise=k, cheat=(k == 3)), sessions)
     with sessions() as s:
         exp = s.scalar(select(Experiment))
         rows = export_rows(s, exp)
@@ -129,3 +141,15 @@ def test_report_of_a_test_made_from_a_bench_run(tmp_path, capsys):
     assert saved["config_sha256"] == exp.config_sha256
     assert "95% t [" in capsys.readouterr().out
     assert cli([*args, "export", "rr", "--format", "parquet", "--out", str(tmp_path / "x.parquet")]) == 0
+
+
+def test_t_intervals_are_clipped_to_the_scale_and_say_so():
+    from mushra_web.report import _stats
+
+    wide = _stats([0.0, 100.0, 5.0], ["a", "b", "c"])  # t-interval about [-72, 142] before clipping
+    assert (wide["t_low"], wide["t_high"], wide["t_clipped"]) == (0.0, 100.0, True)
+    narrow = _stats([50.0, 52.0, 54.0], ["a", "b", "c"])
+    t = t_interval([50.0, 52.0, 54.0])
+    assert (narrow["t_low"], narrow["t_high"], narrow["t_clipped"]) == (t.low, t.high, False)
+    single = _stats([40.0], ["a"])
+    assert np.isnan(single["t_low"]) and np.isnan(single["t_high"]) and not single["t_clipped"]

@@ -23,7 +23,8 @@ def test_two_workers_on_postgres_serve_one_consistent_test(postgres_server, make
     engine = make_engine(db)
     init_db(engine)
     with session_factory(engine)() as session:
-        create_experiment(session, load_config(make_config()), tmp_path / "data")
+        # trials may go on at once: the minimum listening time has tests of its own (test_blinding.py)
+        create_experiment(session, load_config(make_config(design={"min_trial_lengths": 0})), tmp_path / "data")
         auth.add_user(session, "admin", "a long enough password")
         session.commit()
     engine.dispose()
@@ -43,6 +44,7 @@ def test_two_workers_on_postgres_serve_one_consistent_test(postgres_server, make
         clients += [httpx.Client(base_url=url, timeout=30) for _ in range(3)]
         for c in clients:
             assert c.post("/e/t1/api/join", json={}).status_code == 200
+            assert c.get(c.get("/e/t1/api/trials/0").json()["reference_url"]).status_code == 200
         # each call opens a fresh connection, so the kernel spreads them over both worker processes
         for step in range(1, 9):
             for c in clients:
