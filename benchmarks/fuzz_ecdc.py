@@ -174,7 +174,8 @@ def run_project(cases: int, seed: int) -> tuple[list[dict], dict]:
     lm = default_lm(model.config)
     wav, sr = audio.load(default_data_dir() / "speech_clean" / "cmu_arctic_a0007_16k.wav")
     wav = torch.from_numpy(audio.convert(wav, sr, 24000, 1)[:, 12000: 12000 + 4800])
-    seeds = [compress(model, wav, bandwidth=bw, use_lm=use_lm, lm=lm) for bw in (1.5, 6.0) for use_lm in (False, True)]
+    seeds = [compress(model, wav, bandwidth=bw, use_lm=use_lm, lm=lm, sample_rate=24000) for bw in (1.5, 6.0)
+             for use_lm in (False, True)]
     rng = np.random.default_rng(seed)
     tallies: Counter = Counter()
     defects: list[dict] = []

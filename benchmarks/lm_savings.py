@@ -48,9 +48,9 @@ def measure(bandwidths: list[float]) -> list[dict]:
         wav = torch.from_numpy(audio.convert(wav, sr, model.sample_rate, model.channels))
         seconds = wav.shape[-1] / model.sample_rate
         for bandwidth in bandwidths:
-            plain = compress(model, wav, bandwidth=bandwidth)
+            plain = compress(model, wav, bandwidth=bandwidth, sample_rate=model.sample_rate)
             started = time.process_time()
-            coded = compress(model, wav, bandwidth=bandwidth, use_lm=True, lm=lm)
+            coded = compress(model, wav, bandwidth=bandwidth, use_lm=True, lm=lm, sample_rate=model.sample_rate)
             compress_cpu = time.process_time() - started
             started = time.process_time()
             decoded, _ = decompress(coded, model=model, lm=lm)

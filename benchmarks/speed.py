@@ -1,10 +1,17 @@
 """Encode and decode speed of our EnCodec against the official package, same weights, same process, one thread.
 
-    .venv/bin/python benchmarks/speed.py [--seconds 10] [--bandwidth 6] [--repeat 7]
+    .venv/bin/python benchmarks/speed.py [--seconds 10] [--bandwidth 6] [--repeat 7] [--out benchmarks/results]
 
-Writes benchmarks/results/speed.csv (one row per model x direction x implementation) and speed.json (with the
-machine). ``x_realtime`` = seconds of audio per second of compute (above 1: faster than real time); ratio = official
-time / ours (above 1: ours is faster). The implementations are timed interleaved, in alternating order
+Writes speed.csv (one row per model x direction x implementation) and speed.json (with the machine) into the
+``--out`` folder, as the other scripts here do.
+
+Weights: RANDOM, the same in every implementation (the official architecture with random values and codebooks fitted
+to its latents, ``testkit.oracles.randomize_official``, seed 0), so that no download is needed; every row, the JSON
+and the printed lines say so. Speed does not depend on the values of the weights; the codes and the fraction that
+differ do, so ``code_diff_fraction_default_data`` describes these random weights, not the trained ones.
+
+``x_realtime`` = seconds of audio per second of compute (above 1: faster than real time); ratio = official time /
+ours (above 1: ours is faster). The implementations are timed interleaved, in alternating order
 (``encodec_eval.run.timing.time_calls``), so that other work on the machine slows them alike; the medians are
 reported.
 
@@ -42,6 +49,9 @@ from testkit.oracles import official_encodec, randomize_official  # noqa: E402
 
 DEFAULT_DATA = ROOT / "encodec_eval" / "data" / "default"
 AUDIO_SUFFIXES = (".wav", ".flac")
+WEIGHTS_SEED = 0
+WEIGHTS = (f"RANDOM (official architecture, random values, seed {WEIGHTS_SEED}; the same in every implementation; "
+           "not Meta's trained weights)")
 
 
 def data_signals(sample_rate: int, channels: int, seconds: float) -> list[torch.Tensor]:
@@ -81,7 +91,7 @@ def bench_model(name: str, seconds: float, bandwidth: float, repeat: int, data_s
     official = official_encodec()
     build = {"24khz": official.EncodecModel.encodec_model_24khz,
              "48khz": official.EncodecModel.encodec_model_48khz}[name]
-    reference = randomize_official(build(pretrained=False), seed=0)
+    reference = randomize_official(build(pretrained=False), seed=WEIGHTS_SEED)
     reference.set_target_bandwidth(bandwidth)
     encoders = {"ours": our_model(name, reference.state_dict()),
                 "ours_channels_last": our_model(name, reference.state_dict(), channels_last_encoder=True),
@@ -122,7 +132,7 @@ def bench_model(name: str, seconds: float, bandwidth: float, repeat: int, data_s
         for impl, elapsed in timings.items():
             check = checks.get(impl, {})
             rows.append({
-                "model": f"encodec_{name}", "direction": direction, "implementation": impl,
+                "model": f"encodec_{name}", "weights": WEIGHTS, "direction": direction, "implementation": impl,
                 "implementation_version": official.__version__ if impl == "official" else "encodec-eval",
                 "bandwidth_kbps": bandwidth, "audio_seconds": seconds, "threads": threads,
                 "median_seconds": round(elapsed, 4), "x_realtime": round(seconds / elapsed, 2),
@@ -148,19 +158,24 @@ def main(argv: list[str] | None = None) -> None:
                         help="each evaluation file is cut to this length for the code comparison")
     parser.add_argument("--models", default="24khz,48khz")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "speed.csv")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results",
+                        help="folder for speed.csv and speed.json")
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
+    if args.out.suffix or args.out.is_file():
+        parser.error(f"--out takes a folder (speed.csv and speed.json are written into it), got {args.out}")
+    print(f"weights: {WEIGHTS}")
     torch.set_num_threads(args.threads)
     rows = [row for name in args.models.split(",")
             for row in bench_model(name, args.seconds, args.bandwidth, args.repeat, args.data_seconds)]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with open(args.out, "w", newline="") as handle:
+    args.out.mkdir(parents=True, exist_ok=True)
+    with open(args.out / "speed.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    args.out.with_suffix(".json").write_text(json.dumps({"machine": machine_info(), "rows": rows}, indent=2))
+    (args.out / "speed.json").write_text(json.dumps({"machine": machine_info(), "weights": WEIGHTS, "rows": rows},
+                                                    indent=2))
     for row in rows:
         extra = (f"codes differing on the default data {row['code_diff_fraction_default_data']:.2e}"
                  if row["direction"] == "encode" else
@@ -168,7 +183,8 @@ def main(argv: list[str] | None = None) -> None:
                  f"SI-SNR vs official {row['si_snr_db_vs_official']} dB")
         print(f"{row['model']:14s} {row['direction']:6s} {row['implementation']:19s} "
               f"{row['x_realtime']:7.2f}x real time  ratio vs official {row['ratio_vs_official']:.2f}  "
-              f"({row['bandwidth_kbps']:g} kbps, {row['threads']} thread, median of {args.repeat}; {extra})")
+              f"({row['bandwidth_kbps']:g} kbps, {row['threads']} thread, median of {args.repeat}, random weights; "
+              f"{extra})")
 
 
 if __name__ == "__main__":

@@ -174,7 +174,8 @@ def main() -> None:
             repeats = 1 if use_lm else args.repeats
             runs = {  # the calls bind this configuration's models and excerpt (defaults), as the loop moves on
                 "ours": (lambda ours=ours, x=x, use_lm=use_lm, ours_lm=ours_lm: compress(
-                             ours, x, use_lm=use_lm, bandwidth=args.bandwidth, lm=ours_lm),
+                             ours, x, use_lm=use_lm, bandwidth=args.bandwidth, lm=ours_lm,
+                             sample_rate=ours.sample_rate),
                          lambda data, ours=ours, ours_lm=ours_lm: decompress(data, model=ours, lm=ours_lm)),
                 "official-encodec-0.1.1": (lambda reference=reference, x=x, use_lm=use_lm: ecomp.compress(
                                                reference, x, use_lm=use_lm), ecomp.decompress),

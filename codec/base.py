@@ -62,6 +62,9 @@ class Encoded:
 
     ``sample_rate``, ``channels`` and ``num_samples`` describe the audio the codec coded (after conversion); the
     ``input_*`` fields describe the audio the caller passed in, so that ``Codec.decode_to_input`` can go back.
+    ``container_bytes`` counts the bytes of ``payload`` that are a file header rather than coded audio (EnCodec's
+    ``.ecdc`` header), so that payload-only bitrates compare codecs whose formats carry headers with those that do
+    not.
     """
 
     payload: bytes
@@ -72,6 +75,7 @@ class Encoded:
     input_sample_rate: Optional[int] = None
     input_channels: Optional[int] = None
     input_num_samples: Optional[int] = None
+    container_bytes: int = 0
 
     @property
     def seconds(self) -> float:
@@ -81,6 +85,12 @@ class Encoded:
     def measured_kbps(self) -> float:
         """Bits actually produced per second of audio, in kbps (1 kbps = 1000 bit/s)."""
         return len(self.payload) * 8 / self.seconds / 1000 if self.num_samples else float("nan")
+
+    @property
+    def payload_kbps(self) -> float:
+        """Bits of coded audio per second, in kbps: ``measured_kbps`` without the ``container_bytes``."""
+        coded = len(self.payload) - self.container_bytes
+        return coded * 8 / self.seconds / 1000 if self.num_samples else float("nan")
 
 
 @dataclass
@@ -109,8 +119,9 @@ class Prepared:
         after = f"{self.sample_rate}Hz/{self.channels}ch"
         return "none" if before == after else f"{before} -> {after}"
 
-    def encoded(self, payload: bytes, metadata: dict[str, Any]) -> Encoded:
-        """Wrap a payload; metadata gains the codec name, the conversion and the measured bitrate."""
+    def encoded(self, payload: bytes, metadata: dict[str, Any], container_bytes: int = 0) -> Encoded:
+        """Wrap a payload; metadata gains the codec name, the conversion and the measured bitrates (with and
+        without the ``container_bytes`` of a file header)."""
         out = Encoded(
             payload=bytes(payload),
             sample_rate=self.sample_rate,
@@ -120,8 +131,9 @@ class Prepared:
             input_sample_rate=self.input_sample_rate,
             input_channels=self.input_channels,
             input_num_samples=self.input_num_samples,
+            container_bytes=container_bytes,
         )
-        out.metadata["measured_kbps"] = out.measured_kbps
+        out.metadata.update(measured_kbps=out.measured_kbps, payload_kbps=out.payload_kbps)
         return out
 
 

@@ -12,7 +12,7 @@ import stat
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional, Union
+from typing import Iterator, Optional, Sequence, Union
 
 MISSING = "does not exist"
 #: What an OS error on opening a file means for the user; libsndfile reports most of them as "System error."
@@ -221,3 +221,16 @@ def find_files(root: Union[str, Path], suffixes: tuple[str, ...]) -> tuple[list[
             elif path.suffix.lower() in suffixes:
                 files.append(path)
     return sorted(files), skipped
+
+
+def listed_paths(manifest: Union[str, Path], names: Sequence[str]) -> list[Path]:
+    """The files a manifest lists, by the one rule of every command that reads manifests (``encodec-bench --data``,
+    ``encodec-tokenize``): an absolute path is taken as it is, a relative one is read from the manifest's folder
+    (``..`` included), and a file listed twice is an error (``ValueError`` naming it)."""
+    folder = Path(manifest).absolute().parent
+    paths = [Path(os.path.normpath(folder / name)) for name in names]
+    seen: set[Path] = set()
+    repeated = [str(p) for p in paths if p in seen or seen.add(p)]
+    if repeated:
+        raise ValueError(f"{manifest}: lists these files more than once: {', '.join(sorted(set(repeated))[:5])}")
+    return paths

@@ -6,17 +6,20 @@ With no arguments it runs EnCodec (24 kHz) and Opus at 1.5, 3, 6 and 12 kbps on 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
+import warnings
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 from codec.audio import AudioError
 from codec.base import CodecError, CodecSpec, known_codecs
 from encodec_eval.data import DataError
 from encodec_eval.metrics import DEFAULT_METRICS, MetricError, expand_metrics, get_metric, known_metrics
 from encodec_eval.run.folder import RunFolder, RunFolderError
-from encodec_eval.run.runner import PluginError, RunConfig, import_plugins, report, run
+from encodec_eval.run.plan import codec_specs
+from encodec_eval.run.runner import PluginError, RunConfig, failed_specs, import_plugins, report, run
 
 DEFAULT_CODECS = ("encodec", "opus")
 DEFAULT_BITRATES = (1.5, 3.0, 6.0, 12.0)
@@ -83,7 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", default=None, help="run folder (default: <runs-dir>/<UTC time>-<name>)")
     parser.add_argument("--runs-dir", default="runs", help="parent folder for new runs")
     parser.add_argument("--name", default="bench", help="suffix of a new run folder's name")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out, skipping finished rows")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --out, skipping finished rows; the options that define the run "
+                             "(codecs, bitrates, anchors, metrics, data, limits, timing, plugins, device, weights) "
+                             "default to what its run.json recorded")
     parser.add_argument("--retry-errors", action="store_true",
                         help="with --resume: run again the rows that ended in error (their new rows supersede them)")
     parser.add_argument("--workers", type=_positive, default=os.cpu_count() or 1,
@@ -94,6 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="items per category whose rows carry real-time factors (the timing set)")
     parser.add_argument("--timing-seconds", type=_positive_seconds, default=3.0,
                         help="seconds of each timing-set item that are timed (its first ones)")
+    parser.add_argument("--compare-to", type=_csv, default=[], metavar="SPEC",
+                        help="codec spec(s) of the run, e.g. opus@6: every other spec is compared with it item by "
+                             "item (bootstrap interval of the per-item differences, per metric and category), "
+                             "printed and written to paired.csv")
     parser.add_argument("--report-only", action="store_true",
                         help="rebuild rows.csv, summary.csv and plots of the run in --out (finished or not), and print")
     parser.add_argument("--keep-audio", action="store_true", help="save reference and decoded audio in audio/")
@@ -118,13 +128,55 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _select_weights(choice: str) -> None:
-    """Pass the choice through the adapter's environment variable, which pool workers and torchrun ranks inherit."""
+#: Options whose value a resumed run takes from its run.json unless the command line gives them: (command-line
+#: name, RunConfig field).
+RESUMED_OPTIONS = {"codecs": "codecs", "anchors": "anchors", "bw": "bitrates", "metrics": "metrics", "data": "data",
+                   "limit_per_category": "limit_per_category", "repeats": "repeats",
+                   "timing_items": "timing_items_per_category", "timing_seconds": "timing_seconds",
+                   "keep_audio": "keep_audio", "plugins": "plugins", "device": "device", "compare_to": "compare_to",
+                   "weights": "weights"}
+
+
+def given_options(argv: Optional[Sequence[str]]) -> set[str]:
+    """The options the command line names (argparse ``dest`` names), as opposed to those left at their default."""
+    parser = build_parser()
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
+    return set(vars(parser.parse_args(argv)))
+
+
+def resume_options(args: argparse.Namespace, given: set[str]) -> None:
+    """Fill the options the command line left out with the values the run in ``--out`` was started with, so that
+    ``encodec-bench --out runs/x --resume`` continues it as it was (and not on the default data and metrics)."""
+    info_path = Path(args.out) / "run.json"
+    if not info_path.is_file():
+        return  # nothing to resume yet: the run starts here
+    recorded = RunFolder(Path(args.out)).read_info().get("config", {})
+    for option, field in RESUMED_OPTIONS.items():
+        if option not in given and field in recorded:
+            setattr(args, option, recorded[field])
+
+
+@contextlib.contextmanager
+def one_line_warnings() -> Iterator[None]:
+    """Warnings as one line each, ``encodec-bench: warning: ...``, without the source line Python prints."""
+    before = warnings.formatwarning
+    warnings.formatwarning = lambda message, *_args, **_kwargs: f"encodec-bench: warning: {message}\n"
+    try:
+        yield
+    finally:
+        warnings.formatwarning = before
+
+
+def _select_weights(choice: str) -> str:
+    """Pass the choice through the adapter's environment variable, which pool workers and torchrun ranks inherit;
+    returns it as run.json records it (a path made absolute, so that --resume finds it from anywhere)."""
     from codec.encodec.codec import SOURCES, WEIGHTS_ENV
 
     if choice not in SOURCES and not Path(choice).exists():
         raise CodecError(f"--weights {choice!r} is neither a source ({', '.join(SOURCES)}) nor an existing path")
-    os.environ[WEIGHTS_ENV] = choice
+    os.environ[WEIGHTS_ENV] = choice if choice in SOURCES else str(Path(choice).absolute())
+    return os.environ[WEIGHTS_ENV]
 
 
 def _download_weights(specs: Sequence[str]) -> None:
@@ -153,11 +205,18 @@ def _check_weights(specs: Sequence[str]) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    with one_line_warnings():
+        return _main(argv)
+
+
+def _main(argv: Optional[Sequence[str]]) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.resume and args.out and not args.report_only:
+            resume_options(args, given_options(argv))
         import_plugins(args.plugins)
         if args.weights is not None:
-            _select_weights(args.weights)
+            args.weights = _select_weights(args.weights)
         if args.download_weights:
             _download_weights(args.codecs + args.anchors)
         if args.list:
@@ -180,22 +239,32 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise RunFolderError("--resume and --report-only need --out: the run folder")
         if args.retry_errors and not args.resume:
             raise RunFolderError("--retry-errors needs --resume (and --out): it retries rows of an earlier run")
+        baselines = codec_specs(args.compare_to, None) if args.compare_to else []
         if args.report_only:
-            report(RunFolder(Path(args.out)))
+            report(RunFolder(Path(args.out)), compare_to=baselines or None)
             return 0
+        specs = codec_specs(args.codecs, args.bw, args.anchors)
+        unknown = [spec for spec in baselines if spec not in specs]
+        if unknown:
+            raise CodecError(f"--compare-to {', '.join(unknown)}: not among the run's codec specs "
+                             f"({', '.join(specs)})")
         workers = 1 if int(os.environ.get("WORLD_SIZE", "1")) > 1 else args.workers
         config = RunConfig(codecs=args.codecs, anchors=args.anchors, bitrates=args.bw, metrics=args.metrics,
-                           data=args.data, out=args.out, runs_dir=args.runs_dir, name=args.name, resume=args.resume,
+                           data=str(Path(args.data).absolute()) if args.data else None, out=args.out,
+                           runs_dir=args.runs_dir, name=args.name, resume=args.resume,
                            retry_errors=args.retry_errors, device=args.device,
                            workers=workers, repeats=args.repeats, timing_items_per_category=args.timing_items,
                            timing_seconds=args.timing_seconds, keep_audio=args.keep_audio,
                            limit_per_category=args.limit_per_category, progress=not args.no_progress,
-                           plugins=args.plugins)
-        run(config)
+                           plugins=args.plugins, compare_to=baselines, weights=args.weights)
+        path = run(config)
     except (CodecError, MetricError, DataError, AudioError, RunFolderError, PluginError) as exc:
         print(f"encodec-bench: error: {exc}", file=sys.stderr)
         return 2
-    return 0
+    failed = failed_specs(RunFolder(path).read_rows()) if path is not None else {}
+    for spec, error in failed.items():
+        print(f"encodec-bench: every row of {spec} failed ({error}); see {path}/rows.csv", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -208,6 +208,7 @@ def config_from_run(run_dir: "str | Path", test_id: str, conditions: Optional[li
                 raise IngestError(f"{run}: condition {cond} has no decoded audio for item {item_id} ({path})")
             conds[cond] = str(path.resolve())
         item_cfgs.append({"id": item_id, "reference": str(refs[item_id].resolve()), "conditions": conds})
+    _refuse_same_audio(run, chosen, item_cfgs)
     # the title stays the generic default: listeners see it, and a run's folder name may name the codecs
     data = {"id": test_id, "sample_rate": sample_rate,
             "resample": True, "fit_lengths": True, "excerpt_seconds": excerpt_seconds,
@@ -223,6 +224,21 @@ def config_from_run(run_dir: "str | Path", test_id: str, conditions: Optional[li
     if rows_csv is not None:
         _check_rows_csv(rows_csv, run)
     return cfg, rows_csv
+
+
+def _refuse_same_audio(run: Path, conditions: list[str], items: list[dict]) -> None:
+    """Conditions whose decoded files are the same bytes for every item are one sound: rated as two conditions,
+    they would split its ratings and look like two bitrates (``mp3@12`` that ran at 8 kbps, the stream of
+    ``mp3@6``). The user keeps one of them with ``--conditions``."""
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for condition in conditions:
+        digests = tuple(hashlib.sha256(Path(item["conditions"][condition]).read_bytes()).hexdigest() for item in items)
+        groups.setdefault(digests, []).append(condition)
+    same = [" and ".join(names) for names in groups.values() if len(names) > 1]
+    if same:
+        raise IngestError(f"{run}: {'; '.join(same)} decoded to the same audio for every item (a codec that could "
+                          "not reach one of its bitrates: see the flags in the run's summary.csv); a listening test "
+                          "would rate one sound as several conditions: keep one of them with --conditions")
 
 
 def _check_rows_csv(text: str, run: Path) -> None:

@@ -91,7 +91,8 @@ class Fixtures:
         for name, seconds, bandwidth, use_lm in SEED_SPECS:
             model = self.models[name]
             wav = 0.1 * torch.randn(model.channels, int(seconds * model.sample_rate), generator=generator)
-            data = compress(model, wav, use_lm=use_lm, bandwidth=bandwidth, lm=self.lms[name])
+            data = compress(model, wav, use_lm=use_lm, bandwidth=bandwidth, lm=self.lms[name],
+                            sample_rate=model.sample_rate)
             self.seeds.append(Seed(name, data, use_lm, read_metadata(data)[1], _scale_offsets(self, data)))
 
     def decode(self, data: bytes, confident: bool = False) -> torch.Tensor:

@@ -245,7 +245,7 @@ def lm_progress(metadata: EcdcMetadata, desc: str, show_progress: bool) -> tqdm:
     """A bar over the file's code frames, shown only for LM coding (the slow part)."""
     shown = metadata.use_lm and show_progress
     total = sum(segment_frame_counts(metadata.config, metadata.audio_length)) if shown else None
-    return tqdm(total=total, unit="frame", desc=desc, disable=not shown)
+    return tqdm(total=total, unit="frame", desc=desc, disable=None if shown else True)  # None: only on a terminal
 
 
 class SegmentWriter:

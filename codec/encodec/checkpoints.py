@@ -202,7 +202,7 @@ def _receive(response: http.client.HTTPResponse, out: BinaryIO, url: str, filena
     expected_bytes = int(header) if header.isdigit() else None
     digest, received = hashlib.sha256(), 0
     with tqdm(total=expected_bytes, unit="B", unit_scale=True, unit_divisor=1024, desc=filename,
-              disable=not progress) as bar:
+              disable=None if progress else True) as bar:  # None: only on a terminal
         while True:
             try:
                 chunk = response.read(_CHUNK_BYTES)

@@ -113,6 +113,22 @@ class Job:
         return self.source.suffix.lower() == SUFFIX
 
 
+def load_default_model(name: str, command: str) -> EncodecModel:
+    """The official model ``name``; without its weights, for the 24 kHz model, the project's own
+    ``encodec_eval_24khz``, said on stderr (``command`` names who says it). The commands' default when the user
+    named no model: offline, they still work, and never pass our model off as Meta's."""
+    try:
+        return load_model(name)
+    except WeightsNotFoundError:
+        if name != "encodec_24khz":
+            raise
+    model = load_model(PROJECT_MODEL)
+    print(f"{command}: official weights not found; using the project's {PROJECT_MODEL} "
+          f"({find_project_checkpoint(PROJECT_MODEL)}, NOT Meta's EnCodec: see codec/encodec/MODEL_CARD.md); "
+          f"`encodec --download-weights` fetches Meta's official weights", file=sys.stderr)
+    return model
+
+
 @dataclass
 class Resources:
     """Models and LMs, loaded once for all files."""
@@ -124,15 +140,7 @@ class Resources:
     def model(self, name: Optional[str] = None) -> EncodecModel:
         key = self.args.weights or name or ("encodec_48khz" if self.args.hq else "encodec_24khz")
         if key not in self.models:
-            try:
-                model = load_model(key)
-            except WeightsNotFoundError:
-                if self.args.weights or name or self.args.hq:
-                    raise
-                model = load_model(PROJECT_MODEL)  # the default without official weights: our own trained model
-                print(f"encodec: official weights not found; using the project's {PROJECT_MODEL} "
-                      f"({find_project_checkpoint(PROJECT_MODEL)}, NOT Meta's EnCodec: see "
-                      "codec/encodec/MODEL_CARD.md); `encodec --download-weights` fetches Meta's", file=sys.stderr)
+            model = load_model(key) if self.args.weights or name else load_default_model(key, "encodec")
             self.models[key] = model.to(self.args.device)
         return self.models[key]
 
@@ -215,7 +223,8 @@ def _compress(source: Path, out: BinaryIO, model: EncodecModel, lm: Optional[Ent
         return
     wav, sr = audio.load(source)
     wav = torch.from_numpy(audio.convert(wav, sr, model.sample_rate, model.channels)).to(args.device)
-    out.write(compress(model, wav, use_lm=args.lm, bandwidth=args.bandwidth, lm=lm, show_progress=long_file))
+    out.write(compress(model, wav, sample_rate=model.sample_rate, use_lm=args.lm, bandwidth=args.bandwidth, lm=lm,
+                       show_progress=long_file))
 
 
 def _unless_larger(job: Job, out: BinaryIO, model: EncodecModel, length: int, args: argparse.Namespace,
@@ -243,6 +252,23 @@ def _decompress(data: bytes, target: Path, model: EncodecModel, lm: Optional[Ent
         save_wav(wav, part, model.sample_rate, args.rescale)
 
 
+def _format(sample_rate: int, channels: int) -> str:
+    return f"{sample_rate} Hz {'mono' if channels == 1 else 'stereo' if channels == 2 else f'{channels}-channel'}"
+
+
+def note_conversion(job: Job, blocks: AudioBlocks, model: EncodecModel, hq: bool) -> None:
+    """Say on stderr when the input is converted to the model's rate or channels: the output keeps the model's
+    format, and a user who gave 48 kHz stereo should not find 24 kHz mono without being told."""
+    given, coded = (blocks.source_rate, blocks.source_channels), (model.sample_rate, model.channels)
+    if given == coded:
+        return
+    outcome = f"{job.target} is" if job.target.suffix.lower() == ".wav" else f"{job.target} decodes to"
+    richer = blocks.source_rate > model.sample_rate or blocks.source_channels > model.channels
+    hint = "; -q/--hq codes 48 kHz stereo" if richer and not hq else ""
+    print(f"encodec: {job.source} is {_format(*given)}; {model.config.name} codes {_format(*coded)}, so "
+          f"{outcome} {_format(*coded)}{hint}", file=sys.stderr)
+
+
 def run_job(job: Job, resources: Resources) -> None:
     """One file; a failure leaves no partial output and keeps an existing one (``codec.files.replacing``)."""
     reason = why_unreadable(job.source)
@@ -259,8 +285,11 @@ def run_job(job: Job, resources: Resources) -> None:
         return
     model = resources.model()
     if args.bandwidth not in model.config.target_bandwidths:
-        raise CommandError(f"Bandwidth {args.bandwidth:g} is not supported by the model {model.config.name}")
-    length = AudioBlocks(job.source, model.sample_rate, model.channels).length
+        supported = ", ".join(f"{b:g}" for b in model.config.target_bandwidths)
+        raise CommandError(f"Bandwidth {args.bandwidth:g} is not supported by the model {model.config.name}; it "
+                           f"supports {supported} (-b)")
+    blocks = AudioBlocks(job.source, model.sample_rate, model.channels)
+    length = blocks.length
     seconds = length / model.sample_rate
     stream, long_file = streams(model, seconds, args.stream), seconds > LONG_SECONDS
     lm = resources.lm(model) if args.lm else None
@@ -273,6 +302,7 @@ def run_job(job: Job, resources: Resources) -> None:
         out = io.BytesIO()
         _compress(job.source, out, model, lm, args, long_file, stream)
         _decompress(out.getvalue(), job.target, model, lm, args, long_file, stream)
+    note_conversion(job, blocks, model, args.hq)  # once written: a file that then fails is named by its error alone
 
 
 def _report(error: CommandError, jobs: int) -> int:
@@ -301,7 +331,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             print(f"encodec: official weights ready in {', '.join(folders)}", file=sys.stderr)
         resources = Resources(args)
         failed = 0
-        for job in tqdm(jobs, unit="file", disable=len(jobs) < 2):
+        for job in tqdm(jobs, unit="file", disable=True if len(jobs) < 2 else None):  # None: only on a terminal
             try:
                 run_job(job, resources)
             except CommandError as exc:

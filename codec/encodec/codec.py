@@ -25,6 +25,7 @@ float32 scale per segment when the model normalises, and the frame counts travel
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import os
@@ -114,8 +115,15 @@ def _file_sha256(path: Path) -> str:
 
 
 def _from_path(path: Path, source: str) -> Weights:
-    model = checkpoints.load_model(path)
-    return Weights(model, source, str(path), _file_sha256(path))
+    """The weights of ``path``, loaded once per process for as long as the file is unchanged: the specs of one
+    model at several bitrates (``encodec:24khz@1.5`` ... ``@12``) share one model instead of loading it each."""
+    stat = path.stat()
+    return _load_file(str(path), source, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_file(path: str, source: str, mtime_ns: int, size: int) -> Weights:
+    return Weights(checkpoints.load_model(Path(path)), source, path, _file_sha256(Path(path)))
 
 
 def _official(name: str) -> Optional[Path]:
@@ -220,11 +228,15 @@ class EncodecCodec(TorchCodec):
         prepared = self.prepare(wav, sample_rate)
         tensor = torch.from_numpy(prepared.wav)
         with torch.inference_mode():
+            header = 0
             if self.ecdc:
+                from codec.encodec.bitstream import read_metadata
                 from codec.encodec.compress import compress
 
-                payload = compress(self.model, tensor, use_lm=self.use_lm, bandwidth=self.kbps, lm=self.lm)
-                extra = {"payload_format": "ecdc" + ("+lm" if self.use_lm else "")}
+                payload = compress(self.model, tensor, sample_rate=self.sample_rate, use_lm=self.use_lm,
+                                   bandwidth=self.kbps, lm=self.lm)
+                header = read_metadata(payload)[1]
+                extra = {"payload_format": "ecdc" + ("+lm" if self.use_lm else ""), "ecdc_header_bytes": header}
             else:
                 payload, extra = _pack_frames(self.model.encode(tensor[None].to(self.device), self.kbps),
                                               self.model.config.bits_per_codebook)
@@ -232,7 +244,7 @@ class EncodecCodec(TorchCodec):
                     "num_codebooks": self.model.config.num_codebooks(self.kbps), **self._weights_info(), **extra}
         if self.latency_samples < 0:
             metadata["latency_samples"] = prepared.num_samples
-        return prepared.encoded(payload, metadata)
+        return prepared.encoded(payload, metadata, container_bytes=header)
 
     def decode(self, encoded: Encoded) -> tuple[np.ndarray, int]:
         self.check_encoded(encoded)

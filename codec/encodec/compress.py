@@ -1,8 +1,9 @@
 """Compress audio to ``.ecdc`` bytes and back: the official package's API, on our model.
 
-``compress(model, wav)`` writes the same bytes as ``encodec.compress.compress`` for the same weights (with or
-without the LM); ``decompress(data)`` reads files of either implementation. Weights are never downloaded: the model
-named in a file is loaded from the local caches (``checkpoints.load_model``) unless the caller passes one.
+``compress(model, wav, sample_rate=sr)`` writes the same bytes as ``encodec.compress.compress`` for the same
+weights (with or without the LM); ``decompress(data)`` reads files of either implementation. Weights are never
+downloaded: the model named in a file is loaded from the local caches (``checkpoints.load_model``) unless the caller
+passes one.
 """
 
 from __future__ import annotations
@@ -60,21 +61,27 @@ def default_lm(config: EncodecConfig, device: Union[str, torch.device] = "cpu") 
 
 @torch.no_grad()
 def compress(model: EncodecModel, wav: Union[torch.Tensor, np.ndarray], use_lm: bool = False,
-             bandwidth: Optional[float] = None, lm: Optional[EntropyLM] = None, show_progress: bool = False) -> bytes:
-    """``.ecdc`` bytes of ``wav`` [channels, samples] at the model's rate and channel count.
+             bandwidth: Optional[float] = None, lm: Optional[EntropyLM] = None, show_progress: bool = False, *,
+             sample_rate: int, convert: bool = False) -> bytes:
+    """``.ecdc`` bytes of ``wav`` [channels, samples] at ``sample_rate`` Hz.
 
-    ``bandwidth`` (kbps) defaults to the model's target bandwidth (all codebooks when unset, like the official
-    package). With ``use_lm``, ``lm`` defaults to ``default_lm``.
+    The rate is required because audio at another rate than the model's would be coded as if it were at the
+    model's, silently changing its length and pitch (16 kHz speech read as 24 kHz lasts two thirds as long). As in
+    ``model.prepare``, a rate or channel count other than the model's is a ``ValueError`` unless ``convert`` is
+    set (soxr HQ resampling, mean downmix or channel copy). ``bandwidth`` (kbps) defaults to the model's target
+    bandwidth (all codebooks when unset, like the official package). With ``use_lm``, ``lm`` defaults to
+    ``default_lm``.
     """
     check_layout(model.config)
     wav = torch.as_tensor(wav, dtype=torch.float32)
     if wav.dim() != 2:
         raise EcdcError(f"compress takes one waveform shaped [channels, samples], got {tuple(wav.shape)}")
+    x = model.prepare(wav, sample_rate, convert=convert)
     if use_lm and lm is None:
         lm = default_lm(model.config, wav.device)
     device = next(model.parameters()).device
-    frames = model.encode(wav[None].to(device), bandwidth)
-    metadata = EcdcMetadata(model.config.name, int(wav.shape[-1]), int(frames[0].codes.shape[1]), use_lm)
+    frames = model.encode(x.to(device), bandwidth)
+    metadata = EcdcMetadata(model.config.name, int(x.shape[-1]), int(frames[0].codes.shape[1]), use_lm)
     segments = [Segment(f.codes[0].cpu().numpy(), None if f.scale is None else f.scale.cpu().item()) for f in frames]
     return write_ecdc(metadata, segments, lm if use_lm else None, show_progress)
 

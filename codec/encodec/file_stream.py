@@ -139,7 +139,8 @@ def compress_file(model: EncodecModel, source: Union[str, Path], out: BinaryIO, 
                   show_progress: bool = False) -> EcdcMetadata:
     """Write the ``.ecdc`` bytes of the audio file ``source`` to ``out``, reading and coding it piece by piece.
 
-    Same bytes as ``compress(model, audio.convert(*audio.load(source), ...))``; ``lm`` is required with ``use_lm``.
+    Same bytes as ``compress`` of the whole file converted by ``audio.convert`` to the model's rate and channels;
+    ``lm`` is required with ``use_lm``.
     """
     check_layout(model.config)
     config = model.config

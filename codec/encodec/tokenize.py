@@ -52,7 +52,7 @@ from tqdm import tqdm
 from codec.audio import AUDIO_SUFFIXES
 from codec.encodec.model import EncodecModel, EncodedFrame
 from codec.encodec.modules.seanet import ResidualBlock, SkipLSTM
-from codec.files import SkippedPath, find_files, reason_of, replacing, write_failure
+from codec.files import SkippedPath, find_files, listed_paths, reason_of, replacing, write_failure
 from codec.signals import exit_with_parent, ignore_interrupts
 
 MODES = ("exact", "fast")
@@ -63,6 +63,8 @@ MANIFEST_SUFFIXES = (".txt", ".lst", ".csv", ".tsv")
 DEFAULT_BATCH = 64  # inputs (files or 1 s segments) per encoder call
 DEFAULT_MAX_BATCH_SECONDS = 64 * 30.0  # padded audio-seconds per encoder call: bounds memory when files are long
 DEFAULT_CHECK_ITEMS = 16
+CHECK_SHARE = 0.1  # the fast-mode check codes at most this share of the audio (and at least one file)
+MAX_PADDING = 0.25  # padded samples a batch may add, as a fraction of its audio
 TAIL_FRAMES = 16  # last frames of a padded unit computed again alone (padding reaches 1 on a GPU, a few on CPU)
 
 
@@ -151,18 +153,25 @@ class Tokenizer:
 
     def batches(self, units: Sequence[_Unit]) -> Iterator[list[_Unit]]:
         """Units in batches of at most ``batch_size`` and ``max_batch_samples`` padded samples, longest first:
-        units that padding leaves alone together, sorted by length; the others with units of their exact length."""
+        units that padding leaves alone together, sorted by length; the others with units of their exact length.
+        A padded batch holds at most ``MAX_PADDING`` of padding: the encoder computes every padded sample, so a
+        30 s file batched with 3 s ones would cost ten times the short ones' audio."""
         groups: dict[object, list[_Unit]] = {}
         for unit in sorted(units, key=lambda u: -u.audio.shape[-1]):
             groups.setdefault("padded" if self._shareable(unit) else unit.audio.shape[-1], []).append(unit)
         for group in groups.values():
             batch: list[_Unit] = []
+            audio = 0
             for unit in group:
-                longest = batch[0].audio.shape[-1] if batch else unit.audio.shape[-1]
-                if batch and (len(batch) >= self.batch_size or (len(batch) + 1) * longest > self.max_batch_samples):
+                length = unit.audio.shape[-1]
+                longest = batch[0].audio.shape[-1] if batch else length
+                padded = (len(batch) + 1) * longest
+                if batch and (len(batch) >= self.batch_size or padded > self.max_batch_samples or
+                              padded > (1 + MAX_PADDING) * (audio + length)):
                     yield batch
-                    batch = []
+                    batch, audio = [], 0
                 batch.append(unit)
+                audio += length
             if batch:
                 yield batch
 
@@ -292,8 +301,9 @@ class ModeComparison:
     items: int
     audio_seconds: float
     code_diff_fraction: float  # codes that differ / all codes
-    si_snr_db_mean: float  # SI-SNR of the fast decoding against the exact decoding, mean over items (dB)
+    si_snr_db_mean: float  # SI-SNR of the fast decoding against the exact one, mean over the items that differ (dB)
     si_snr_db_min: float
+    items_identical: int = 0  # items whose fast codes equal their exact codes (SI-SNR +inf, left out of the mean)
 
 
 @torch.inference_mode()
@@ -314,14 +324,17 @@ def compare_modes(model: EncodecModel, signals: Sequence[Tensor], fast: Sequence
                                  for fr in codes.frames()])[..., :length].float().cpu() for codes in (f, e)]
         snrs.append(float(si_snr_db(decoded[0], decoded[1])[0]))
     seconds = sum(s.shape[-1] for s in signals) / model.sample_rate
-    return ModeComparison(len(signals), round(seconds, 3), differ / max(total, 1), float(np.mean(snrs)),
-                          float(np.min(snrs)))
+    finite = [snr for snr in snrs if np.isfinite(snr)]
+    return ModeComparison(len(signals), round(seconds, 3), differ / max(total, 1),
+                          float(np.mean(finite)) if finite else float("inf"), float(np.min(snrs)),
+                          len(snrs) - len(finite))
 
 
 # ---- files ---------------------------------------------------------------------------------------------------------
 def list_inputs(source: Union[str, Path]) -> list[Path]:
     """The audio files of a folder (recursively, sorted), or those a manifest lists: a text file of paths (one per
-    line, ``#`` comments) or a CSV/TSV with a ``path`` column; relative paths are read from the manifest's folder."""
+    line, ``#`` comments) or a CSV/TSV with a ``path`` column, by ``codec.files.listed_paths``' rule (absolute paths
+    as they are, relative ones from the manifest's folder)."""
     source = Path(source)
     if source.is_dir():
         paths, skipped = list_folder(source)
@@ -343,11 +356,10 @@ def list_inputs(source: Union[str, Path]) -> list[Path]:
         names = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
     if not names:
         raise TokenizeError(f"{source}: the manifest lists no files")
-    paths = [Path(name) if Path(name).is_absolute() else source.parent / name for name in names]
-    duplicates = sorted({str(p) for p in paths if paths.count(p) > 1})
-    if duplicates:
-        raise TokenizeError(f"{source}: lists these files more than once: {', '.join(duplicates[:5])}")
-    return paths
+    try:
+        return listed_paths(source, names)
+    except ValueError as exc:
+        raise TokenizeError(str(exc)) from exc
 
 
 def output_names(paths: Sequence[Path]) -> list[Path]:
@@ -493,15 +505,34 @@ class Summary:
     skipped: int
     failed: int
     audio_seconds: float  # coded in this run
-    wall_seconds: float
+    wall_seconds: float  # listing, reading and coding the files (the fast-mode check is not included)
     comparison: Optional[ModeComparison]
+    check_seconds: float = 0.0  # the fast-mode check: coding its files again in exact mode and decoding both
+
+    @property
+    def audio_seconds_per_second(self) -> float:
+        return self.audio_seconds / self.wall_seconds if self.wall_seconds > 0 else float("nan")
+
+    def lines(self, out_dir: Path) -> list[str]:
+        """What the command prints: files and speed (three significant digits: a slow run is not "0 audio-s/s"),
+        then, in fast mode, its difference from exact mode and what that check cost."""
+        lines = [f"encodec-tokenize: {self.coded} files coded ({self.audio_seconds:.1f} s of audio in "
+                 f"{self.wall_seconds:.1f} s, {self.audio_seconds_per_second:.3g} audio-s/s), {self.skipped} done "
+                 f"before, {self.failed} failed (see {out_dir / MANIFEST_NAME})"]
+        if self.comparison is not None:
+            c = self.comparison
+            lines.append(f"encodec-tokenize: fast vs exact on {c.items} files ({c.audio_seconds:.1f} s, checked in "
+                         f"{self.check_seconds:.1f} s more): {100 * c.code_diff_fraction:.2f} % of codes differ; "
+                         f"SI-SNR between decodings {c.si_snr_db_mean:.1f} dB mean, {c.si_snr_db_min:.1f} dB min, "
+                         f"{c.items_identical} files identical (written to {out_dir / CHECK_NAME})")
+        return lines
 
 
 def tokenize_files(source: Union[str, Path], out_dir: Union[str, Path], model: EncodecModel,
                    bandwidth: Optional[float] = None, mode: str = "exact", device: Union[str, torch.device] = "cpu",
                    batch_size: int = DEFAULT_BATCH, num_workers: int = 2,
                    max_batch_seconds: float = DEFAULT_MAX_BATCH_SECONDS, compile_mode: Optional[str] = None,
-                   check_items: int = DEFAULT_CHECK_ITEMS, progress: bool = True,
+                   check_items: Optional[int] = None, progress: bool = True,
                    channels_last: Optional[bool] = None) -> Summary:
     """Code every file of ``source`` (folder or manifest) into ``out_dir``; see the module docstring."""
     start = time.perf_counter()
@@ -538,8 +569,7 @@ def tokenize_files(source: Union[str, Path], out_dir: Union[str, Path], model: E
                 failed += 1
         readable = sorted((i for i, d in durations.items() if not isinstance(d, str)), key=lambda i: -durations[i])
         chunks = _chunks(readable, durations, batch_size, max_batch_seconds)
-        check = set(readable[:: max(1, math.ceil(len(readable) / check_items))]) if mode == "fast" and check_items \
-            else set()
+        check = _check_sample(readable, durations, check_items) if mode == "fast" else set()
         check_signals: dict[int, Tensor] = {}
         check_codes: dict[int, ItemCodes] = {}
         loader = torch.utils.data.DataLoader(_Files(paths, model.sample_rate, model.channels), batch_sampler=chunks,
@@ -547,7 +577,8 @@ def tokenize_files(source: Union[str, Path], out_dir: Union[str, Path], model: E
                                              pin_memory=torch.device(device).type == "cuda",
                                              worker_init_fn=_init_worker)
         coded, seconds = 0, 0.0
-        bar = tqdm(total=len(readable), desc=f"tokenize ({mode})", unit="file", disable=not progress)
+        bar = tqdm(total=len(readable), desc=f"tokenize ({mode})", unit="file",
+                   disable=None if progress else True)  # None: only on a terminal
         for loaded in loader:
             good = [(i, wav) for i, wav in loaded if not isinstance(wav, str)]
             for index, error in ((i, wav) for i, wav in loaded if isinstance(wav, str)):
@@ -565,12 +596,13 @@ def tokenize_files(source: Union[str, Path], out_dir: Union[str, Path], model: E
                 seconds += item_seconds
             manifest.flush()
             bar.update(len(loaded))
-            bar.set_postfix(audio_s_per_s=f"{seconds / max(time.perf_counter() - start, 1e-9):.0f}")
+            bar.set_postfix(audio_s_per_s=f"{seconds / max(time.perf_counter() - start, 1e-9):.3g}")
         bar.close()
     # one row per file, in input order: the appended log compacted, atomically
     with replacing(manifest_path) as part:
         listed = [str(p) for p in paths] + [skip.path for skip in skipped]
         part.write_text("".join(json.dumps(rows[p]) + "\n" for p in listed if p in rows))
+    wall_seconds = time.perf_counter() - start
     comparison = None
     if check_signals:
         order = sorted(check_signals)
@@ -579,7 +611,27 @@ def tokenize_files(source: Union[str, Path], out_dir: Union[str, Path], model: E
         comparison = compare_modes(model, signals, [check_codes[i] for i in order], exact)
         with replacing(out_dir / CHECK_NAME) as part:
             part.write_text(json.dumps(asdict(comparison), indent=2))
-    return Summary(coded, len(done), failed, round(seconds, 3), round(time.perf_counter() - start, 3), comparison)
+    return Summary(coded, len(done), failed, round(seconds, 3), round(wall_seconds, 3), comparison,
+                   round(time.perf_counter() - start - wall_seconds, 3))
+
+
+def _check_sample(order: Sequence[int], durations: dict[int, Any], count: Optional[int]) -> set[int]:
+    """The files fast mode also codes in exact mode: ``count`` of them spread over the durations (``order`` is
+    longest first), or by default up to ``DEFAULT_CHECK_ITEMS`` within ``CHECK_SHARE`` of the audio (at least the
+    shortest of them). The check codes its files again and decodes them twice: on the default set's 19 files, 10
+    checked files cost four times the coding itself."""
+    if count == 0 or not order:
+        return set()
+    spread = sorted(order[:: max(1, math.ceil(len(order) / (count or DEFAULT_CHECK_ITEMS)))],
+                    key=lambda index: durations[index])
+    budget = CHECK_SHARE * sum(durations[index] for index in order) if count is None else math.inf
+    chosen, seconds = [], 0.0
+    for index in spread:
+        if chosen and seconds + durations[index] > budget:
+            break
+        chosen.append(index)
+        seconds += durations[index]
+    return set(chosen)
 
 
 def _init_worker(worker_id: int) -> None:
@@ -610,9 +662,11 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("source", type=Path, help="folder of audio files, or a manifest (.txt list of paths, or "
                                                   ".csv/.tsv with a 'path' column)")
     parser.add_argument("-o", "--out", type=Path, required=True, help="output folder (.npz files and manifest)")
-    parser.add_argument("-w", "--model", default="encodec_24khz",
+    parser.add_argument("-w", "--model", default=None,
                         help="encodec_24khz, encodec_48khz, encodec_eval_24khz, facebook/encodec_*, an official .th "
-                             "file, a Hugging Face folder or an encodec-eval checkpoint")
+                             "file, a Hugging Face folder or an encodec-eval checkpoint. Default: encodec_24khz, or "
+                             "without its official weights the project's own encodec_eval_24khz (said on stderr), as "
+                             "the encodec command does")
     parser.add_argument("-b", "--bandwidth", type=float, default=6.0, help="target bandwidth in kbps")
     parser.add_argument("--mode", choices=MODES, default="exact",
                         help="exact: float32, the official codes; fast: bfloat16, reports how many codes differ")
@@ -628,22 +682,30 @@ def get_parser() -> argparse.ArgumentParser:
                              "max-autotune)")
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                         help="fast mode: the encoder on time-major memory (default: on CPU only)")
-    parser.add_argument("--check-items", type=int, default=DEFAULT_CHECK_ITEMS,
-                        help="fast mode: files also coded in exact mode to report the difference (0: none)")
+    parser.add_argument("--check-items", type=int, default=None,
+                        help="fast mode: files also coded in exact mode to report the difference (0: none; default: "
+                             f"up to {DEFAULT_CHECK_ITEMS} within {100 * CHECK_SHARE:g} %% of the audio, at least one)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return parser
 
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = get_parser().parse_args(argv)
-    from codec.encodec.checkpoints import WeightsNotFoundError, load_model
+    from codec.encodec.checkpoints import OFFICIAL_FILES, WeightsNotFoundError, load_model
+    from codec.encodec.cli import PROJECT_MODEL, CommandError, check_device, load_default_model
 
     try:
-        model = load_model(args.model)
+        check_device(args.device)
+        model = load_model(args.model) if args.model else load_default_model("encodec_24khz", "encodec-tokenize")
         summary = tokenize_files(args.source, args.out, model, args.bandwidth, args.mode, args.device,
                                  args.batch_size, args.num_workers, args.max_batch_seconds, args.compile_mode,
                                  args.check_items, progress=not args.quiet, channels_last=args.channels_last)
-    except (TokenizeError, WeightsNotFoundError, ValueError) as exc:
+    except WeightsNotFoundError as exc:
+        hint = (f" Without Meta's weights, --model {PROJECT_MODEL} codes with the project's own 24 kHz model (not "
+                "Meta's EnCodec; see codec/encodec/MODEL_CARD.md)." if args.model in OFFICIAL_FILES else "")
+        print(f"encodec-tokenize: error: {exc}{hint}", file=sys.stderr)
+        return 2
+    except (TokenizeError, CommandError, ValueError) as exc:
         print(f"encodec-tokenize: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # a full disk, an output folder this user may not write: the files coded so far stay
@@ -651,14 +713,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"encodec-tokenize: error: {failure or exc}; the files coded so far are kept, and a run with the same "
               "arguments goes on from them", file=sys.stderr)
         return 2
-    rate = summary.audio_seconds / max(summary.wall_seconds, 1e-9)
-    print(f"encodec-tokenize: {summary.coded} files coded ({summary.audio_seconds:.1f} s of audio, {rate:.0f} "
-          f"audio-s/s), {summary.skipped} done before, {summary.failed} failed (see {args.out / MANIFEST_NAME})")
-    if summary.comparison is not None:
-        c = summary.comparison
-        print(f"encodec-tokenize: fast vs exact on {c.items} files ({c.audio_seconds:.1f} s): "
-              f"{100 * c.code_diff_fraction:.2f} % of codes differ; SI-SNR between decodings {c.si_snr_db_mean:.1f} dB "
-              f"mean, {c.si_snr_db_min:.1f} dB min (written to {args.out / CHECK_NAME})")
+    print("\n".join(summary.lines(args.out)))
     return 1 if summary.failed else 0
 
 

@@ -2,7 +2,8 @@
 
 Three sources are accepted (``--data``): a folder with ``MANIFEST.tsv`` and ``SHA256SUMS`` (the embedded default),
 any folder of audio files (the category is the first sub-folder), or a manifest file (CSV, TSV or JSONL with a
-``path`` column, relative to the manifest, and an optional ``category`` column).
+``path`` column and an optional ``category`` column; paths follow ``codec.files.listed_paths``, the rule
+``encodec-tokenize`` applies too: absolute as they are, relative from the manifest's folder).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 
 from codec.audio import AUDIO_SUFFIXES, load
 from codec.encodec.checkpoints import sha256_of
-from codec.files import SkippedPath, find_files, reason_of, why_unreadable
+from codec.files import SkippedPath, find_files, listed_paths, reason_of, why_unreadable
 
 UNCATEGORISED = "uncategorised"
 
@@ -188,14 +189,17 @@ def _from_manifest_file(manifest: Path) -> Dataset:
             raise DataError(f"{manifest}: a manifest must be .csv, .tsv or .jsonl")
     except (json.JSONDecodeError, csv.Error, UnicodeDecodeError) as exc:
         raise DataError(f"{manifest}: cannot parse manifest ({exc})") from exc
-    relatives = []
     for number, row in enumerate(rows, start=1):
         if not isinstance(row, dict) or not row.get("path"):
             raise DataError(f"{manifest}: entry {number} has no 'path'")
-        relative = Path(row["path"])
-        if relative.is_absolute() or ".." in relative.parts:
-            raise DataError(f"{manifest}: entry {number} path {row['path']!r} must be relative, inside the folder")
-        relatives.append(relative)
-    items = [_item(manifest.parent, relative, row.get("category") or None, row.get("sha256") or None, item_id)
+    try:
+        paths = listed_paths(manifest, [str(row["path"]) for row in rows])
+    except ValueError as exc:
+        raise DataError(str(exc)) from exc
+    # Item ids (and default categories) are paths relative to the manifest's folder, or, when it lists files
+    # outside that folder, to the folder all of them and the manifest share.
+    root = Path(os.path.commonpath([manifest.absolute().parent, *(p.parent for p in paths)]))
+    relatives = [path.relative_to(root) for path in paths]
+    items = [_item(root, relative, row.get("category") or None, row.get("sha256") or None, item_id)
              for row, relative, item_id in zip(rows, relatives, item_ids(relatives))]
-    return Dataset(manifest.stem, manifest.parent, tuple(items), verified=any(r.get("sha256") for r in rows))
+    return Dataset(manifest.stem, root, tuple(items), verified=any(r.get("sha256") for r in rows))

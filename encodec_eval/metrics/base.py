@@ -55,6 +55,10 @@ class Metric(abc.ABC):
     min_seconds: float = 0.0
     scores_silence: bool = False  # most metrics are undefined (or answer a placeholder) on a silent reference
     silence_subject: str = "reference"  # the signal whose silence makes the score undefined, in NaN reasons
+    #: The lowest and highest values the metric can give (None: unbounded). A score there says that the metric
+    #: saturated, not how good the audio is; rows and summaries flag it (``encodec_eval.run.sanity``).
+    floor: Optional[float] = None
+    ceiling: Optional[float] = None
 
     @abc.abstractmethod
     def score(self, reference: np.ndarray, degraded: np.ndarray, sample_rate: int) -> float:
@@ -72,6 +76,8 @@ class Metric(abc.ABC):
             "needs": sorted(self.needs),
             "higher_is_better": self.higher_is_better,
             "min_seconds": self.min_seconds,
+            "floor": self.floor,
+            "ceiling": self.ceiling,
             **self.implementation(),
         }
 
@@ -112,6 +118,10 @@ class Metric(abc.ABC):
         if np.isinf(value):
             return Score(value, self.explain_infinite(value))
         return Score(value)
+
+    def warm_up(self) -> None:  # noqa: B027 - a hook: most metrics load nothing before their first call
+        """Load what the first call would (models, libraries), so that a pool worker does it before its first
+        job, while the bench is still setting up."""
 
     def explain_infinite(self, value: float) -> str:
         """Why a score is infinite: kept in the row, left out of the summaries' means (with this reason)."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy import signal
 
 from codec.audio import convert
 
@@ -15,6 +14,8 @@ def measure_delay(reference: np.ndarray, reference_sr: int, degraded: np.ndarray
     Both are mixed to mono at the decoded rate; the lag maximising the cross-correlation within
     ``+-max_seconds`` wins. Positive means the decoded audio comes late.
     """
+    from scipy import signal  # here, not at import: a second of every encodec-bench start-up, before any work
+
     ref = np.asarray(convert(reference, reference_sr, degraded_sr, 1), dtype=np.float64).reshape(-1)
     deg = np.asarray(degraded, dtype=np.float64).mean(axis=0)
     if not (np.any(ref) and np.any(deg)):

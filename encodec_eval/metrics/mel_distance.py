@@ -62,6 +62,7 @@ class MelDistance(Metric):
     sample_rate = 24000
     higher_is_better = False
     scores_silence = True
+    floor = 0.0  # identical mel spectrograms
 
     def score(self, reference: np.ndarray, degraded: np.ndarray, sample_rate: int) -> float:
         if reference.size < max(w for w, _ in SCALES):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,9 @@ class PesqWideband(Metric):
     higher_is_better = True
     needs = frozenset({"speech"})
     min_seconds = 0.25  # the P.862 code needs at least a quarter second of signal
+    # P.862.2 maps the raw score, limited to [-0.5, 4.5], through 0.999 + 4 / (1 + exp(-1.3669 x + 3.8224)).
+    floor = 0.999 + 4 / (1 + math.exp(1.3669 * 0.5 + 3.8224))
+    ceiling = 0.999 + 4 / (1 + math.exp(-1.3669 * 4.5 + 3.8224))
 
     def score(self, reference: np.ndarray, degraded: np.ndarray, sample_rate: int) -> float:
         from pesq import PesqError, pesq

@@ -10,9 +10,12 @@ import contextlib
 import functools
 import hashlib
 import io
+import os
+import sys
+import tempfile
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import numpy as np
 
@@ -63,13 +66,40 @@ class _ReferenceSpectrograms:
         return spectrogram
 
 
+#: What TensorFlow Lite's C++ runtime prints to the process's stderr when the speech model loads (once per
+#: process, so once per pool worker): a note for its developers, not for a reader of the bench's output.
+_RUNTIME_NOTES = (b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.",)
+
+
+@contextlib.contextmanager
+def _without_runtime_notes() -> Iterator[None]:
+    """Capture what native code writes to file descriptor 2 in the block, then pass it on without the lines in
+    ``_RUNTIME_NOTES``: real errors still reach stderr."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = [line for line in captured.read().splitlines(keepends=True)
+                    if line.strip() not in _RUNTIME_NOTES]
+            if kept:
+                os.write(2, b"".join(kept))
+
+
 @functools.lru_cache(maxsize=None)
 def _api(mode: str):
     from visqol import VisqolApi
 
     api = VisqolApi()
     if mode == "speech":
-        api.create(mode="speech", use_lattice_model=True)
+        with _without_runtime_notes():
+            api.create(mode="speech", use_lattice_model=True)
     else:
         api.create(mode="audio")
     manager = getattr(api, "_manager", None)  # visqol-python internals: without them, every call builds anew
@@ -88,6 +118,7 @@ def _model_file(mode: str) -> str:
 
 class Visqol(Metric):
     higher_is_better = True
+    floor, ceiling = 1.0, 5.0  # both quality mappers clip their MOS-LQO to [1, 5]
     min_seconds = 1.0  # ViSQOL patches are about half a second; shorter signals give no stable patch set
 
     def __init__(self, mode: str, sample_rate: int):
@@ -105,6 +136,9 @@ class Visqol(Metric):
         with contextlib.redirect_stdout(io.StringIO()):  # the package prints progress notes per call
             result = api.measure_from_arrays(reference, degraded.astype(np.float64), sample_rate)
         return result.moslqo
+
+    def warm_up(self) -> None:
+        _api(self.mode)
 
     def implementation(self) -> dict[str, Any]:
         return {"implementation": "visqol-python (pure-Python port of google/visqol v3)",

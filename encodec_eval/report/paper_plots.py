@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import textwrap
+from typing import Optional
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter, ScalarFormatter
 
 from encodec_eval.paper import load_table
 
@@ -13,13 +17,26 @@ from encodec_eval.paper import load_table
 _TABLE3_METRIC = {"si_snr_db": "si_snr_db", "visqol_audio@48k": "visqol"}
 
 
+def _note(fig: Figure, note: str) -> None:
+    """A caveat written into the figure itself, under the axes, so that it travels with a copied image."""
+    if note:
+        fig.text(0.01, 0.01, textwrap.fill(note, width=max(60, int(fig.get_figwidth() * 16))), fontsize=7,
+                 va="bottom", ha="left", color="darkred")
+        fig.subplots_adjust(bottom=min(0.45, 0.12 + 0.045 * (note.count(" ") // 12 + 1)))
+
+
 def plot_rate_quality(curve: pd.DataFrame, metric: str, rate: str = "nominal_kbps", codec: str = "codec",
-                      category: str = "category", paper_anchors: bool = True) -> Figure:
+                      category: str = "category", paper_anchors: bool = True, at: Optional[str] = None,
+                      note: str = "") -> Figure:
     """One panel per category: mean per codec against bitrate with its confidence band.
 
-    With ``paper_anchors`` the paper's Table 3 values (6 kbps, mixed speech and music) are marked on SI-SNR and
-    audio-mode ViSQOL panels, labelled as such since the paper's test set differs from ours.
+    Points are drawn at the bitrate in column ``at`` (default ``rate``): the measured bitrate
+    (``rate_quality``'s ``kbps_measured``) puts a codec that overshoots its request where it really ran. With
+    ``paper_anchors`` the paper's Table 3 values (6 kbps, mixed speech and music, Meta's models) are marked on
+    SI-SNR and audio-mode ViSQOL panels, labelled as such since the paper's test set differs from ours. ``note``
+    is written under the axes (e.g. that our EnCodec is not the paper's model).
     """
+    at = at or rate
     categories = list(dict.fromkeys(curve[category]))
     fig, axes = plt.subplots(1, len(categories), figsize=(4.2 * len(categories), 3.6), squeeze=False,
                              sharey=True)
@@ -27,36 +44,37 @@ def plot_rate_quality(curve: pd.DataFrame, metric: str, rate: str = "nominal_kbp
     for ax, cat in zip(axes[0], categories):
         sub = curve[(curve[category] == cat) & curve["mean"].notna()]
         ax.set_title(str(cat))
-        ax.set_xlabel("nominal bitrate (kbps)")
+        ax.set_xlabel("measured bitrate (kbps)" if at == "kbps_measured" else f"{at} (kbps)")
         if sub.empty:
             ax.text(0.5, 0.5, f"no {metric} scores\nin this category", ha="center", va="center",
                     transform=ax.transAxes)
             ax.set_xticks([])
             continue
         for name, line in sub.groupby(codec, sort=True):
-            line = line.sort_values(rate)
-            (handle,) = ax.plot(line[rate], line["mean"], marker="o", label=str(name))
-            ax.fill_between(line[rate], line["low"], line["high"], color=handle.get_color(), alpha=0.2)
+            line = line.sort_values(at)
+            (handle,) = ax.plot(line[at], line["mean"], marker="o", label=str(name))
+            ax.fill_between(line[at], line["low"], line["high"], color=handle.get_color(), alpha=0.2)
         if table3 is not None:
             for (_, row), marker in zip(table3.iterrows(), "x+^v"):
-                label = f"paper T3: {row['model']}{'' if row['streamable'] else ' (non-stream.)'}"
+                label = (f"paper T3: Meta's {row['model']}{'' if row['streamable'] else ' (non-stream.)'}, "
+                         "other test set")
                 ax.scatter(row["bandwidth_kbps"], row[_TABLE3_METRIC[metric]], marker=marker, s=40, color="0.25",
                            label=label)
         ax.set_xscale("log", base=2)
-        rates = sorted(sub[rate].unique())
-        ax.set_xticks(rates, [f"{r:g}" for r in rates])
-        ax.minorticks_off()
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel(f"{metric} (mean, 95 % bootstrap CI)")
     axes[0][-1].legend(fontsize=7, loc="best")
     fig.suptitle(f"Rate-quality: {metric}")
     fig.tight_layout()
+    _note(fig, note)
     return fig
 
 
-def plot_x_realtime(table: pd.DataFrame) -> Figure:
+def plot_x_realtime(table: pd.DataFrame, note: str = "") -> Figure:
     """Encode and decode speed as x_realtime (audio duration / processing time, the paper's RTF) per model, log
-    scale."""
+    scale; ``note`` is written under the axes (e.g. that our model is not the paper's)."""
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(table) + 1.5))
     labels = [f"{m} [{s.split(' (')[0]}]" for m, s in zip(table["model"], table["source"])]
     y = np.arange(len(table))
@@ -68,6 +86,7 @@ def plot_x_realtime(table: pd.DataFrame) -> Figure:
     ax.set_xlabel("x_realtime = audio duration / processing time (> 1 is faster than real time)")
     ax.legend(fontsize=8)
     fig.tight_layout()
+    _note(fig, note)
     return fig
 
 

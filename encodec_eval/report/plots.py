@@ -4,7 +4,7 @@ matplotlib Agg."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -17,6 +17,15 @@ def curve_key(spec: str) -> str:
     ``encodec:24khz``), so that two models or two weights of one codec never share a curve."""
     parsed = CodecSpec.parse(spec)
     return str(CodecSpec(parsed.name, parsed.variant))
+
+
+def curve_label(spec: str, described: Mapping[str, Any]) -> str:
+    """A curve's label: its ``curve_key`` and, for a codec with weights, whose in a few words
+    (``encodec:24khz (project's own, not Meta's weights)``), from the codec's description (run.json ``codecs``)."""
+    from encodec_eval.report.summary import weights_tag
+
+    tag = weights_tag(described)
+    return f"{curve_key(spec)} ({tag} weights)" if tag else curve_key(spec)
 
 
 def write_plots(summary: pd.DataFrame, metrics: Sequence[str], out_dir: Path,

@@ -77,3 +77,18 @@ def bootstrap_interval(values: ArrayLike, confidence: float = 0.95, n_boot: int 
     alpha = (1 - confidence) / 2
     low, high = np.quantile(boots, [alpha, 1 - alpha])
     return Interval(mean, float(low), float(high), int(x.size), method, missing)
+
+
+def paired_difference_interval(a: ArrayLike, b: ArrayLike, confidence: float = 0.95, n_boot: int = 2000,
+                               seed: int = 0) -> Interval:
+    """Percentile bootstrap of the mean of ``a - b`` over pairs (``a[i]`` and ``b[i]`` scored on the same item),
+    resampling whole pairs. Pairs where either value is NaN or infinite are left out and counted in ``n_missing``.
+    """
+    first = np.asarray(a, dtype=np.float64).ravel()
+    second = np.asarray(b, dtype=np.float64).ravel()
+    if first.shape != second.shape:
+        raise ValueError(f"paired values need equal lengths, got {first.size} and {second.size}")
+    both = np.isfinite(first) & np.isfinite(second)
+    interval = bootstrap_interval((first - second)[both], confidence, n_boot, seed=seed)
+    return Interval(interval.mean, interval.low, interval.high, interval.n, "paired bootstrap",
+                    int(first.size - both.sum()))

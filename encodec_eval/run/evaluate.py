@@ -21,6 +21,7 @@ from encodec_eval.metrics.delay import measure_delay
 from encodec_eval.run.environment import row_versions
 from encodec_eval.run.folder import RunFolder
 from encodec_eval.run.plan import Job
+from encodec_eval.run.sanity import row_flags
 from encodec_eval.run.timing import StageClock, all_threads, time_call, torch_threads
 
 RTF_COLUMNS = ("encode_rtf_1thread", "decode_rtf_1thread", "encode_rtf_allthreads", "decode_rtf_allthreads")
@@ -87,7 +88,9 @@ class _CodecCache:
             except CodecError as exc:
                 self.built[key] = exc
             except Exception as exc:  # reported in every row of this spec, with its cause
-                self.built[key] = CodecBuildError(f"{spec}: cannot build the codec: {type(exc).__name__}: {exc}")
+                error = CodecBuildError(f"{spec}: cannot build the codec: {type(exc).__name__}: {exc}")
+                error.__cause__ = exc  # kept for the run's check: missing files stop it before any work
+                self.built[key] = error
         found = self.built[key]
         if isinstance(found, Exception):
             raise found
@@ -144,7 +147,7 @@ def _base_row(job: Job, options: RunOptions) -> dict[str, Any]:
         "codec_spec": job.codec_spec, "codec": spec.name, "codec_variant": spec.variant or "",
         "kbps_nominal": spec.kbps if spec.kbps is not None else float("nan"), "status": "ok", "error": "",
         "host": socket.gethostname(), "rank": int(os.environ.get("RANK", "0")), "pid": os.getpid(),
-        "versions": row_versions(), "nan_reasons": {},
+        "versions": row_versions(), "nan_reasons": {}, "flags": "",
     }
     row.update({column: float("nan") for column in (*options.metrics, *RTF_COLUMNS)})
     return row
@@ -214,7 +217,7 @@ def _run_codec(job: Job, codec: Codec, options: RunOptions, row: dict[str, Any],
     if decoded_sr == codec_sr:
         decoded = decoded[..., : codec_in.shape[-1]]  # codecs may pad to whole frames; the tail is not the signal
     row.update(device=device_label(codec.device), kbps_measured=encoded.measured_kbps,
-               payload_bytes=len(encoded.payload),
+               kbps_payload=encoded.payload_kbps, payload_bytes=len(encoded.payload),
                decoded_sample_rate=decoded_sr, decoded_channels=decoded.shape[0],
                decoded_seconds=decoded.shape[-1] / decoded_sr,
                decoded_peak=float(np.max(np.abs(decoded))),  # beyond ±10 no metric scores it (metrics.base.unfit_input)
@@ -250,6 +253,7 @@ def _run_codec(job: Job, codec: Codec, options: RunOptions, row: dict[str, Any],
         finally:
             timing_lock.release()
     row["codec_info"] = codec.describe()
+    row["flags"] = row_flags(row, options.metrics)
     if options.keep_audio and options.run_dir:
         with clock.stage("keep_audio"):
             folder = RunFolder(Path(options.run_dir))

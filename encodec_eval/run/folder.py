@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import json
 import math
+import os
 import re
 from contextlib import contextmanager
 from pathlib import Path
@@ -46,6 +48,37 @@ def _same_record(old: Any, new: Any) -> bool:
     return old == new
 
 
+def _data_words(data: dict[str, Any]) -> str:
+    return (f"{data.get('items', '?')} items of {data.get('root', '?')} (fingerprint "
+            f"{str(data.get('fingerprint_sha256', '?'))[:12]})")
+
+
+def _resume_mismatch(old: dict[str, Any], new: dict[str, Any]) -> str:
+    """Why a run cannot continue the run recorded in ``old``, naming the option that differs; '' when it can. The
+    data are the same when their fingerprint is (items, checksums and categories), however the folder is spelled."""
+    old_data, new_data = old.get("data") or {}, new.get("data") or {}
+    if old_data.get("fingerprint_sha256") != new_data.get("fingerprint_sha256"):
+        return (f"the data differ (--data, --limit-per-category): the run has {_data_words(old_data)}, this "
+                f"command {_data_words(new_data)}")
+    old_metrics, new_metrics = old.get("metrics") or {}, new.get("metrics") or {}
+    if set(old_metrics) != set(new_metrics):
+        return (f"the metrics differ (--metrics): the run has {','.join(old_metrics)}, this command "
+                f"{','.join(new_metrics)}")
+    changed = [column for column in old_metrics if not _same_record(old_metrics[column], new_metrics[column])]
+    if changed:
+        details = "; ".join(f"{column}: {old_metrics[column]} then, {new_metrics[column]} now" for column in changed)
+        return f"the implementation of {', '.join(changed)} changed since the run started ({details})"
+    old_codecs, new_codecs = old.get("codecs") or {}, new.get("codecs") or {}
+    switched = [spec for spec in old_codecs if spec in new_codecs and
+                old_codecs[spec].get("weights_sha256") != new_codecs[spec].get("weights_sha256")]
+    if switched:  # one spec's rows would mix two models, and run.json would name only the second
+        spec = switched[0]
+        return (f"the weights differ (--weights): the run coded {', '.join(switched)} with "
+                f"{old_codecs[spec].get('weights', 'no weights')}, this command with "
+                f"{new_codecs[spec].get('weights', 'no weights')}")
+    return ""
+
+
 class RunFolder:
     """Reads and writes one run folder; rows are appended to rows.jsonl as they finish.
 
@@ -70,6 +103,14 @@ class RunFolder:
             kept = f"; the rows finished so far are kept in {self.rows_path}" if self.rows_path.exists() else ""
             raise RunFolderError(f"cannot write {self.path / name}: {reason}{kept}") from exc
 
+    def check_writable(self) -> None:
+        """A RunFolderError naming the folder when this user may not create or write it (its nearest existing
+        folder is checked), so that a command stops before it starts any work."""
+        existing = next(folder for folder in (self.path, *self.path.parents) if folder.exists())
+        with self.writing(""):
+            if not os.access(existing, os.W_OK | os.X_OK):
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(existing))
+
     def create(self, run_info: dict[str, Any], resume: bool) -> None:
         """Start a run, or continue one whose run.json matches in data and metrics."""
         if self.rows_path.exists() or (self.path / "run.json").exists():
@@ -77,9 +118,9 @@ class RunFolder:
                 raise RunFolderError(f"{self.path} already holds a run; pass --resume to continue it, "
                                      f"or choose another --out")
             old = self.read_info()
-            for key in ("data", "metrics"):
-                if not _same_record(old.get(key), run_info.get(key)):
-                    raise RunFolderError(f"{self.path}: cannot resume, the {key} differ from the original run")
+            why = _resume_mismatch(old, run_info)
+            if why:
+                raise RunFolderError(f"{self.path}: cannot resume: {why}")
             run_info = {**old, "resumed": old.get("resumed", []) + [run_info["started"]],
                         "codecs": {**old.get("codecs", {}), **run_info.get("codecs", {})}}
             self._drop_torn_lines()

@@ -72,7 +72,7 @@ def test_compress_then_decompress_with_official_naming(weights, tmp_path):
     ecdc = tmp_path / "speech.ecdc"
     # Same bytes as the Python API on the same converted audio (default 6 kbps), readable by the official package.
     wav, sr = audio.load(source)
-    expected = compress(pairs["encodec_24khz"].ours, audio.convert(wav, sr, 24000, 1), bandwidth=6.0)
+    expected = compress(pairs["encodec_24khz"].ours, audio.convert(wav, sr, 24000, 1), bandwidth=6.0, sample_rate=24000)
     assert ecdc.read_bytes() == expected
     official = official_module("encodec.compress")
     saved = official.MODELS["encodec_24khz"]
@@ -111,12 +111,14 @@ def test_hq_lm_round_trip_converts_rate_and_channels(weights, tmp_path):
     wav, in_sr = audio.load(source)
     pair = pairs["encodec_48khz"]
     converted = audio.convert(wav, in_sr, 48000, 2)
-    with_lm = compress(pair.ours, converted, use_lm=True, bandwidth=3.0, lm=pair.ours_lm)
-    plain = compress(pair.ours, converted, bandwidth=3.0)
+    with_lm = compress(pair.ours, converted, use_lm=True, bandwidth=3.0, lm=pair.ours_lm, sample_rate=48000)
+    plain = compress(pair.ours, converted, bandwidth=3.0, sample_rate=48000)
     assert len(with_lm) > len(plain)
     assert (tmp_path / "bell.ecdc").read_bytes() == plain
-    assert done.stderr.strip() == (f"encodec: {tmp_path / 'bell.ecdc'}: written without the LM, which made it "
-                                   f"larger ({len(with_lm)} bytes against {len(plain)})")
+    lm_note, converted_note = done.stderr.strip().splitlines()  # the 44.1 kHz mono input is said once written
+    assert converted_note.startswith(f"encodec: {source} is 44100 Hz mono; encodec_48khz codes 48000 Hz stereo")
+    assert lm_note == (f"encodec: {tmp_path / 'bell.ecdc'}: written without the LM, which made it larger "
+                       f"({len(with_lm)} bytes against {len(plain)})")
 
 
 def test_several_inputs_and_output_folder(weights, tmp_path):
@@ -152,7 +154,8 @@ def test_user_errors_are_messages_not_tracebacks(weights, tmp_path, capsys, monk
     corrupt.write_bytes(b"ECDC\x00\x00\x00\x00\x05[1,2]")
     cases.append(([str(corrupt)], "must be a JSON object"))
     truncated = tmp_path / "short.ecdc"
-    truncated.write_bytes(compress(pairs["encodec_24khz"].ours, torch.zeros(1, 4800) + 0.1, bandwidth=1.5)[:-5])
+    truncated.write_bytes(compress(pairs["encodec_24khz"].ours, torch.zeros(1, 4800) + 0.1, bandwidth=1.5,
+                                    sample_rate=24000)[:-5])
     cases.append(([str(truncated)], "ends early"))
     cases.append(([str(corrupt), str(tmp_path / "x.ecdc")], "Output extension must be .wav"))
     for argv, message in cases:
@@ -174,7 +177,7 @@ def test_save_wav_clamps_or_rescales(tmp_path, capsys):
 def test_decompress_uses_given_weights_folder(weights, tmp_path, monkeypatch):
     """--weights also applies to decompression, and names are checked against the file's model."""
     folder, pairs = weights
-    data = compress(pairs["encodec_24khz"].ours, torch.zeros(1, 2400) + 0.05, bandwidth=3.0)
+    data = compress(pairs["encodec_24khz"].ours, torch.zeros(1, 2400) + 0.05, bandwidth=3.0, sample_rate=24000)
     (tmp_path / "a.ecdc").write_bytes(data)
     assert main([str(tmp_path / "a.ecdc"), "--weights", str(pairs["encodec_24khz"].model_path)]) == 0
     out, _ = sf.read(tmp_path / "a_decompressed.wav", dtype="float32")

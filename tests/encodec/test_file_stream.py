@@ -64,7 +64,8 @@ def _excerpt(source: str, folder: Path, seconds: float) -> Path:
 
 def _in_memory(model: EncodecModel, path: Path, **kwargs) -> bytes:
     wav, sr = audio.load(path)
-    return compress(model, audio.convert(wav, sr, model.sample_rate, model.channels), **kwargs)
+    return compress(model, audio.convert(wav, sr, model.sample_rate, model.channels), sample_rate=model.sample_rate,
+                    **kwargs)
 
 
 def _streamed(model: EncodecModel, path: Path, **kwargs) -> bytes:

@@ -64,12 +64,12 @@ def test_the_encoder_refuses_to_write_a_scale_it_would_not_read(fixtures):
     model = fixtures.models["encodec_48khz"]
     wav = 100 * torch.ones(2, 4800)
     with pytest.raises(EcdcError, match="cannot write the segment: scale 100 is outside"):
-        compress(model, wav, bandwidth=6.0)
+        compress(model, wav, bandwidth=6.0, sample_rate=48000)
 
 
 def test_silence_writes_the_smallest_scale_and_reads_back(fixtures):
     model = fixtures.models["encodec_48khz"]
-    data = compress(model, torch.zeros(2, 4800), bandwidth=6.0)
+    data = compress(model, torch.zeros(2, 4800), bandwidth=6.0, sample_rate=48000)
     assert [segment.scale for segment in read_ecdc(data)[1]] == [MIN_SCALE]
     wav, _ = decompress(data, model=model)
     assert bool(torch.isfinite(wav).all())

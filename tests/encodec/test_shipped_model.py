@@ -77,8 +77,8 @@ def test_lm_lowers_the_measured_bitrate_losslessly(without_official_weights):
     item = next(i for i in load_dataset().items if i.category == "speech_clean")
     wav, sr = item.load()
     wav = torch.from_numpy(audio.convert(wav, sr, 24000, 1)[:, : 3 * 24000])
-    plain = compress(model, wav, bandwidth=6.0)
-    coded = compress(model, wav, bandwidth=6.0, use_lm=True, lm=default_lm(model.config))
+    plain = compress(model, wav, bandwidth=6.0, sample_rate=24000)
+    coded = compress(model, wav, bandwidth=6.0, use_lm=True, lm=default_lm(model.config), sample_rate=24000)
     assert len(coded) < 0.95 * len(plain)
     (a, _), (b, _) = decompress(plain), decompress(coded)
     np.testing.assert_array_equal(a.numpy(), b.numpy())  # same codes, so the same audio
@@ -100,7 +100,7 @@ def test_encodec_lm_file_is_the_apis_where_the_lm_pays(without_official_weights,
     assert "without the LM" not in done.stderr
     loaded, loaded_sr = audio.load(source)
     expected = compress(model, audio.convert(loaded, loaded_sr, 24000, 1), bandwidth=6.0, use_lm=True,
-                        lm=default_lm(model.config))
+                        lm=default_lm(model.config), sample_rate=24000)
     assert (tmp_path / "out.ecdc").read_bytes() == expected
 
 

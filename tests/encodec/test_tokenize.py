@@ -89,7 +89,7 @@ def test_exact_mode_pads_only_causal_models(pair):
     tokenizer = Tokenizer(ours, 6.0, "exact", batch_size=16)
     batches = list(tokenizer.batches(tokenizer._units(signals_for(ours, LENGTHS[ours.config.name]))))
     if ours.config.causal:
-        assert len(batches) == 1  # every length in one padded batch
+        assert any(len({unit.audio.shape[-1] for unit in batch}) > 1 for batch in batches)  # lengths padded together
     else:
         assert all(len({unit.audio.shape[-1] for unit in batch}) == 1 for batch in batches)
 
@@ -110,8 +110,8 @@ def test_fast_mode_batches_any_lengths_and_its_difference_is_measured(pair):
     _, ours, _ = pair
     signals = signals_for(ours, LENGTHS[ours.config.name], seed=2)
     fast = Tokenizer(ours, 6.0, "fast", batch_size=16)
-    if ours.config.segment is None:
-        assert len(list(fast.batches(fast._units(signals)))) == 1  # every length in one padded batch
+    if ours.config.segment is None:  # lengths padded together (as far as MAX_PADDING allows)
+        assert any(len({u.audio.shape[-1] for u in batch}) > 1 for batch in fast.batches(fast._units(signals)))
     fast_codes = fast.encode(signals)
     exact_codes = Tokenizer(ours, 6.0, "exact", batch_size=16).encode(signals)
     assert [f.codes.shape for f in fast_codes] == [e.codes.shape for e in exact_codes]

@@ -124,10 +124,10 @@ def test_a_codec_that_cannot_be_built_is_reported_in_its_rows(small_manifest, tm
     rows = RunFolder(out).read_rows()
     broken = [r for r in rows if r["codec"] == "toybroken"]
     assert len(broken) == 2 and all(r["status"] == "error" for r in broken)
-    assert "cannot build the codec: FileNotFoundError: toybroken weights not found" in broken[0]["error"]
+    assert "cannot build the codec: RuntimeError: toybroken: libtoy.so failed to load" in broken[0]["error"]
     assert all(r["status"] == "ok" for r in rows if r["codec"] == "toymulaw")
     info = json.loads((out / "run.json").read_text())
-    assert "weights not found" in info["codecs"]["toybroken@128"]["error"]
+    assert "libtoy.so failed to load" in info["codecs"]["toybroken@128"]["error"]
 
 
 def test_retry_errors_reruns_failed_rows_only_when_asked(small_manifest, tmp_path, monkeypatch):

@@ -60,7 +60,19 @@ def _make(spec: CodecSpec) -> ToyMuLaw:
 
 @register("toybroken")
 def _make_broken(spec: CodecSpec) -> ToyMuLaw:
-    """Stands for a codec whose weights are missing on this machine, until $TOYBROKEN_WEIGHTS says they arrived."""
+    """Stands for a codec whose library is broken on this machine, until $TOYBROKEN_WEIGHTS says it was fixed."""
     if not os.environ.get(BROKEN_WEIGHTS_ENV):
-        raise FileNotFoundError("toybroken weights not found in ~/.cache/toy")
+        raise RuntimeError("toybroken: libtoy.so failed to load")
     return _make(spec)
+
+
+@register("toynoweights")
+def _make_without_weights(spec: CodecSpec) -> ToyMuLaw:
+    """Stands for a codec whose weights are missing on this machine (as EnCodec's WeightsNotFoundError)."""
+    raise FileNotFoundError("toynoweights weights not found in ~/.cache/toy")
+
+
+@register("toyfixed")
+def _make_fixed(spec: CodecSpec) -> ToyMuLaw:
+    """A plugin codec that ignores the bitrate it is asked for: always 8 bits a sample, 128 kbps."""
+    return ToyMuLaw(8)

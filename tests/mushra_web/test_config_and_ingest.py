@@ -148,6 +148,21 @@ def test_create_from_a_bench_run_folder(tmp_path, capsys):
         config_from_run(tmp_path, "x")
 
 
+def test_conditions_with_the_same_audio_are_not_two_listening_conditions(tmp_path):
+    """mp3@12 ran at 8 kbps, the stream of mp3@6: a test made from the run rated one sound as two conditions."""
+    run = make_run(tmp_path, codecs=("mp3@6", "mp3@12", "opus@6"))
+    for item in ("speech/a", "music/b"):
+        (run / "audio" / "mp3@12" / f"{item}.wav").write_bytes((run / "audio" / "mp3@6" / f"{item}.wav").read_bytes())
+    with pytest.raises(IngestError, match=r"mp3@12 and mp3@6 decoded to the same audio for every item"):
+        config_from_run(run, "same")
+    cfg, _ = config_from_run(run, "same", conditions=["mp3@6", "opus@6"])
+    assert cfg.conditions == ["mp3@6", "opus@6"]
+    # the same audio for some items only is a real difference elsewhere: both stay
+    (run / "audio" / "mp3@12" / "music" / "b.wav").write_bytes((run / "audio" / "opus@6" / "music" / "b.wav")
+                                                                 .read_bytes())
+    assert config_from_run(run, "some")[0].conditions == ["mp3@12", "mp3@6", "opus@6"]
+
+
 def test_the_encodec_protocol_asks_for_a_100_unless_the_config_says_otherwise(make_config, tmp_path):
     assert load_config(make_config()).design.require_one_at_100 is False  # off by default
     cfg = load_config(make_config(protocol="encodec_2022"))

@@ -200,3 +200,43 @@ def test_ablations_notebook_on_the_committed_ablation_table(tmp_path, monkeypatc
     text, images = _execute_text(NOTEBOOKS["ablations"], tmp_path)
     assert "Budget — Table 2: start=warm" in text and "ablation_items.csv" in text
     assert images >= 1
+
+
+PROJECT_WEIGHTS = {"weights_source": "project", "weights": "project: /x/encodec_eval_24khz.pt",
+                   "weights_in_words": "NOT Meta's EnCodec: the project's own encodec_eval_24khz, a small model "
+                                       "(16 channels)"}
+
+
+def test_a_relative_run_dir_is_read_from_where_the_user_started(run_folder, tmp_path, monkeypatch):
+    """`ENCODEC_RUN_DIR=runs/<run> jupyter nbconvert --execute notebooks/benchmark.ipynb` from the repository root:
+    the kernel works in notebooks/, the user stood in the root."""
+    kernel_dir = tmp_path / "notebooks"
+    kernel_dir.mkdir()
+    monkeypatch.setenv("PWD", str(tmp_path))
+    monkeypatch.setenv("ENCODEC_RUN_DIR", str(run_folder.relative_to(tmp_path)))
+    monkeypatch.setenv("ENCODEC_N_BOOT", "50")
+    text, _ = _execute_text(NOTEBOOKS["benchmark"], kernel_dir)
+    assert str(run_folder / "rows.csv") in text
+
+
+def test_a_run_that_is_not_there_is_named_by_its_absolute_path(tmp_path, monkeypatch):
+    from encodec_eval.report import bench_run
+    from encodec_eval.report.paper_keys import PaperCompareError
+
+    monkeypatch.setenv("PWD", str(tmp_path))
+    monkeypatch.chdir(tmp_path.parent)
+    with pytest.raises(PaperCompareError, match=f"no run.json at {tmp_path / 'runs' / 'missing'}:"):
+        bench_run.locate_run(tmp_path, "runs/missing")
+
+
+def test_the_benchmark_notebook_keeps_the_weights_and_the_measured_bitrate(run_folder, monkeypatch):
+    info = json.loads((run_folder / "run.json").read_text())
+    info["codecs"] = {spec: PROJECT_WEIGHTS for spec in info["codec_specs"] if spec.startswith("encodec")}
+    (run_folder / "run.json").write_text(json.dumps(info))
+    monkeypatch.setenv("ENCODEC_RUN_DIR", str(run_folder))
+    monkeypatch.delenv("ENCODEC_MUSHRA_RATINGS", raising=False)
+    monkeypatch.setenv("ENCODEC_N_BOOT", "50")
+    text, _ = _execute_text(NOTEBOOKS["benchmark"], run_folder)
+    assert "encodec:24khz (project's own, not Meta's weights)" in text  # tables and legends: the weights in words
+    assert "encodec:24khz@6: NOT Meta's EnCodec: the project's own encodec_eval_24khz" in text  # caveats
+    assert "Different models: the paper's numbers are Meta's EnCodec (32 channels), ours are not" in text
