@@ -11,8 +11,9 @@ setup:
 bench: setup
 	.venv/bin/encodec-bench
 
+# One pytest worker per core (pytest-xdist); a module's tests stay in one worker, so module fixtures run once.
 test: setup
-	.venv/bin/python -m pytest -q
+	.venv/bin/python -m pytest -q -n auto --dist loadfile
 
 lint: setup
 	.venv/bin/ruff check .

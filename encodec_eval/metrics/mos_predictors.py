@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from codec.audio import convert
-from encodec_eval.metrics.base import Metric, Score, is_speech, package_version, register
+from encodec_eval.metrics.base import Metric, Score, is_speech, package_version, register, unfit_input
 
 SAMPLE_RATE = 16000
 PACKAGE = "speechmos"
@@ -108,11 +108,16 @@ class MosPredictor(Metric):
         self.silence_subject = "the reference" if on_reference else "the decoded audio"
 
     def measure(self, reference: np.ndarray, reference_sr: int, degraded: np.ndarray, degraded_sr: int,
-                category: str = "") -> Score:
+                category: str = "", known_delay_seconds: float = 0.0) -> Score:
         """Score one signal (the decoded one, or the reference): mono, 16 kHz, clipped to +-1 (``score`` sees it as
-        both of its arguments)."""
+        both of its arguments). A pair that no metric may score (a truncated, padded or out-of-range output, see
+        ``unfit_input``) is NaN here too, the reference's column included, so that a row never shows a drop
+        against an output that was not judged."""
         if not is_speech(category):
             return Score(float("nan"), f"speech quality predictor, item category is {category!r}")
+        unfit = unfit_input(reference, reference_sr, degraded, degraded_sr, known_delay_seconds)
+        if unfit is not None:
+            return Score(float("nan"), unfit)
         signal, rate = (reference, reference_sr) if self.on_reference else (degraded, degraded_sr)
         mono = np.ascontiguousarray(convert(signal, rate, SAMPLE_RATE, 1).reshape(-1), dtype=np.float32)
         if mono.size / SAMPLE_RATE < self.min_seconds:
