@@ -93,7 +93,10 @@ VARIANTS = (
 
 def config_of(variant: Variant) -> TrainConfig:
     base = TrainConfig.from_yaml(SHIPPED_CONFIG)
-    return TrainConfig.from_dict({**base.to_dict(), "adversary_start_step": 0, **variant.settings})
+    # the adversary in full from the first step: no discriminator warm-up (the shipped config's adversarial phase
+    # starts with one, in which the generator has no adversarial losses yet)
+    return TrainConfig.from_dict({**base.to_dict(), "adversary_start_step": 0, "adversary_warmup_steps": 0,
+                                  **variant.settings})
 
 
 def trainer_of(variant: Variant, batch: torch.Tensor, out: Path) -> Trainer:
