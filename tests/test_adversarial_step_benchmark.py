@@ -13,10 +13,12 @@ from tests.train.conftest import tiny
 
 def test_every_variant_runs_and_levers_keep_the_losses(tmp_path, monkeypatch):
     config = tmp_path / "tiny.yaml"
-    # a discriminator warm-up in the config, as the shipped one has: the benchmark must time the full adversarial
-    # step all the same (it once timed the warm-up's discriminator-only steps)
+    # levers in the config, as the shipped one has them (a discriminator warm-up, fewer filters, bfloat16): each
+    # variant must time what it names all the same (the benchmark once timed the shipped phase's warm-up steps
+    # under every name)
     config.write_text(yaml.safe_dump(tiny(adversaries=["msstft"], adversary_options={"msstft": {"filters": 4}},
-                                          adversary_start_step=5, adversary_warmup_steps=400)))
+                                          adversary_start_step=5, adversary_warmup_steps=400,
+                                          precision="bf16-adversary")))
     monkeypatch.setattr(adversarial_step, "SHIPPED_CONFIG", config)
     chosen = [v.name for v in adversarial_step.VARIANTS if not v.settings.get("compile_feature_loss")]
     adversarial_step.main(["--repeats", "1", "--out", str(tmp_path), "--variants", *chosen])
@@ -27,6 +29,8 @@ def test_every_variant_runs_and_levers_keep_the_losses(tmp_path, monkeypatch):
     assert all(float(r["cpu_s_step"]) > 0 and float(r["wall_s_step"]) > 0 for r in rows.values())
     assert rows["msstft"]["adversary"] == "msstft" and rows["reconstruction"]["adversary"] == "none"
     assert float(rows["msstft"]["profile_s_adversarial_losses"]) > 0  # the generator met the adversary
+    assert (rows["msstft"]["precision"], rows["msstft"]["adversary_filters"]) == ("fp32", "32")
+    assert rows["msstft16_bf16_adversary"]["adversary_filters"] == "16"
     assert float(rows["msstft_bf16_adversary"]["max_rel_loss_diff"]) > 0  # bfloat16 touched the losses it judges
     for row in rows.values():
         if row["kind"] == "speed lever" and row["adversary"] == "msstft":
