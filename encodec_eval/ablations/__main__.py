@@ -86,7 +86,9 @@ def write_results(protocol: Protocol, items: pd.DataFrame, results: Path) -> Non
     findings.arm_table(items, metrics).to_csv(results / "ablations.csv", index=False)
     pairs = {table.id: list(table.pairs) for table in protocol.tables}
     findings.paired_comparisons(items, metrics, pairs).to_csv(results / "ablation_pairs.csv", index=False)
-    cpu_hours = items.drop_duplicates(["table", "arm", "seed"])["train_cpu_seconds"].sum() / 3600
+    runs = items.drop_duplicates(["table", "arm", "seed"])
+    cpu_hours = runs["train_cpu_seconds"].sum() / 3600  # NaN (a session killed before it wrote its time) left out
+    unrecorded = [f"{r.table}/{r.arm}/seed{r.seed}" for r in runs.itertuples() if pd.isna(r.train_cpu_seconds)]
     info = {"protocol": _shown(protocol.path), "protocol_text": protocol.path.read_text(),
             "base_configs": {t.id: _shown(t.base_config) if t.base_config else "TrainConfig defaults"
                              for t in protocol.tables},
@@ -97,6 +99,7 @@ def write_results(protocol: Protocol, items: pd.DataFrame, results: Path) -> Non
             "progress": progress(protocol, items),
             "left_out": protocol.left_out,
             "training_cpu_hours": round(float(cpu_hours), 2),
+            "training_cpu_hours_leave_out": unrecorded,  # runs whose time no session recorded: the sum is short
             "git_commit": git_commit(), "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "machine": {"cpu_count": os.cpu_count(), "torch": torch.__version__,
                         "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()]}}
