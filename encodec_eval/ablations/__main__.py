@@ -99,7 +99,7 @@ def write_results(protocol: Protocol, items: pd.DataFrame, results: Path) -> Non
             "progress": progress(protocol, items),
             "left_out": protocol.left_out,
             "training_cpu_hours": round(float(cpu_hours), 2),
-            "training_cpu_hours_leave_out": unrecorded,  # runs whose time no session recorded: the sum is short
+            "training_cpu_hours_unrecorded": unrecorded,  # runs whose time no session recorded: the sum is short
             "git_commit": git_commit(), "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "machine": {"cpu_count": os.cpu_count(), "torch": torch.__version__,
                         "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()]}}

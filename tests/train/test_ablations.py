@@ -167,7 +167,7 @@ def test_a_run_stopped_after_one_arm_leaves_a_table_of_that_arm_and_what_remains
     items = pd.read_csv(results / runner.ITEMS_NAME).assign(train_cpu_seconds=float("nan"))
     runner.write_results(protocol, items, results)
     info = json.loads((results / "ablations.json").read_text())
-    assert info["training_cpu_hours_leave_out"] == ["table2/arm_stft/seed0"]
+    assert info["training_cpu_hours_unrecorded"] == ["table2/arm_stft/seed0"]
 
 
 def test_listening_set_is_accepted_by_mushra_web_create(tiny_protocol, tiny_corpus, tmp_path):
